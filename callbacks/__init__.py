@@ -1,0 +1,9 @@
+"""LiteLLM callbacks of backlog-ops (installed as backlog_ops.callbacks).
+
+In a LiteLLM config:
+
+    litellm_settings:
+      callbacks:
+        - backlog_ops.callbacks.ticket_tagger.ticket_tagger
+        - backlog_ops.callbacks.spend_ledger.spend_ledger
+"""

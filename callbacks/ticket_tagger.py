@@ -1,0 +1,140 @@
+"""TicketTagger: tag every LLM request with the ticket context in force for its session and agent.
+
+Loaded by `litellm --config` through `litellm_settings.callbacks:
+backlog_ops.callbacks.ticket_tagger.ticket_tagger`, or registered in-process with
+`litellm.callbacks = [TicketTagger()]` (SDK use, as CrewAI does).
+
+Tags go where LiteLLM's spend logs read them: `data["metadata"]["tags"]` for /chat/completions,
+`data["litellm_metadata"]["tags"]` for /v1/messages, whose `metadata` is Anthropic's own object.
+The design document set them in `log_pre_api_call`, which never reaches the spend logs.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from litellm.integrations.custom_logger import CustomLogger
+
+from backlog_ops.fields import TAG_PREFIXES, check_field
+from backlog_ops.identity import request_identity
+from backlog_ops.resolver import ContextResolver
+
+__all__ = ["TicketTagger", "ticket_tagger"]
+
+log = logging.getLogger("backlog_ops.tagger")
+
+# Where the session and agent ids travel with the request, for the spend ledger and LiteLLM's UI.
+SPEND_LOG_SESSION = "backlog_session_id"
+SPEND_LOG_AGENT = "backlog_agent_id"
+
+_OUR_PREFIXES = tuple(prefix + ":" for _, prefix in TAG_PREFIXES)
+
+
+class TicketTagger(CustomLogger):
+    """Adds ticket:/gate:/project:/agent:/skill:/component: tags; never fails or blocks a call."""
+
+    def __init__(self, resolver: ContextResolver | None = None) -> None:
+        super().__init__()
+        self._resolver = resolver
+        self._warned: set[str] = set()
+
+    @property
+    def resolver(self) -> ContextResolver:
+        # Built on first use, not at import: the proxy imports this module before BACKLOG_HOME
+        # may be final, and imports must stay free of side effects.
+        if self._resolver is None:
+            self._resolver = ContextResolver(warn=self._warn)
+        return self._resolver
+
+    # -- proxy: every route, before routing ----------------------------------------------------
+
+    async def async_pre_call_hook(self, user_api_key_dict: Any, cache: Any, data: dict, call_type: str) -> dict:
+        try:
+            self.tag_request(data)
+        except Exception as exc:  # noqa: BLE001 - tagging must never break the user's call
+            self._warn(f"tagging skipped, call goes on untagged: {type(exc).__name__}: {exc}")
+        return data
+
+    # -- SDK mode: litellm.acompletion in-process (no proxy pre-call hook runs) ----------------
+
+    async def async_pre_call_deployment_hook(self, kwargs: dict, call_type: Any) -> dict:
+        try:
+            if not kwargs.get("proxy_server_request"):  # the proxy hook already tagged proxied calls
+                self.tag_request(kwargs)
+        except Exception as exc:  # noqa: BLE001
+            self._warn(f"tagging skipped, call goes on untagged: {type(exc).__name__}: {exc}")
+        return kwargs
+
+    # -- the work ------------------------------------------------------------------------------
+
+    def tag_request(self, data: dict) -> None:
+        """Add the context's tags to a request body as LiteLLM passes it to hooks (in place)."""
+        meta_key = "litellm_metadata" if _is_anthropic_messages(data) else "metadata"
+        meta = data.get(meta_key)
+        if not isinstance(meta, dict):
+            meta = {}
+            data[meta_key] = meta
+        headers = (data.get("proxy_server_request") or {}).get("headers") or {}
+        anthropic_meta = data.get("metadata") if meta_key == "litellm_metadata" else None
+        user_id = anthropic_meta.get("user_id") if isinstance(anthropic_meta, dict) else None
+        session_id, agent_id = request_identity(headers, user_id)
+
+        resolved = self.resolver.resolve(session_id, agent_id)
+        ours = list(resolved.tags) if resolved is not None else []
+        component = meta.get("component") or (data.get("metadata") or {}).get("component")
+        if component and not any(t.startswith("component:") for t in ours):
+            try:
+                ours.append(f"component:{check_field('component', component)}")
+            except ValueError:
+                pass
+
+        if ours:
+            existing = meta.get("tags")
+            tags = list(existing) if isinstance(existing, list) else []
+            taken = _caller_prefixes(data, headers, tags)
+            for tag in ours:
+                prefix = tag.split(":", 1)[0] + ":"
+                if tag not in tags and prefix not in taken:
+                    tags.append(tag)
+            meta["tags"] = tags
+
+        if session_id or agent_id:
+            spend_meta = meta.get("spend_logs_metadata")
+            spend_meta = dict(spend_meta) if isinstance(spend_meta, dict) else {}
+            if session_id:
+                spend_meta[SPEND_LOG_SESSION] = session_id
+            if agent_id:
+                spend_meta[SPEND_LOG_AGENT] = agent_id
+            meta["spend_logs_metadata"] = spend_meta
+
+    def _warn(self, message: str) -> None:
+        if message not in self._warned:
+            if len(self._warned) > 1000:
+                self._warned.clear()
+            self._warned.add(message)
+            log.warning("backlog-ops: %s", message)
+
+
+def _is_anthropic_messages(data: dict) -> bool:
+    # /v1/messages: LiteLLM keeps its own metadata apart from Anthropic's `metadata`.
+    if "litellm_metadata" in data:
+        return True
+    request = data.get("proxy_server_request") or {}
+    url = str(request.get("url") or "")
+    return url.rstrip("/").endswith("/messages")
+
+
+def _caller_prefixes(data: dict, headers: dict, tags: list) -> set[str]:
+    """Context prefixes the caller set itself (its explicit ticket:… beats the stored context)."""
+    caller = [t for t in tags if isinstance(t, str)]
+    body_tags = data.get("tags")
+    if isinstance(body_tags, list):
+        caller += [t for t in body_tags if isinstance(t, str)]
+    for name, value in headers.items():
+        if str(name).lower() == "x-litellm-tags" and isinstance(value, str):
+            caller += [t.strip() for t in value.split(",")]
+    return {t.split(":", 1)[0] + ":" for t in caller if t.startswith(_OUR_PREFIXES)}
+
+
+ticket_tagger = TicketTagger()

@@ -1,0 +1,263 @@
+"""The `backlog-ops` command.
+
+Sub-commands import what they need when they run, so `backlog-ops context …` starts fast and a
+broken optional dependency breaks only the command that uses it.
+"""
+
+from __future__ import annotations
+
+import sys
+
+__all__ = ["main"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    import argparse
+
+    from .errors import BacklogOpsError
+
+    parser = _parser(argparse)
+    args = parser.parse_args(argv)
+    if not getattr(args, "run", None):
+        parser.print_help()
+        return 2
+    try:
+        return args.run(args) or 0
+    except BacklogOpsError as exc:
+        print(f"backlog-ops: error: {exc}", file=sys.stderr)
+        return 2 if isinstance(exc, ValueError) else 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser(argparse):
+    from . import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="backlog-ops",
+        description="Attribute LLM spend to tickets, gates, projects, agents and skills through a LiteLLM proxy.",
+    )
+    parser.add_argument("--version", action="version", version=f"backlog-ops {__version__}")
+    sub = parser.add_subparsers(metavar="COMMAND")
+
+    ctx = sub.add_parser("context", help="set, clear or show the active ticket context")
+    ctx_sub = ctx.add_subparsers(metavar="ACTION")
+
+    p = ctx_sub.add_parser("set", help="set the context for the global, session or agent scope")
+    p.add_argument("ticket", metavar="TICKET", help="ticket id such as FEAT-001 ('' for work on no ticket)")
+    p.add_argument("gate", metavar="GATE", help="gate or phase, e.g. plan, implement, review")
+    p.add_argument("agent", metavar="AGENT", help="agent type, e.g. backend, reviewer")
+    p.add_argument("--skill")
+    p.add_argument("--project", help="default: project.name in ./backlog.config.json, else this directory's name")
+    p.add_argument("--component")
+    _scope_args(p)
+    p.add_argument("--ttl", type=_positive_int, metavar="SECONDS", help="expire after this long (default 8 h)")
+    p.add_argument("--json", action="store_true", help="print the stored context as JSON")
+    p.set_defaults(run=_context_set)
+
+    p = ctx_sub.add_parser("clear", help="clear the context of a scope")
+    _scope_args(p)
+    p.add_argument("--all-agents", action="store_true", help="with --session: also clear every agent of the session")
+    p.set_defaults(run=_context_clear)
+
+    p = ctx_sub.add_parser("show", help="show the context in force for a scope")
+    _scope_args(p)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=_context_show)
+
+    p = ctx_sub.add_parser("history", help="print the history of sets and clears")
+    p.add_argument("--since", type=_since, metavar="DATE", help="YYYY-MM-DD, an ISO time, or 24h / 7d")
+    p.set_defaults(run=_context_history)
+
+    p = ctx_sub.add_parser("shell-helper", help="print the path of the sourceable shell helper")
+    p.set_defaults(run=_context_shell_helper)
+
+    p = sub.add_parser("spend", help="what tickets have cost, from the ledger")
+    p.add_argument("ticket", metavar="TICKET", nargs="?", help="one ticket; '-' for calls made with no ticket")
+    from .ledger.sqlite import GROUPS
+
+    p.add_argument("--by", choices=sorted(GROUPS), default="gate", help="breakdown for one ticket (default: gate)")
+    p.add_argument("--project")
+    p.add_argument("--since", type=_since, metavar="DATE", help="YYYY-MM-DD, an ISO time, or 24h / 7d")
+    fmt = p.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true")
+    fmt.add_argument("--csv", action="store_true")
+    p.set_defaults(run=_spend)
+
+    p = sub.add_parser("proxy", help="run the LiteLLM proxy with the backlog-ops callbacks")
+    p.add_argument("--config", help="LiteLLM config (default: the shipped offline development config)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=4000)
+    p.set_defaults(run=_proxy)
+
+    p = sub.add_parser("demo", help="run a scripted two-ticket scenario through a local proxy and print spend")
+    p.add_argument("--port", type=int, default=0, help="proxy port (default: a free one)")
+    p.add_argument("--keep-home", action="store_true", help="keep the demo's temporary BACKLOG_HOME")
+    p.set_defaults(run=_demo)
+    return parser
+
+
+def _scope_args(p) -> None:
+    p.add_argument("--session", metavar="ID", help="Claude Code session id (x-claude-code-session-id)")
+    p.add_argument("--agent-id", metavar="ID", help="agent id within the session (x-claude-code-agent-id)")
+
+
+def _positive_int(text: str) -> int:
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be positive")
+    return value
+
+
+def _since(text: str) -> str:
+    import argparse
+
+    from .timeparse import parse_since
+
+    try:
+        return parse_since(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+# -- context ---------------------------------------------------------------------------------
+
+
+def _scope(args):
+    from .contextfile import Scope
+
+    return Scope(args.session or None, args.agent_id or None)
+
+
+def _context_set(args) -> int:
+    import json
+    from pathlib import Path
+
+    from .project import default_project
+    from .store import ContextStore
+
+    scope = _scope(args)
+    project = args.project or default_project()
+    fields = {
+        "ticket_id": args.ticket,
+        "gate": args.gate,
+        "agent_type": args.agent,
+        "project": project,
+        "skill": args.skill,
+        "component": args.component,
+    }
+    change = ContextStore().set(fields, scope, ttl=args.ttl, project_dir=Path.cwd())
+    _print_warnings(change.warnings)
+    if args.json:
+        print(json.dumps({**scope.as_dict(), "context": change.new}, indent=2))
+    else:
+        print(f"set ({scope.describe()}): {_describe(change.new)}")
+    return 0
+
+
+def _context_clear(args) -> int:
+    from pathlib import Path
+
+    from .store import ContextStore
+
+    scope = _scope(args)
+    store = ContextStore()
+    if args.all_agents:
+        if scope.kind != "session":
+            from .errors import InvalidContext
+
+            raise InvalidContext("--all-agents needs --session (and no --agent-id)")
+        changes = store.clear_session(scope.session_id, project_dir=Path.cwd())
+    else:
+        changes = [store.clear(scope, project_dir=Path.cwd())]
+    for change in changes:
+        _print_warnings(change.warnings)
+        state = f"was {_describe(change.old)}" if change.old else "nothing was set"
+        print(f"cleared ({change.scope.describe()}): {state}")
+    return 0
+
+
+def _context_show(args) -> int:
+    import json
+
+    from .resolver import ContextResolver
+
+    scope = _scope(args)
+    resolver = ContextResolver(warn=lambda m: print(f"backlog-ops: warning: {m}", file=sys.stderr))
+    found = resolver.resolve(scope.session_id, scope.agent_id)
+    if args.json:
+        out = {**found.scope.as_dict(), "context": found.context} if found else {**scope.as_dict(), "context": None}
+        print(json.dumps(out, indent=2))
+    elif found is None:
+        print(f"no context in force for {scope.describe()}")
+    else:
+        print(_describe(found.context))
+        print(f"from: {found.scope.describe()}   expires: {found.context['expires_at']}")
+        print(f"tags: {' '.join(found.tags)}")
+    return 0
+
+
+def _context_history(args) -> int:
+    import json
+
+    from .store import ContextStore
+    from .timeparse import iso_to_epoch
+
+    since = iso_to_epoch(args.since) if args.since else None
+    for entry in ContextStore().history(since=since):
+        print(json.dumps(entry, separators=(",", ":")))
+    return 0
+
+
+def _context_shell_helper(args) -> int:
+    from pathlib import Path
+
+    print(Path(__file__).with_name("shell") / "context.sh")
+    return 0
+
+
+def _describe(ctx: dict | None) -> str:
+    if not ctx:
+        return "(none)"
+    from .fields import context_tags
+
+    return "  ".join(context_tags(ctx)) or "(empty)"
+
+
+def _print_warnings(warnings: list[str]) -> None:
+    for w in warnings:
+        print(f"backlog-ops: warning: {w}", file=sys.stderr)
+
+
+# -- spend -----------------------------------------------------------------------------------
+
+
+def _spend(args) -> int:
+    from .spend import print_spend
+
+    return print_spend(args)
+
+
+# -- proxy and demo --------------------------------------------------------------------------
+
+
+def _proxy(args) -> int:
+    from .proxy import run_proxy
+
+    return run_proxy(config=args.config, host=args.host, port=args.port)
+
+
+def _demo(args) -> int:
+    from .demo import run_demo
+
+    return run_demo(port=args.port, keep_home=args.keep_home)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

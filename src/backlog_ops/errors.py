@@ -1,0 +1,34 @@
+"""Errors backlog-ops reports to its user; each edge (CLI, MCP, hook, callback) translates them."""
+
+__all__ = [
+    "BacklogOpsError",
+    "ConfigError",
+    "ContextFileError",
+    "HomeError",
+    "InvalidContext",
+    "LedgerError",
+]
+
+
+class BacklogOpsError(Exception):
+    """Base class for every error backlog-ops raises on purpose."""
+
+
+class InvalidContext(BacklogOpsError, ValueError):
+    """A context field, session id or agent id is not of an allowed form."""
+
+
+class ContextFileError(BacklogOpsError):
+    """A context file exists but is not a readable, well-formed context."""
+
+
+class HomeError(BacklogOpsError):
+    """The toolkit home (BACKLOG_HOME) cannot be created, locked or written."""
+
+
+class LedgerError(BacklogOpsError):
+    """The spend ledger cannot be opened, migrated, written or queried."""
+
+
+class ConfigError(BacklogOpsError):
+    """A configuration file (backlog.config.json, proxy config) is missing or invalid."""

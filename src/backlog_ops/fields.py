@@ -1,0 +1,102 @@
+"""The rules a context's fields obey, in plain Python.
+
+The pydantic models (`backlog_ops.context`) and the light paths that must not import pydantic
+(Claude Code hooks, the proxy's hot path) both validate through these functions, so the rules
+exist once.
+"""
+
+from __future__ import annotations
+
+import re
+
+from .errors import InvalidContext
+
+__all__ = [
+    "CONTEXT_FIELDS",
+    "MAX_LEN",
+    "TAG_PREFIXES",
+    "check_field",
+    "check_id",
+    "context_tags",
+    "normalize_context_fields",
+    "slugify",
+]
+
+MAX_LEN = 64
+_ID_MAX_LEN = 128
+
+# Ticket ids: FEAT-001, PROJ_12, v2.3-hotfix. Slugs: implement, security-reviewer,
+# backlog-ops:backlog-implementer (plugin skills and agents are namespaced with a colon).
+_TICKET = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+_SLUG = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+_NAMESPACED_SLUG = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
+# Session and agent ids become file names: no separators, no leading dot.
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+_TICKET_RULE = "letters, digits, '-', '_' or '.', starting with a letter or digit, at most 64 characters (e.g. FEAT-001)"
+_SLUG_RULE = "a short slug: letters, digits, '-', '_' or '.', starting with a letter or digit, at most 64 characters (e.g. implement)"
+_NS_SLUG_RULE = "a short slug: letters, digits, '-', '_', '.' or ':', starting with a letter or digit, at most 64 characters (e.g. backlog-implementer)"
+
+# field name -> (pattern, rule text, required)
+_RULES: dict[str, tuple[re.Pattern[str], str, bool]] = {
+    "ticket_id": (_TICKET, _TICKET_RULE, False),
+    "gate": (_SLUG, _SLUG_RULE, True),
+    "agent_type": (_NAMESPACED_SLUG, _NS_SLUG_RULE, True),
+    "project": (_SLUG, _SLUG_RULE, False),
+    "skill": (_NAMESPACED_SLUG, _NS_SLUG_RULE, False),
+    "component": (_SLUG, _SLUG_RULE, False),
+}
+
+CONTEXT_FIELDS = tuple(_RULES)
+
+# Context field -> tag prefix, in the order tags are emitted.
+TAG_PREFIXES = (
+    ("ticket_id", "ticket"),
+    ("gate", "gate"),
+    ("project", "project"),
+    ("agent_type", "agent"),
+    ("skill", "skill"),
+    ("component", "component"),
+)
+
+
+def check_field(name: str, value: object) -> str | None:
+    """Return the field's value, or None for an empty optional field; raise InvalidContext otherwise."""
+    pattern, rule, required = _RULES[name]
+    if value is None or value == "":
+        if required:
+            raise InvalidContext(f"{name} is required: {rule}")
+        return None
+    if not isinstance(value, str):
+        raise InvalidContext(f"{name} must be a string, got {type(value).__name__}: {rule}")
+    if not pattern.fullmatch(value):
+        shown = value if len(value) <= 80 else value[:77] + "..."
+        raise InvalidContext(f"{name} {shown!r} is not allowed: {rule}")
+    return value
+
+
+def check_id(kind: str, value: object) -> str:
+    """Validate a session or agent id (they name files, so the rule is strict)."""
+    if not isinstance(value, str) or not _ID.fullmatch(value):
+        shown = repr(value) if not isinstance(value, str) or len(value) <= 80 else repr(value[:77] + "...")
+        raise InvalidContext(
+            f"{kind} {shown} is not allowed: letters, digits, '-', '_' or '.', "
+            f"starting with a letter or digit, at most {_ID_MAX_LEN} characters"
+        )
+    return value
+
+
+def normalize_context_fields(fields: dict) -> dict:
+    """Validate the six context fields of `fields` and return them (absent optional ones as None)."""
+    return {name: check_field(name, fields.get(name)) for name in CONTEXT_FIELDS}
+
+
+def context_tags(ctx: dict) -> list[str]:
+    """The LiteLLM tags for a context: ticket:…, gate:…, project:…, agent:…, skill:…, component:…"""
+    return [f"{prefix}:{ctx[key]}" for key, prefix in TAG_PREFIXES if ctx.get(key)]
+
+
+def slugify(text: str) -> str:
+    """Turn a free-form name (a directory name) into a valid project slug."""
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-._")[:MAX_LEN].rstrip("-._")
+    return slug or "default"

@@ -1,0 +1,85 @@
+"""Where backlog-ops keeps its state, and how it writes there safely.
+
+One variable, BACKLOG_HOME (default ~/.backlog-toolkit), relocates everything. Files are created
+0600 and directories 0700; whole-file writes go through a temporary file and os.replace, so a
+reader that takes no lock sees either the old file or the new one, never a torn one.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .errors import HomeError
+
+__all__ = [
+    "append_line",
+    "ensure_dir",
+    "global_context_path",
+    "home",
+    "write_atomic",
+]
+
+DEFAULT_HOME = "~/.backlog-toolkit"
+
+
+def home() -> Path:
+    """The toolkit home: $BACKLOG_HOME, else ~/.backlog-toolkit."""
+    return Path(os.environ.get("BACKLOG_HOME") or DEFAULT_HOME).expanduser()
+
+
+def global_context_path() -> Path:
+    """The global context file: $BACKLOG_CONTEXT_FILE (the design's override), else HOME/current-context.json."""
+    override = os.environ.get("BACKLOG_CONTEXT_FILE")
+    return Path(override).expanduser() if override else home() / "current-context.json"
+
+
+def ensure_dir(path: Path) -> Path:
+    """Create `path` (and missing parents) with mode 0700; raise HomeError if that is impossible."""
+    try:
+        os.makedirs(path, mode=0o700, exist_ok=True)
+    except OSError as exc:
+        raise HomeError(f"cannot create directory {path}: {exc.strerror or exc}") from exc
+    if not os.path.isdir(path):
+        raise HomeError(f"{path} exists and is not a directory")
+    return path
+
+
+def write_atomic(path: Path, data: bytes, *, mode: int = 0o600) -> None:
+    """Replace `path` with `data` atomically (temp file in the same directory, fsync, rename)."""
+    directory = path.parent
+    ensure_dir(directory)
+    # A random suffix instead of tempfile: tempfile's import costs the hooks several ms.
+    tmp = directory / f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), mode)
+    except OSError as exc:
+        raise HomeError(f"cannot write in {directory}: {exc.strerror or exc}") from exc
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise HomeError(f"cannot write {path}: {exc.strerror or exc}") from exc
+
+
+def append_line(path: Path, line: str) -> None:
+    """Append one line with a single write(2) on an O_APPEND descriptor (callers hold the lock)."""
+    ensure_dir(path.parent)
+    data = (line.rstrip("\n") + "\n").encode()
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0), 0o600)
+    except OSError as exc:
+        raise HomeError(f"cannot append to {path}: {exc.strerror or exc}") from exc
+    try:
+        os.write(fd, data)
+    except OSError as exc:
+        raise HomeError(f"cannot append to {path}: {exc.strerror or exc}") from exc
+    finally:
+        os.close(fd)

@@ -1,0 +1,60 @@
+"""The ledger's schema as an append-only list of named migrations.
+
+Never edit or reorder a migration that has shipped: add a new one. Each runs once, in order, in
+its own transaction, and is recorded by name. Errors propagate: a migration that fails stops the
+ledger from opening (llm-tracking-learnings.md, insight 2) instead of leaving it half-migrated.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Callable
+
+__all__ = ["MIGRATIONS"]
+
+
+def m001_create_calls(db: sqlite3.Connection) -> None:
+    db.execute(
+        """
+        CREATE TABLE calls (
+            call_id TEXT PRIMARY KEY,
+            started_at TEXT NOT NULL,
+            status TEXT NOT NULL CHECK (status IN ('success', 'failure')),
+            source TEXT NOT NULL DEFAULT 'proxy',
+            session_id TEXT,
+            agent_id TEXT,
+            ticket_id TEXT,
+            gate TEXT,
+            project TEXT,
+            agent_type TEXT,
+            skill TEXT,
+            component TEXT,
+            model TEXT,
+            model_group TEXT,
+            provider TEXT,
+            prompt_tokens INTEGER NOT NULL DEFAULT 0,
+            completion_tokens INTEGER NOT NULL DEFAULT 0,
+            cache_read_tokens INTEGER NOT NULL DEFAULT 0,
+            cache_write_tokens INTEGER NOT NULL DEFAULT 0,
+            cost_usd REAL NOT NULL DEFAULT 0,
+            cache_hit INTEGER NOT NULL DEFAULT 0,
+            saved_cost_usd REAL NOT NULL DEFAULT 0,
+            latency_ms REAL,
+            error_class TEXT,
+            key_alias TEXT,
+            team_id TEXT
+        )
+        """
+    )
+
+
+def m002_index_ticket_and_time(db: sqlite3.Connection) -> None:
+    db.execute("CREATE INDEX calls_ticket_started ON calls (ticket_id, started_at)")
+    db.execute("CREATE INDEX calls_project_started ON calls (project, started_at)")
+    db.execute("CREATE INDEX calls_started ON calls (started_at)")
+
+
+MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
+    ("m001_create_calls", m001_create_calls),
+    ("m002_index_ticket_and_time", m002_index_ticket_and_time),
+]

@@ -1,0 +1,144 @@
+"""Which context applies to a request, cheaply enough to run on every LLM call.
+
+Order: the (session, agent) context, then the session's, then the global one; an expired,
+absent or unreadable file at one scope passes to the next. A file is parsed again only when its
+(inode, mtime, size) changed. File mtimes are coarse (a kernel tick), so a file read within
+_RACY_NS of its mtime could be rewritten within the same tick with the same signature: such a
+read is not trusted and the file is read again next time ("racy git" in git's index has the
+same fix).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Callable, NamedTuple
+
+from .contextfile import MAX_CONTEXT_FILE_BYTES, Scope, parse_context
+from .errors import ContextFileError
+from .fields import context_tags
+from .store import ContextStore
+
+__all__ = ["ContextResolver", "Resolved"]
+
+_RACY_NS = 100_000_000  # 100 ms: several kernel ticks on any configuration
+
+
+class Resolved(NamedTuple):
+    """The context in force for a request, the scope it came from and its tags."""
+
+    scope: Scope
+    context: dict
+    tags: tuple[str, ...]
+
+
+class _Entry(NamedTuple):
+    signature: tuple[int, int, int]
+    trusted: bool
+    parsed: tuple[dict, float, tuple[str, ...]] | None  # (context, expires_epoch, tags)
+
+
+class ContextResolver:
+    """Resolve contexts for requests, caching parsed files between calls.
+
+    `warn` receives one message per distinct bad file version (not one per request).
+    """
+
+    def __init__(self, store: ContextStore | None = None, warn: Callable[[str], None] | None = None) -> None:
+        self.store = store if store is not None else ContextStore()
+        self._warn = warn
+        self._cache: dict[Path, _Entry] = {}
+        self._chains: dict[tuple[str | None, str | None], tuple[tuple[Scope, Path], ...]] = {}
+        self._warned: set[tuple[Path, tuple[int, int, int]]] = set()
+        self._lock = threading.Lock()
+
+    def resolve(self, session_id: str | None = None, agent_id: str | None = None) -> Resolved | None:
+        """The context in force for (session, agent); ids that are not valid ids are ignored."""
+        chain = self._chains.get((session_id, agent_id))
+        if chain is None:
+            chain = self._chain(session_id, agent_id)
+        now = time.time()
+        for scope, path in chain:
+            found = self._lookup(scope, path, now)
+            if found is not None:
+                return found
+        return None
+
+    def _chain(self, session_id: str | None, agent_id: str | None) -> tuple[tuple[Scope, Path], ...]:
+        scopes = [Scope()]
+        session = _valid_scope(session_id, None)
+        if session is not None:
+            scopes.insert(0, session)
+            agent = _valid_scope(session_id, agent_id) if agent_id else None
+            if agent is not None:
+                scopes.insert(0, agent)
+        chain = tuple((scope, self.store.path(scope)) for scope in scopes)
+        with self._lock:
+            if len(self._chains) > 4096:
+                self._chains.clear()
+            self._chains[(session_id, agent_id)] = chain
+        return chain
+
+    def _lookup(self, scope: Scope, path: Path, now: float) -> Resolved | None:
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            self._warn_once(path, (0, 0, 0), f"cannot read context file {path}: {exc.strerror or exc}")
+            return None
+        signature = (st.st_ino, st.st_mtime_ns, st.st_size)
+        entry = self._cache.get(path)
+        if entry is None or entry.signature != signature or not entry.trusted:
+            entry = self._load(path, signature, st.st_mtime)
+        if entry.parsed is None:
+            return None
+        context, expires, tags = entry.parsed
+        if expires <= now:
+            return None
+        return Resolved(scope, context, tags)
+
+    def _load(self, path: Path, signature: tuple[int, int, int], mtime: float) -> _Entry:
+        read_started = time.time_ns()
+        parsed = None
+        try:
+            with open(path, "rb") as fh:
+                raw = fh.read(MAX_CONTEXT_FILE_BYTES + 1)
+            result = parse_context(raw, path=path, mtime=mtime)
+            if result is not None:
+                context, expires = result
+                parsed = (context, expires, tuple(context_tags(context)))
+        except FileNotFoundError:
+            pass  # cleared between stat and open
+        except OSError as exc:
+            self._warn_once(path, signature, f"cannot read context file {path}: {exc.strerror or exc}")
+        except ContextFileError as exc:
+            self._warn_once(path, signature, f"ignoring context file: {exc}")
+        entry = _Entry(signature, signature[1] < read_started - _RACY_NS, parsed)
+        with self._lock:
+            self._cache[path] = entry
+            if len(self._cache) > 4096:  # sessions come and go; keep the cache bounded
+                self._cache.clear()
+        return entry
+
+    def _warn_once(self, path: Path, signature: tuple[int, int, int], message: str) -> None:
+        key = (path, signature)
+        with self._lock:
+            if key in self._warned:
+                return
+            if len(self._warned) > 4096:
+                self._warned.clear()
+            self._warned.add(key)
+        if self._warn is not None:
+            self._warn(message)
+
+
+def _valid_scope(session_id: str | None, agent_id: str | None) -> Scope | None:
+    if not session_id:
+        return None
+    try:
+        return Scope(session_id, agent_id)
+    except ValueError:
+        return None
