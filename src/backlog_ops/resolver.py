@@ -37,7 +37,8 @@ class Resolved(NamedTuple):
 class _Entry(NamedTuple):
     signature: tuple[int, int, int]
     trusted: bool
-    parsed: tuple[dict, float, tuple[str, ...]] | None  # (context, expires_epoch, tags)
+    resolved: Resolved | None
+    expires: float
 
 
 class ContextResolver:
@@ -50,6 +51,7 @@ class ContextResolver:
         self.store = store if store is not None else ContextStore()
         self._warn = warn
         self._cache: dict[Path, _Entry] = {}
+        self._absent: set[Path] = set()
         self._chains: dict[tuple[str | None, str | None], tuple[tuple[Scope, Path], ...]] = {}
         self._warned: set[tuple[Path, tuple[int, int, int]]] = set()
         self._lock = threading.Lock()
@@ -82,9 +84,19 @@ class ContextResolver:
         return chain
 
     def _lookup(self, scope: Scope, path: Path, now: float) -> Resolved | None:
+        # A scope with no file usually stays that way (most requests have no agent context):
+        # access(2) answers "still absent" without the cost of raising FileNotFoundError.
+        if path in self._absent:
+            if not os.access(path, os.F_OK):
+                return None
+            self._absent.discard(path)
         try:
             st = os.stat(path)
         except FileNotFoundError:
+            with self._lock:
+                if len(self._absent) > 4096:
+                    self._absent.clear()
+                self._absent.add(path)
             return None
         except OSError as exc:
             self._warn_once(path, (0, 0, 0), f"cannot read context file {path}: {exc.strerror or exc}")
@@ -92,31 +104,26 @@ class ContextResolver:
         signature = (st.st_ino, st.st_mtime_ns, st.st_size)
         entry = self._cache.get(path)
         if entry is None or entry.signature != signature or not entry.trusted:
-            entry = self._load(path, signature, st.st_mtime)
-        if entry.parsed is None:
-            return None
-        context, expires, tags = entry.parsed
-        if expires <= now:
-            return None
-        return Resolved(scope, context, tags)
+            entry = self._load(scope, path, signature, st.st_mtime)
+        return entry.resolved if entry.expires > now else None
 
-    def _load(self, path: Path, signature: tuple[int, int, int], mtime: float) -> _Entry:
+    def _load(self, scope: Scope, path: Path, signature: tuple[int, int, int], mtime: float) -> _Entry:
         read_started = time.time_ns()
-        parsed = None
+        resolved, expires = None, 0.0
         try:
             with open(path, "rb") as fh:
                 raw = fh.read(MAX_CONTEXT_FILE_BYTES + 1)
             result = parse_context(raw, path=path, mtime=mtime)
             if result is not None:
                 context, expires = result
-                parsed = (context, expires, tuple(context_tags(context)))
+                resolved = Resolved(scope, context, tuple(context_tags(context)))
         except FileNotFoundError:
             pass  # cleared between stat and open
         except OSError as exc:
             self._warn_once(path, signature, f"cannot read context file {path}: {exc.strerror or exc}")
         except ContextFileError as exc:
             self._warn_once(path, signature, f"ignoring context file: {exc}")
-        entry = _Entry(signature, signature[1] < read_started - _RACY_NS, parsed)
+        entry = _Entry(signature, signature[1] < read_started - _RACY_NS, resolved, expires)
         with self._lock:
             self._cache[path] = entry
             if len(self._cache) > 4096:  # sessions come and go; keep the cache bounded
