@@ -28,6 +28,7 @@ __all__ = ["SpendLedger", "record_from_logging_object", "spend_ledger"]
 log = logging.getLogger("backlog_ops.ledger")
 
 _PREFIX_TO_FIELD = {prefix: key for key, prefix in TAG_PREFIXES}
+HEALTH_CHECK_TAG = "litellm-internal-health-check"
 
 
 class SpendLedger(CustomLogger):
@@ -63,6 +64,8 @@ class SpendLedger(CustomLogger):
             slo = kwargs.get("standard_logging_object")
             if not isinstance(slo, dict):
                 return  # LiteLLM builds it for every completed call; without it there is nothing to record
+            if HEALTH_CHECK_TAG in (slo.get("request_tags") or ()):
+                return  # the proxy probing its deployments (GET /health), not anybody's work
             self.writer.submit(record_from_logging_object(slo, status=status, source=self._source))
         except Exception as exc:  # noqa: BLE001 - the ledger must never break the user's call
             now = time.monotonic()
@@ -97,7 +100,8 @@ def record_from_logging_object(slo: dict, *, status: str, source: str = "proxy")
     ended = _float(slo.get("endTime"))
     error = slo.get("error_information") or {}
     return CallRecord(
-        call_id=str(slo.get("id") or slo.get("litellm_call_id") or f"unknown-{time.time_ns()}"),
+        # litellm_call_id is the x-litellm-call-id a client sees; `id` is the provider's response id.
+        call_id=str(slo.get("litellm_call_id") or slo.get("id") or f"unknown-{time.time_ns()}"),
         started_at=format_time(started),
         status=status,
         source=source,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import signal
 import sys
 from importlib import resources
 from pathlib import Path
@@ -63,13 +64,17 @@ def run_proxy(*, config: str | None, host: str, port: int) -> int:
     if config is None:
         from .mock_upstream import MockUpstream
 
-        mock = MockUpstream(estimate_usage=True).start()
-        os.environ[MOCK_BASE_ENV] = mock.base_url
+        mock = MockUpstream(estimate_usage=True)
+        os.environ[MOCK_BASE_ENV] = mock.start()
 
     print(f"backlog-ops: LiteLLM proxy on http://{host}:{port} with config {config_path}", file=sys.stderr)
     print(f"backlog-ops: master key from {key_source} (use it as the API key; it is not printed)", file=sys.stderr)
     print(f"backlog-ops: ledger {home() / 'ledger.db'}", file=sys.stderr)
     from litellm.proxy.proxy_cli import run_server
+
+    # uvicorn shuts down gracefully on SIGTERM, then re-raises the signal to the handler it found:
+    # with the default one the process dies before atexit, and the ledger's last rows with it.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
 
     try:
         run_server.main(
@@ -80,3 +85,7 @@ def run_proxy(*, config: str | None, host: str, port: int) -> int:
         if mock is not None:
             mock.stop()
     return 0
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(0)

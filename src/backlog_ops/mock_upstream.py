@@ -1,33 +1,42 @@
-"""A fake LLM provider for tests: OpenAI chat completions and Anthropic messages.
+"""A local mock LLM provider: OpenAI chat completions and Anthropic messages, on 127.0.0.1.
+
+Two users: the test suite (fixed, KNOWN usage per reply, scriptable failures) and the offline
+development proxy of `backlog-ops proxy` (``estimate_usage=True``: usage in proportion to the
+request, so LiteLLM prices calls at the real models' list prices).
 
 LiteLLM deployments point at it with ``api_base``:
 
     openai/<model>     api_base: <base_url>/v1   (``<base_url>`` works too: both paths are served)
     anthropic/<model>  api_base: <base_url>      (LiteLLM appends ``/v1/messages`` itself)
 
-Every reply carries a fixed text and KNOWN usage, so tests can assert exact token counts and
-costs. Every request is recorded, so tests can check what LiteLLM forwarded. Replies can be
+Not served: OpenAI's ``/v1/responses``. LiteLLM sends ``/v1/messages`` requests for ``openai/``
+deployments there unless ``litellm_settings: {use_chat_completions_url_for_anthropic_messages:
+true}``; set that when a Claude-style request may land on (or fall back to) an OpenAI deployment.
+
+By default every reply carries a fixed text and KNOWN usage, so tests can assert exact token
+counts and costs. Every request is recorded, so tests can check what LiteLLM forwarded. Replies can be
 scripted per model (errors, rate limits, context-window overflows) to exercise fallbacks.
 
 Only the standard library is used, so a test or a standalone run costs no extra install:
 
-    with FakeUpstream(prompt_tokens=1000, completion_tokens=200) as up:
+    with MockUpstream(prompt_tokens=1000, completion_tokens=200) as up:
         up.script(Reply.server_error(), model="gpt-4o-mini", times=2)
         ...  # point LiteLLM at up.base_url
         assert up.requests[0].path == "/v1/chat/completions"
 
-    python tests/fake_upstream.py --port 8999
+    python -m backlog_ops.mock_upstream --port 8999
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import signal
 import threading
 import time
 import uuid
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -68,11 +77,11 @@ class Reply:
 
     @classmethod
     def server_error(cls, status: int = 500) -> Reply:
-        return cls(status=status, kind="server_error", message="fake upstream: internal error")
+        return cls(status=status, kind="server_error", message="mock upstream: internal error")
 
     @classmethod
     def rate_limited(cls) -> Reply:
-        return cls(status=429, kind="rate_limit", message="fake upstream: rate limit reached")
+        return cls(status=429, kind="rate_limit", message="mock upstream: rate limit reached")
 
     @classmethod
     def context_window_exceeded(cls) -> Reply:
@@ -88,18 +97,20 @@ class RecordedRequest:
     at: float = field(default_factory=time.time)
 
 
-class FakeUpstream:
+class MockUpstream:
     """Threaded HTTP server on 127.0.0.1 that plays an LLM provider; a context manager."""
 
     def __init__(
         self,
         port: int = 0,
-        text: str = "Hello from the fake upstream.",
+        text: str = "Hello from the mock upstream.",
         prompt_tokens: int = 1000,
         completion_tokens: int = 200,
         cache_read_tokens: int = 0,
         cache_creation_tokens: int = 0,
         verbose: bool = False,
+        estimate_usage: bool = False,
+        keep_requests: int = 10_000,
     ) -> None:
         self.defaults = Reply(
             text=text,
@@ -109,9 +120,11 @@ class FakeUpstream:
             cache_creation_tokens=cache_creation_tokens,
         )
         self.verbose = verbose
+        self.estimate_usage = estimate_usage
         self._port = port
         self._lock = threading.Lock()
-        self._requests: list[RecordedRequest] = []
+        # Bounded: the development proxy's mock runs for hours.
+        self._requests: deque[RecordedRequest] = deque(maxlen=keep_requests)
         # Key None holds replies for any model; a model's own queue is served first.
         self._scripts: dict[str | None, deque[Reply]] = {}
         self._server: ThreadingHTTPServer | None = None
@@ -127,7 +140,7 @@ class FakeUpstream:
         # keep stop() (or interpreter exit) waiting.
         self._server.daemon_threads = True
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name="fake-upstream", daemon=True
+            target=self._server.serve_forever, name="mock-upstream", daemon=True
         )
         self._thread.start()
         return self.base_url
@@ -139,7 +152,7 @@ class FakeUpstream:
             self._thread.join()
             self._server = None
 
-    def __enter__(self) -> FakeUpstream:
+    def __enter__(self) -> MockUpstream:
         self.start()
         return self
 
@@ -149,7 +162,7 @@ class FakeUpstream:
     @property
     def port(self) -> int:
         if self._server is None:
-            raise RuntimeError("FakeUpstream is not started")
+            raise RuntimeError("MockUpstream is not started")
         return self._server.server_address[1]
 
     @property
@@ -185,21 +198,32 @@ class FakeUpstream:
             return list(self._requests)
 
     def clear(self) -> None:
+        """Forget recorded requests and pending scripted replies."""
         with self._lock:
             self._requests.clear()
             self._scripts.clear()
 
-    def resolve(self, reply: Reply) -> Reply:
-        """Fill a reply's unset fields from the server's defaults."""
-        filled = {
-            name: getattr(self.defaults, name) if getattr(reply, name) is None else getattr(reply, name)
-            for name in ("text", "prompt_tokens", "completion_tokens", "cache_read_tokens", "cache_creation_tokens")
+    def resolve(self, reply: Reply, body: dict | None = None) -> Reply:
+        """Fill a reply's unset fields from the request (estimate_usage) or the server's defaults."""
+        if self.estimate_usage and body is not None:
+            prompt = estimate_tokens(body)
+            reply = replace(
+                reply,
+                prompt_tokens=reply.prompt_tokens if reply.prompt_tokens is not None else prompt,
+                completion_tokens=(
+                    reply.completion_tokens if reply.completion_tokens is not None else min(2000, max(40, prompt // 6))
+                ),
+            )
+        unset = {
+            f.name: getattr(self.defaults, f.name)
+            for f in fields(reply)
+            if getattr(reply, f.name) is None
         }
-        return Reply(status=reply.status, kind=reply.kind, message=reply.message, **filled)
+        return replace(reply, **unset)
 
 
 class _Handler(BaseHTTPRequestHandler):
-    upstream: FakeUpstream  # set on the per-server subclass
+    upstream: MockUpstream  # set on the per-server subclass
     # HTTP/1.1 so LiteLLM's pooled client can reuse connections; every non-stream reply
     # therefore carries Content-Length, and streams close the connection to mark their end.
     protocol_version = "HTTP/1.1"
@@ -210,7 +234,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         self._record(None)
-        self._send_json(404, {"error": {"message": f"no route {self.path}", "type": "not_found"}})
+        self._not_found()
 
     def do_POST(self) -> None:
         raw = self.rfile.read(int(self.headers.get("content-length") or 0))
@@ -221,10 +245,10 @@ class _Handler(BaseHTTPRequestHandler):
         self._record(body)
         path = self.path.split("?", 1)[0]
         if path not in OPENAI_PATHS + ANTHROPIC_PATHS or not isinstance(body, dict):
-            self._send_json(404, {"error": {"message": f"no route {self.path}", "type": "not_found"}})
+            self._not_found()
             return
         model = body.get("model")
-        reply = self.upstream.resolve(self.upstream.next_reply(model))
+        reply = self.upstream.resolve(self.upstream.next_reply(model), body)
         anthropic = path in ANTHROPIC_PATHS
         if reply.status != 200:
             self._send_error(reply, anthropic)
@@ -248,6 +272,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(name, value)
         self.end_headers()
         self.wfile.write(data)
+
+    def _not_found(self) -> None:
+        self._send_json(404, {"error": {"message": f"no route {self.path}", "type": "not_found"}})
 
     def _start_sse(self) -> None:
         self.send_response(200)
@@ -275,15 +302,19 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             error_type, code, message = {
                 "rate_limit": ("requests", "rate_limit_exceeded", reply.message),
-                "context_window": ("invalid_request_error", "context_length_exceeded", OPENAI_CONTEXT_MESSAGE),
+                "context_window": (
+                    "invalid_request_error", "context_length_exceeded", OPENAI_CONTEXT_MESSAGE
+                ),
             }.get(reply.kind, ("server_error", None, reply.message))
-            payload = {"error": {"message": message, "type": error_type, "param": None, "code": code}}
+            payload = {
+                "error": {"message": message, "type": error_type, "param": None, "code": code}
+            }
         self._send_json(reply.status, payload, headers)
 
     # -- OpenAI chat completions ------------------------------------------------------------------
 
     def _openai(self, body: dict, reply: Reply) -> None:
-        model = body.get("model", "fake")
+        model = body.get("model", "mock")
         call_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
         created = int(time.time())
         usage = {
@@ -310,8 +341,8 @@ class _Handler(BaseHTTPRequestHandler):
 
         def chunk(delta: dict, finish: str | None = None) -> dict:
             return {
-                "id": call_id, "object": "chat.completion.chunk", "created": created, "model": model,
-                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+                "id": call_id, "object": "chat.completion.chunk", "created": created,
+                "model": model, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
             }
 
         self._start_sse()
@@ -331,7 +362,7 @@ class _Handler(BaseHTTPRequestHandler):
     # -- Anthropic messages -----------------------------------------------------------------------
 
     def _anthropic(self, body: dict, reply: Reply) -> None:
-        model = body.get("model", "fake")
+        model = body.get("model", "mock")
         message_id = f"msg_{uuid.uuid4().hex[:24]}"
         # Anthropic's input_tokens EXCLUDES cached tokens; the two cache counts come on top.
         usage = {
@@ -373,10 +404,16 @@ class _Handler(BaseHTTPRequestHandler):
         self._sse({"type": "message_stop"}, "message_stop")
 
 
-def start(port: int = 0, **defaults: Any) -> tuple[FakeUpstream, str]:
+def start(port: int = 0, **defaults: Any) -> tuple[MockUpstream, str]:
     """Start a server outside a ``with`` block; call ``.stop()`` on the first element."""
-    upstream = FakeUpstream(port=port, **defaults)
+    upstream = MockUpstream(port=port, **defaults)
     return upstream, upstream.start()
+
+
+def estimate_tokens(body: dict) -> int:
+    """About four characters a token over what a provider bills as input: messages, system, tools."""
+    billed = {k: body.get(k) for k in ("messages", "system", "tools") if body.get(k)}
+    return max(1, len(json.dumps(billed, ensure_ascii=False)) // 4)
 
 
 def _pieces(text: str) -> list[str]:
@@ -392,20 +429,20 @@ def main() -> None:
     parser.add_argument("--completion-tokens", type=int, default=200)
     parser.add_argument("--cache-read-tokens", type=int, default=0)
     parser.add_argument("--cache-creation-tokens", type=int, default=0)
-    parser.add_argument("--text", default="Hello from the fake upstream.")
+    parser.add_argument("--text", default="Hello from the mock upstream.")
     args = parser.parse_args()
     up, base_url = start(
         port=args.port, text=args.text, prompt_tokens=args.prompt_tokens,
         completion_tokens=args.completion_tokens, cache_read_tokens=args.cache_read_tokens,
         cache_creation_tokens=args.cache_creation_tokens, verbose=True,
     )
-    print(f"fake upstream listening on {base_url}", flush=True)
-    try:
-        threading.Event().wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        up.stop()
+    print(f"mock upstream listening on {base_url}", flush=True)
+    # Stop on SIGTERM as on Ctrl-C: a test harness or CI kills background servers with TERM.
+    done = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: done.set())
+    done.wait()
+    up.stop()
 
 
 if __name__ == "__main__":
