@@ -9,20 +9,14 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import socket
-import subprocess
-import sys
 import tempfile
-import time
 import uuid
 from pathlib import Path
 
 from .errors import BacklogOpsError
+from .proxy_process import ProxyProcess
 
 __all__ = ["run_demo"]
-
-_READY_TIMEOUT = 120.0
 
 
 class DemoError(BacklogOpsError):
@@ -38,35 +32,22 @@ def run_demo(*, port: int = 0, keep_home: bool = False) -> int:
     from .proxy import master_key
 
     key, _ = master_key()
-    port = port or _free_port()
-    log_path = demo_home / "proxy.log"
+    proxy = ProxyProcess(demo_home, port=port)
     print(f"demo home (temporary): {demo_home}")
-    print(f"starting the LiteLLM proxy on http://127.0.0.1:{port} (offline config; log: {log_path}) ...", flush=True)
-    with os.fdopen(os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as log:
-        proxy = subprocess.Popen(
-            [sys.executable, "-m", "backlog_ops.cli", "proxy", "--host", "127.0.0.1", "--port", str(port)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+    print(f"starting the LiteLLM proxy on {proxy.base_url} (offline config; log: {proxy.log_path}) ...", flush=True)
     try:
-        base = f"http://127.0.0.1:{port}"
-        _wait_ready(base, proxy, log_path)
-        _play_scenario(base, key)
+        proxy.start()
+        _play_scenario(proxy.base_url, key)
     finally:
-        _stop(proxy)
+        proxy.stop()
 
-    from .spend import format_table, spend_report
+    from .spend import render_spend, spend_report
 
-    report = spend_report(None)
     print("\nspend per ticket:")
-    rows = [[t["ticket_id"] or "(no ticket)", t["project"] or "", t["cost_usd"], t["calls"], t["tokens"]] for t in report["tickets"]]
-    total = ["TOTAL", "", sum(r[2] for r in rows), sum(r[3] for r in rows), sum(r[4] for r in rows)]
-    print(format_table(["ticket", "project", "cost_usd", "calls", "tokens"], rows + [total]))
+    print(render_spend(spend_report(None)), end="")
     for ticket in ("FEAT-001", "FEAT-002"):
-        detail = spend_report(ticket, by="gate")
         print(f"\n{ticket} by gate:")
-        rows = [[b["key"] or "(none)", b["cost_usd"], b["calls"], b["tokens"]] for b in detail["breakdown"]]
-        print(format_table(["gate", "cost_usd", "calls", "tokens"], rows + [["TOTAL", detail["cost_usd"], detail["calls"], detail["tokens"]]]))
+        print(render_spend(spend_report(ticket, by="gate")), end="")
     if keep_home:
         print(f"\nkept {demo_home}: try  BACKLOG_HOME={demo_home} backlog-ops spend FEAT-001 --by model")
     else:
@@ -136,36 +117,3 @@ def _play_scenario(base: str, key: str) -> None:
 def _check(response, what: str) -> None:
     if response.status_code != 200:
         raise DemoError(f"{what} answered {response.status_code}: {response.text[:300]}")
-
-
-def _wait_ready(base: str, proxy: subprocess.Popen, log_path: Path) -> None:
-    import httpx
-
-    deadline = time.monotonic() + _READY_TIMEOUT
-    while time.monotonic() < deadline:
-        if proxy.poll() is not None:
-            raise DemoError(f"the proxy exited with status {proxy.returncode}; see {log_path}")
-        try:
-            if httpx.get(f"{base}/health/liveliness", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    raise DemoError(f"the proxy did not become ready within {_READY_TIMEOUT:.0f} s; see {log_path}")
-
-
-def _stop(proxy: subprocess.Popen) -> None:
-    """SIGINT, as Ctrl-C would: the proxy shuts down and flushes the ledger before it exits."""
-    if proxy.poll() is None:
-        proxy.send_signal(signal.SIGINT)
-        try:
-            proxy.wait(30)
-        except subprocess.TimeoutExpired:
-            proxy.kill()
-            proxy.wait(10)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import sys
 from typing import TextIO
 
 from .ledger import open_ledger
 
-__all__ = ["NO_TICKET", "format_table", "print_spend", "spend_report"]
+__all__ = ["NO_TICKET", "format_table", "print_spend", "render_spend", "spend_report"]
 
 NO_TICKET = "(no ticket)"
 
@@ -25,34 +26,37 @@ def spend_report(ticket: str | None, *, by: str = "gate", project: str | None = 
 
 def print_spend(args, out: TextIO = sys.stdout) -> int:
     report = spend_report(args.ticket, by=args.by, project=args.project, since=args.since)
-    if args.json:
-        if "breakdown" in report:
-            report = {k: report[k] for k in ("ticket_id", "cost_usd", "calls", "tokens", "by", "breakdown")}
-        json.dump(report, out, indent=2)
-        out.write("\n")
-        return 0
+    fmt = "json" if args.json else "csv" if args.csv else "table"
+    out.write(render_spend(report, fmt, filtered=bool(args.project or args.since or args.ticket)))
+    return 0
+
+
+def render_spend(report: dict, fmt: str = "table", *, filtered: bool = False) -> str:
+    """A spend_report as 'table', 'json' or 'csv' text."""
+    if fmt == "json":
+        return json.dumps(report, indent=2) + "\n"
     if "tickets" in report:
         header = ["ticket", "project", "cost_usd", "calls", "tokens"]
         rows = [[t["ticket_id"] or NO_TICKET, t["project"] or "", t["cost_usd"], t["calls"], t["tokens"]] for t in report["tickets"]]
-        total = ["TOTAL", "", sum(t["cost_usd"] for t in report["tickets"]), sum(t["calls"] for t in report["tickets"]),
-                 sum(t["tokens"] for t in report["tickets"])]
+        total = ["TOTAL", "", round(sum(t["cost_usd"] for t in report["tickets"]), 6),
+                 sum(t["calls"] for t in report["tickets"]), sum(t["tokens"] for t in report["tickets"])]
     else:
         header = [report["by"], "cost_usd", "calls", "tokens"]
         rows = [[b["key"] if b["key"] is not None else "(none)", b["cost_usd"], b["calls"], b["tokens"]] for b in report["breakdown"]]
         total = ["TOTAL", report["cost_usd"], report["calls"], report["tokens"]]
-    if args.csv:
-        writer = csv.writer(out)
+    if fmt == "csv":
+        buf = io.StringIO()
+        writer = csv.writer(buf)
         writer.writerow(header)
         writer.writerows(rows)
-        return 0
+        return buf.getvalue()
+    text = ""
     if "ticket_id" in report:
         name = report["ticket_id"] or NO_TICKET
-        out.write(f"{name}: ${report['cost_usd']:.4f} over {report['calls']} calls, {report['tokens']:,} tokens\n\n")
+        text += f"{name}: ${report['cost_usd']:.4f} over {report['calls']} calls, {report['tokens']:,} tokens\n\n"
     if not rows:
-        out.write("no calls recorded" + (" for this filter" if args.project or args.since or args.ticket else "") + "\n")
-        return 0
-    out.write(format_table(header, rows + [total]) + "\n")
-    return 0
+        return text + "no calls recorded" + (" for this filter" if filtered else "") + "\n"
+    return text + format_table(header, rows + [total]) + "\n"
 
 
 def format_table(header: list[str], rows: list[list]) -> str:
