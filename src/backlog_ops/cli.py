@@ -13,6 +13,11 @@ __all__ = ["main"]
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["hook"]:
+        # Claude Code waits for every hook: this path imports neither argparse nor pydantic.
+        from .hooks.entry import main as hook_main
+
+        return hook_main(argv[1:])
     import argparse
 
     from .errors import BacklogOpsError
@@ -90,6 +95,28 @@ def _parser(argparse):
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=4000)
     p.set_defaults(run=_proxy)
+
+    p = sub.add_parser("hook", help="Claude Code hook entry point: reads the hook's JSON on stdin")
+    p.add_argument("event", nargs="?", help="hook event name (default: hook_event_name from stdin)")
+
+    p = sub.add_parser("mcp", help="run the backlog-ops MCP server on stdio")
+    p.set_defaults(run=_mcp)
+
+    p = sub.add_parser("install", help="wire the MCP server, hooks and skills into a project or the user's settings")
+    p.add_argument("--scope", choices=["project", "user"], default="project")
+    p.add_argument("--dir", default=".", help="project directory (default: .)")
+    p.add_argument("--uninstall", action="store_true", help="remove exactly what install added")
+    p.set_defaults(run=_install)
+
+    cfg = sub.add_parser("config", help="render and check backlog.config.json and LiteLLM proxy configs")
+    cfg_sub = cfg.add_subparsers(metavar="ACTION")
+    p = cfg_sub.add_parser("render", help="write the LiteLLM proxy config from backlog.config.json")
+    p.add_argument("--input", default="backlog.config.json")
+    p.add_argument("--output", "-o", default="-", help="file to write ('-' for stdout)")
+    p.set_defaults(run=_config_render)
+    p = cfg_sub.add_parser("check", help="validate backlog.config.json files and proxy configs")
+    p.add_argument("files", nargs="*", metavar="FILE")
+    p.set_defaults(run=_config_check)
 
     p = sub.add_parser("demo", help="run a scripted two-ticket scenario through a local proxy and print spend")
     p.add_argument("--port", type=int, default=0, help="proxy port (default: a free one)")
@@ -242,6 +269,33 @@ def _spend(args) -> int:
     from .spend import print_spend
 
     return print_spend(args)
+
+
+# -- Claude Code integration and gateway config (each module owns its command) ---------------
+
+
+def _mcp(args) -> int:
+    from .mcp_server.server import main as mcp_main
+
+    return mcp_main()
+
+
+def _install(args) -> int:
+    from .install import run_install
+
+    return run_install(scope=args.scope, directory=args.dir, uninstall=args.uninstall)
+
+
+def _config_render(args) -> int:
+    from .gateway_config import run_render
+
+    return run_render(input_path=args.input, output=args.output)
+
+
+def _config_check(args) -> int:
+    from .gateway_config import run_check
+
+    return run_check(args.files)
 
 
 # -- proxy and demo --------------------------------------------------------------------------
