@@ -34,7 +34,7 @@ HEALTH_CHECK_TAG = "litellm-internal-health-check"
 class SpendLedger(CustomLogger):
     """Writes one ledger row per call id; both the sync and async events may fire, rows are upserts."""
 
-    def __init__(self, writer: LedgerWriter | None = None, *, source: str = "proxy") -> None:
+    def __init__(self, writer: LedgerWriter | None = None, *, source: str | None = None) -> None:
         super().__init__()
         self._writer = writer
         self._source = source
@@ -66,7 +66,8 @@ class SpendLedger(CustomLogger):
                 return  # LiteLLM builds it for every completed call; without it there is nothing to record
             if HEALTH_CHECK_TAG in (slo.get("request_tags") or ()):
                 return  # the proxy probing its deployments (GET /health), not anybody's work
-            self.writer.submit(record_from_logging_object(slo, status=status, source=self._source))
+            source = self._source or ("proxy" if (kwargs.get("litellm_params") or {}).get("proxy_server_request") else "sdk")
+            self.writer.submit(record_from_logging_object(slo, status=status, source=source))
         except Exception as exc:  # noqa: BLE001 - the ledger must never break the user's call
             now = time.monotonic()
             if now - self._warned_at >= 30 or self._warned_at == 0:

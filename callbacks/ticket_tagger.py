@@ -12,6 +12,7 @@ The design document set them in `log_pre_api_call`, which never reaches the spen
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 from litellm.integrations.custom_logger import CustomLogger
@@ -51,7 +52,7 @@ class TicketTagger(CustomLogger):
 
     async def async_pre_call_hook(self, user_api_key_dict: Any, cache: Any, data: dict, call_type: str) -> dict:
         try:
-            self.tag_request(data)
+            self.tag_request(data, call_type)
         except Exception as exc:  # noqa: BLE001 - tagging must never break the user's call
             self._warn(f"tagging skipped, call goes on untagged: {type(exc).__name__}: {exc}")
         return data
@@ -61,24 +62,28 @@ class TicketTagger(CustomLogger):
     async def async_pre_call_deployment_hook(self, kwargs: dict, call_type: Any) -> dict:
         try:
             if not kwargs.get("proxy_server_request"):  # the proxy hook already tagged proxied calls
-                self.tag_request(kwargs)
+                self.tag_request(kwargs, call_type)
         except Exception as exc:  # noqa: BLE001
             self._warn(f"tagging skipped, call goes on untagged: {type(exc).__name__}: {exc}")
         return kwargs
 
     # -- the work ------------------------------------------------------------------------------
 
-    def tag_request(self, data: dict) -> None:
+    def tag_request(self, data: dict, call_type: Any = None) -> None:
         """Add the context's tags to a request body as LiteLLM passes it to hooks (in place)."""
-        meta_key = "litellm_metadata" if _is_anthropic_messages(data) else "metadata"
+        meta_key = "litellm_metadata" if _is_anthropic_messages(data, call_type) else "metadata"
         meta = data.get(meta_key)
         if not isinstance(meta, dict):
             meta = {}
             data[meta_key] = meta
-        headers = (data.get("proxy_server_request") or {}).get("headers") or {}
+        proxy_request = data.get("proxy_server_request")
+        headers = (proxy_request or {}).get("headers") or {}
         anthropic_meta = data.get("metadata") if meta_key == "litellm_metadata" else None
         user_id = anthropic_meta.get("user_id") if isinstance(anthropic_meta, dict) else None
         session_id, agent_id = request_identity(headers, user_id)
+        if session_id is None and not proxy_request:
+            # In-process SDK use: the process says whose work it is, as the shell helper does.
+            session_id, agent_id = os.environ.get("BACKLOG_SESSION_ID"), os.environ.get("BACKLOG_AGENT_ID")
 
         resolved = self.resolver.resolve(session_id, agent_id)
         ours = list(resolved.tags) if resolved is not None else []
@@ -116,9 +121,9 @@ class TicketTagger(CustomLogger):
             log.warning("backlog-ops: %s", message)
 
 
-def _is_anthropic_messages(data: dict) -> bool:
+def _is_anthropic_messages(data: dict, call_type: Any) -> bool:
     # /v1/messages: LiteLLM keeps its own metadata apart from Anthropic's `metadata`.
-    if "litellm_metadata" in data:
+    if "litellm_metadata" in data or str(getattr(call_type, "value", call_type)) == "anthropic_messages":
         return True
     request = data.get("proxy_server_request") or {}
     url = str(request.get("url") or "")

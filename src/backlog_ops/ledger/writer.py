@@ -51,6 +51,7 @@ class LedgerWriter:
         self._closed = False
         self._in_flight = 0
         self._warned_at = 0.0
+        self._failing = False
         self.dropped = 0
 
     def submit(self, record: CallRecord) -> None:
@@ -81,7 +82,8 @@ class LedgerWriter:
         """Flush, stop the thread, and spool whatever could not be written."""
         if self._closed:
             return
-        self.flush(timeout)
+        # A ledger that is failing will not recover in the seconds before exit: spool at once.
+        self.flush(min(timeout, 1.0) if self._failing else timeout)
         with self._cond:
             self._closed = True
             self._cond.notify_all()
@@ -118,7 +120,9 @@ class LedgerWriter:
             try:
                 self._write(batch)
                 backoff = self._interval
+                self._failing = False
             except Exception as exc:  # noqa: BLE001 - the writer must survive any ledger failure
+                self._failing = True
                 with self._cond:
                     self._pending.extendleft(reversed(batch))
                 self._warn(f"cannot write {len(batch)} ledger rows, will retry: {exc}")
@@ -150,19 +154,25 @@ class LedgerWriter:
             self._warn(f"ledger unavailable at exit and cannot spool: {len(records)} rows lost ({exc})")
 
     def _load_spool(self) -> None:
-        taken = self.spool_path.with_name(f"{self.spool_path.name}.{os.getpid()}.loading")
+        """Move spooled rows (and any a crashed loader left behind) into the ledger."""
+        mine = self.spool_path.with_name(f"{self.spool_path.name}.{os.getpid()}.loading")
         try:
-            os.rename(self.spool_path, taken)
+            os.rename(self.spool_path, mine)
         except FileNotFoundError:
-            return
-        records = []
-        for line in taken.read_text().splitlines():
+            pass
+        for taken in sorted(self.spool_path.parent.glob(f"{self.spool_path.name}.*.loading")):
             try:
-                records.append(CallRecord(**json.loads(line)))
-            except (ValueError, TypeError):
-                continue  # a torn line from a crash mid-append
-        self._ledger.record_many(records)
-        taken.unlink()
+                lines = taken.read_text().splitlines()
+            except FileNotFoundError:
+                continue  # another writer loaded it
+            records = []
+            for line in lines:
+                try:
+                    records.append(CallRecord(**json.loads(line)))
+                except (ValueError, TypeError):
+                    continue  # a torn line from a crash mid-append
+            self._ledger.record_many(records)  # upserts: loading a file twice is harmless
+            taken.unlink(missing_ok=True)
 
     def _warn(self, message: str) -> None:
         # One warning per 30 s at most: a broken ledger must not flood the proxy log.

@@ -1,0 +1,177 @@
+"""The SQLite ledger: migrations, idempotent writes, the background writer, spend queries."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import stat
+import time
+from pathlib import Path
+
+import pytest
+
+from backlog_ops.errors import LedgerError
+from backlog_ops.ledger import CallRecord, LedgerWriter, SqliteLedger
+from backlog_ops.ledger import migrations as migrations_module
+from backlog_ops.ledger.migrations import MIGRATIONS
+
+
+def rec(call_id: str, **kw) -> CallRecord:
+    base = dict(started_at="2026-11-20T10:00:00.000+00:00", status="success", ticket_id="FEAT-1", gate="plan",
+                project="p", agent_type="planner", model="m", prompt_tokens=100, completion_tokens=10, cost_usd=0.01)
+    return CallRecord(call_id=call_id, **{**base, **kw})
+
+
+def test_new_ledger_is_private_and_fully_migrated(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.db"
+    with SqliteLedger(path) as ledger:
+        assert ledger.applied_migrations() == [name for name, _ in MIGRATIONS]
+        assert ledger.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_old_schema_is_upgraded_in_order(tmp_path: Path) -> None:
+    """A ledger written by a release that had only the first migration gains the later ones."""
+    path = tmp_path / "ledger.db"
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE schema_migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
+    first_name, first = MIGRATIONS[0]
+    first(db)
+    db.execute("INSERT INTO schema_migrations VALUES (?, 'then')", (first_name,))
+    db.execute("INSERT INTO calls (call_id, started_at, status, ticket_id, cost_usd) VALUES ('old', '2026-01-01', 'success', 'FEAT-1', 1.5)")
+    db.commit()
+    db.close()
+    with SqliteLedger(path) as ledger:
+        assert ledger.applied_migrations() == [name for name, _ in MIGRATIONS]
+        assert ledger.ticket("FEAT-1")["cost_usd"] == 1.5
+        indexes = {r[0] for r in ledger.db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+        assert "calls_ticket_started" in indexes
+
+
+def test_a_failing_migration_stops_the_ledger_loudly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def m999_broken(db):
+        db.execute("ALTER TABLE no_such_table ADD COLUMN x")
+
+    monkeypatch.setattr(migrations_module, "MIGRATIONS", [*MIGRATIONS, ("m999_broken", m999_broken)])
+    monkeypatch.setattr("backlog_ops.ledger.sqlite.MIGRATIONS", migrations_module.MIGRATIONS)
+    with pytest.raises(LedgerError, match="migration m999_broken failed: no such table"):
+        SqliteLedger(tmp_path / "ledger.db")
+    db = sqlite3.connect(tmp_path / "ledger.db")
+    assert [r[0] for r in db.execute("SELECT name FROM schema_migrations")] == [n for n, _ in MIGRATIONS]
+
+
+def test_a_ledger_from_a_newer_release_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.db"
+    SqliteLedger(path).close()
+    db = sqlite3.connect(path)
+    db.execute("INSERT INTO schema_migrations VALUES ('m900_from_the_future', 'later')")
+    db.commit()
+    db.close()
+    with pytest.raises(LedgerError, match="newer backlog-ops"):
+        SqliteLedger(path)
+
+
+def test_not_a_database_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.db"
+    path.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(LedgerError, match="ledger"):
+        SqliteLedger(path)
+
+
+def test_writes_are_idempotent_and_a_success_is_final(tmp_path: Path) -> None:
+    with SqliteLedger(tmp_path / "ledger.db") as ledger:
+        ledger.record_many([rec("c1", status="failure", cost_usd=0, error_class="RateLimitError")])
+        ledger.record_many([rec("c1", status="success", cost_usd=0.02)])  # retried, then succeeded
+        ledger.record_many([rec("c1", status="failure", cost_usd=0, error_class="Late")])  # a late duplicate
+        ledger.record_many([rec("c1", status="success", cost_usd=0.02)])
+        rows = ledger.rows()
+    assert len(rows) == 1
+    assert rows[0]["status"] == "success" and rows[0]["cost_usd"] == 0.02 and rows[0]["error_class"] is None
+
+
+def test_spend_queries(tmp_path: Path) -> None:
+    with SqliteLedger(tmp_path / "ledger.db") as ledger:
+        ledger.record_many([
+            rec("a", gate="plan", cost_usd=0.10, prompt_tokens=100, completion_tokens=10),
+            rec("b", gate="implement", cost_usd=0.50, model="big", started_at="2026-11-21T09:00:00.000+00:00"),
+            rec("c", gate="implement", cost_usd=0.25, started_at="2026-11-22T09:00:00.000+00:00"),
+            rec("d", ticket_id="FEAT-2", cost_usd=0.05),
+            rec("e", ticket_id=None, gate=None, cost_usd=0.01),
+            rec("f", ticket_id="FEAT-1", project="other", cost_usd=1.0),
+        ])
+        tickets = ledger.tickets()
+        assert [(t["ticket_id"], t["project"]) for t in tickets] == [("FEAT-1", "other"), ("FEAT-1", "p"), ("FEAT-2", "p"), (None, "p")]
+        assert ledger.tickets(project="p")[0] == {"ticket_id": "FEAT-1", "project": "p", "cost_usd": 0.85, "calls": 3, "tokens": 330}
+
+        one = ledger.ticket("FEAT-1", project="p")
+        assert (one["cost_usd"], one["calls"]) == (0.85, 3)
+        assert [(b["key"], b["cost_usd"], b["calls"]) for b in one["breakdown"]] == [("implement", 0.75, 2), ("plan", 0.10, 1)]
+        assert [b["key"] for b in ledger.ticket("FEAT-1", by="model", project="p")["breakdown"]] == ["big", "m"]
+        assert [b["key"] for b in ledger.ticket("FEAT-1", by="day", project="p")["breakdown"]] == ["2026-11-21", "2026-11-22", "2026-11-20"]
+        assert ledger.ticket("FEAT-1", since="2026-11-21T12:00", project="p")["cost_usd"] == 0.25
+        assert ledger.ticket(None)["calls"] == 1, "calls with no ticket are reported, not dropped"
+        with pytest.raises(LedgerError, match="cannot group by"):
+            ledger.ticket("FEAT-1", by="color")
+
+
+def test_writer_batches_off_the_caller_and_flushes(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.db"
+    writer = LedgerWriter(lambda: SqliteLedger(path), spool_path=tmp_path / "spool.jsonl")
+    start = time.perf_counter()
+    for i in range(2000):
+        writer.submit(rec(f"c{i}"))
+    submit_seconds = time.perf_counter() - start
+    assert writer.flush(30)
+    writer.close()
+    with SqliteLedger(path) as ledger:
+        assert len(ledger.rows()) == 2000
+    assert submit_seconds < 5  # sanity only: submit never waits for the disk
+
+
+def test_writer_survives_a_broken_ledger_and_spools_at_close(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    broken = tmp_path / "ledger.db"
+    broken.mkdir()  # a directory where the ledger file should be
+    spool = tmp_path / "spool.jsonl"
+    writer = LedgerWriter(lambda: SqliteLedger(broken), spool_path=spool)
+    for i in range(5):
+        writer.submit(rec(f"s{i}"))
+    assert not writer.flush(0.5)
+    writer.close(timeout=0.5)
+    warnings = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert 1 <= len(warnings) <= 2, [r.getMessage() for r in warnings]
+    assert len(spool.read_text().splitlines()) == 5
+
+    broken.rmdir()
+    fresh = LedgerWriter(lambda: SqliteLedger(broken), spool_path=spool)
+    fresh.submit(rec("after"))
+    assert fresh.flush(10)
+    fresh.close()
+    with SqliteLedger(broken) as ledger:
+        assert sorted(r["call_id"] for r in ledger.rows()) == ["after", "s0", "s1", "s2", "s3", "s4"]
+    assert not spool.exists() and not list(tmp_path.glob("*.loading"))
+
+
+def test_spend_cli_formats(tmp_path: Path, backlog_home: Path) -> None:
+    import subprocess
+    import sys
+
+    with SqliteLedger(backlog_home / "ledger.db") as ledger:
+        ledger.record_many([rec("a", gate="plan", cost_usd=0.1), rec("b", gate="review", cost_usd=0.3), rec("n", ticket_id=None, cost_usd=0.2)])
+    bin_ = Path(sys.executable).parent / "backlog-ops"
+
+    def run(*args):
+        r = subprocess.run([str(bin_), "spend", *args], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        return r.stdout
+
+    all_json = json.loads(run("--json"))
+    assert all_json["tickets"][0] == {"ticket_id": "FEAT-1", "project": "p", "cost_usd": 0.4, "calls": 2, "tokens": 220}
+    assert all_json["tickets"][1]["ticket_id"] is None
+    one = json.loads(run("FEAT-1", "--json"))
+    assert {k: one[k] for k in ("ticket_id", "cost_usd", "calls", "tokens")} == {"ticket_id": "FEAT-1", "cost_usd": 0.4, "calls": 2, "tokens": 220}
+    assert [b["key"] for b in one["breakdown"]] == ["review", "plan"]
+    table = run()
+    assert "(no ticket)" in table and "$0.4000" in table and "TOTAL" in table
+    assert run("FEAT-1", "--csv").splitlines()[0] == "gate,cost_usd,calls,tokens"
+    assert "no calls recorded" in run("NOPE-1")
+    assert json.loads(run("-", "--json"))["calls"] == 1
