@@ -46,7 +46,7 @@ def run_demo(*, port: int = 0, keep_home: bool = False) -> int:
     print("\nspend per ticket:")
     print(render_spend(spend_report(None)), end="")
     for ticket in ("FEAT-001", "FEAT-002"):
-        print(f"\n{ticket} by gate:")
+        print()
         print(render_spend(spend_report(ticket, by="gate")), end="")
     if keep_home:
         print(f"\nkept {demo_home}: try  BACKLOG_HOME={demo_home} backlog-ops spend FEAT-001 --by model")

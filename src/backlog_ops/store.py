@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
@@ -27,14 +26,16 @@ _AUDIT_FILE = "current-context.json"
 _MAX_TTL = 30 * 24 * 3600
 
 
-@dataclass
 class ContextChange:
     """What one set or clear did: the scope, the context before and after, and any warnings."""
 
-    scope: Scope
-    old: dict | None
-    new: dict | None
-    warnings: list[str] = field(default_factory=list)
+    __slots__ = ("scope", "old", "new", "warnings")
+
+    def __init__(self, scope: Scope, old: dict | None, new: dict | None) -> None:
+        self.scope = scope
+        self.old = old
+        self.new = new
+        self.warnings: list[str] = []
 
 
 class ContextStore:
