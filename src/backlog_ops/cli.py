@@ -118,6 +118,19 @@ def _parser(argparse):
     p.add_argument("files", nargs="*", metavar="FILE")
     p.set_defaults(run=_config_check)
 
+    imp = sub.add_parser("import", help="import usage recorded outside the proxy into the ledger")
+    imp_sub = imp.add_subparsers(metavar="SOURCE")
+    p = imp_sub.add_parser("transcripts", help="Claude Code JSONL transcripts (default ~/.claude/projects)")
+    p.add_argument("path", nargs="?", help="a transcripts directory or one .jsonl file")
+    p.add_argument("--dry-run", action="store_true", help="report what would be imported, write nothing")
+    p.add_argument("--json", action="store_true", help="print the import report as JSON")
+    p.set_defaults(run=_import_transcripts)
+
+    p = sub.add_parser("check-direct-calls", help="warn about LLM provider calls that bypass the gateway and track_llm_call")
+    p.add_argument("paths", nargs="*", metavar="PATH", help="files or directories (default: .)")
+    p.add_argument("--strict", action="store_true", help="exit 1 when any direct call is found")
+    p.set_defaults(run=_check_direct_calls)
+
     p = sub.add_parser("demo", help="run a scripted two-ticket scenario through a local proxy and print spend")
     p.add_argument("--port", type=int, default=0, help="proxy port (default: a free one)")
     p.add_argument("--keep-home", action="store_true", help="keep the demo's temporary BACKLOG_HOME")
@@ -296,6 +309,18 @@ def _config_check(args) -> int:
     from .gateway_config import run_check
 
     return run_check(args.files)
+
+
+def _import_transcripts(args) -> int:
+    from .transcripts import run_import
+
+    return run_import(path=args.path, dry_run=args.dry_run, as_json=args.json)
+
+
+def _check_direct_calls(args) -> int:
+    from .direct_calls import run_check
+
+    return run_check(args.paths or ["."], strict=args.strict)
 
 
 # -- proxy and demo --------------------------------------------------------------------------
