@@ -19,7 +19,7 @@ from litellm.integrations.custom_logger import CustomLogger
 
 from backlog_ops.fields import TAG_PREFIXES, check_field
 from backlog_ops.identity import request_identity
-from backlog_ops.resolver import ContextResolver
+from backlog_ops.resolver import ContextResolver, make_resolver
 
 __all__ = ["TicketTagger", "ticket_tagger"]
 
@@ -45,7 +45,7 @@ class TicketTagger(CustomLogger):
         # Built on first use, not at import: the proxy imports this module before BACKLOG_HOME
         # may be final, and imports must stay free of side effects.
         if self._resolver is None:
-            self._resolver = ContextResolver(warn=self._warn)
+            self._resolver = make_resolver(warn=self._warn)
         return self._resolver
 
     # -- proxy: every route, before routing ----------------------------------------------------

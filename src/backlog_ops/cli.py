@@ -180,7 +180,7 @@ def _context_set(args) -> int:
     from pathlib import Path
 
     from .project import default_project
-    from .store import ContextStore
+    from .store import open_store
 
     scope = _scope(args)
     project = args.project or default_project()
@@ -192,7 +192,7 @@ def _context_set(args) -> int:
         "skill": args.skill,
         "component": args.component,
     }
-    change = ContextStore().set(fields, scope, ttl=args.ttl, project_dir=Path.cwd())
+    change = open_store().set(fields, scope, ttl=args.ttl, project_dir=Path.cwd())
     _print_warnings(change.warnings)
     if args.json:
         print(json.dumps({**scope.as_dict(), "context": change.new}, indent=2))
@@ -204,10 +204,10 @@ def _context_set(args) -> int:
 def _context_clear(args) -> int:
     from pathlib import Path
 
-    from .store import ContextStore
+    from .store import open_store
 
     scope = _scope(args)
-    store = ContextStore()
+    store = open_store()
     if args.all_agents:
         if scope.kind != "session":
             from .errors import InvalidContext
@@ -226,10 +226,10 @@ def _context_clear(args) -> int:
 def _context_show(args) -> int:
     import json
 
-    from .resolver import ContextResolver
+    from .resolver import make_resolver
 
     scope = _scope(args)
-    resolver = ContextResolver(warn=lambda m: print(f"backlog-ops: warning: {m}", file=sys.stderr))
+    resolver = make_resolver(warn=lambda m: print(f"backlog-ops: warning: {m}", file=sys.stderr))
     found = resolver.resolve(scope.session_id, scope.agent_id)
     if args.json:
         out = {**found.scope.as_dict(), "context": found.context} if found else {**scope.as_dict(), "context": None}
@@ -246,11 +246,11 @@ def _context_show(args) -> int:
 def _context_history(args) -> int:
     import json
 
-    from .store import ContextStore
+    from .store import open_store
     from .timeparse import iso_to_epoch
 
     since = iso_to_epoch(args.since) if args.since else None
-    for entry in ContextStore().history(since=since):
+    for entry in open_store().history(since=since):
         print(json.dumps(entry, separators=(",", ":")))
     return 0
 

@@ -21,7 +21,7 @@ from .errors import ContextFileError
 from .fields import context_tags
 from .store import ContextStore
 
-__all__ = ["ContextResolver", "Resolved"]
+__all__ = ["ContextResolver", "Resolved", "make_resolver"]
 
 _RACY_NS = 100_000_000  # 100 ms: several kernel ticks on any configuration
 
@@ -149,3 +149,13 @@ def _valid_scope(session_id: str | None, agent_id: str | None) -> Scope | None:
         return Scope(session_id, agent_id)
     except ValueError:
         return None
+
+
+def make_resolver(warn: Callable[[str], None] | None = None):
+    """The resolver for the configured store: Redis when BACKLOG_CONTEXT_URL is set, else files."""
+    if os.environ.get("BACKLOG_CONTEXT_URL"):
+        from .redis_store import RedisContextResolver
+        from .store import open_store
+
+        return RedisContextResolver(open_store(), warn=warn)
+    return ContextResolver(warn=warn)

@@ -19,7 +19,7 @@ from .errors import ContextFileError, HomeError, InvalidContext
 from .home import append_line, ensure_dir, global_context_path, home, write_atomic
 from .lock import ExclusiveLock
 
-__all__ = ["AUDIT_DIR", "ContextChange", "ContextStore"]
+__all__ = ["AUDIT_DIR", "ContextChange", "ContextStore", "check_ttl", "open_store", "update_audit_copy"]
 
 AUDIT_DIR = ".backlog-ops"
 _AUDIT_FILE = "current-context.json"
@@ -96,19 +96,16 @@ class ContextStore:
         now: float | None = None,
     ) -> ContextChange:
         """Validate and store a context at `scope` for `ttl` seconds (default: default_ttl())."""
-        ttl = default_ttl() if ttl is None else ttl
-        if isinstance(ttl, bool) or not isinstance(ttl, int) or not 0 < ttl <= _MAX_TTL:
-            raise InvalidContext(f"ttl must be a whole number of seconds from 1 to {_MAX_TTL}, got {ttl!r}")
         now = time.time() if now is None else now
-        new = render_context(fields, now=now, ttl=ttl)
+        new = render_context(fields, now=now, ttl=check_ttl(ttl))
         change = self._write(scope, new, now)
-        self._update_audit(project_dir, change)
+        update_audit_copy(project_dir, change)
         return change
 
     def clear(self, scope: Scope = Scope(), *, project_dir: Path | None = None, now: float | None = None) -> ContextChange:
         """Remove the context at `scope` (a no-op, still recorded, when none is set)."""
         change = self._write(scope, None, time.time() if now is None else now)
-        self._update_audit(project_dir, change)
+        update_audit_copy(project_dir, change)
         return change
 
     def clear_session(self, session_id: str, *, project_dir: Path | None = None) -> list[ContextChange]:
@@ -170,35 +167,52 @@ class ContextStore:
             except (ContextFileError, OSError):
                 continue  # someone else's file: leave it for a person to look at
 
-    # -- the project's audit copy ------------------------------------------------------------
+def check_ttl(ttl: int | None) -> int:
+    """The TTL to use for a set: the given one if valid, else the default."""
+    ttl = default_ttl() if ttl is None else ttl
+    if isinstance(ttl, bool) or not isinstance(ttl, int) or not 0 < ttl <= _MAX_TTL:
+        raise InvalidContext(f"ttl must be a whole number of seconds from 1 to {_MAX_TTL}, got {ttl!r}")
+    return ttl
 
-    def _update_audit(self, project_dir: Path | None, change: ContextChange) -> None:
-        """Mirror the latest change into PROJECT/.backlog-ops/current-context.json (git-ignored).
 
-        The audit copy is a convenience: failing to write it warns, it never undoes the change.
-        """
-        if project_dir is None:
-            return
-        audit_dir = Path(project_dir) / AUDIT_DIR
-        audit_file = audit_dir / _AUDIT_FILE
-        try:
-            ensure_dir(audit_dir)
-            ignore = audit_dir / ".gitignore"
-            if not ignore.exists():
-                # '*' ignores the directory's every file, itself included, without touching the
-                # project's own .gitignore.
-                write_atomic(ignore, b"# written by backlog-ops: local state, never committed\n*\n", mode=0o644)
-            if change.new is not None:
-                write_atomic(audit_file, (json.dumps({**change.new, **change.scope.as_dict()}, indent=2) + "\n").encode())
-            else:
-                current = _read_json(audit_file)
-                same_scope = current is not None and all(
-                    current.get(k) == v for k, v in change.scope.as_dict().items()
-                )
-                if same_scope:
-                    os.unlink(audit_file)
-        except (HomeError, OSError) as exc:
-            change.warnings.append(f"could not update the audit copy {audit_file}: {exc}")
+def update_audit_copy(project_dir: Path | None, change: ContextChange) -> None:
+    """Mirror the latest change into PROJECT/.backlog-ops/current-context.json (git-ignored).
+
+    The audit copy is a convenience: failing to write it warns, it never undoes the change.
+    """
+    if project_dir is None:
+        return
+    audit_dir = Path(project_dir) / AUDIT_DIR
+    audit_file = audit_dir / _AUDIT_FILE
+    try:
+        ensure_dir(audit_dir)
+        ignore = audit_dir / ".gitignore"
+        if not ignore.exists():
+            # '*' ignores the directory's every file, itself included, without touching the
+            # project's own .gitignore.
+            write_atomic(ignore, b"# written by backlog-ops: local state, never committed\n*\n", mode=0o644)
+        if change.new is not None:
+            write_atomic(audit_file, (json.dumps({**change.new, **change.scope.as_dict()}, indent=2) + "\n").encode())
+        else:
+            current = _read_json(audit_file)
+            same_scope = current is not None and all(current.get(k) == v for k, v in change.scope.as_dict().items())
+            if same_scope:
+                os.unlink(audit_file)
+    except (HomeError, OSError) as exc:
+        change.warnings.append(f"could not update the audit copy {audit_file}: {exc}")
+
+
+def open_store():
+    """The configured store: Redis when BACKLOG_CONTEXT_URL is set (a team gateway), else files.
+
+    BACKLOG_CONTEXT_PREFIX (default 'backlog:') namespaces the keys, for several teams on one Redis.
+    """
+    url = os.environ.get("BACKLOG_CONTEXT_URL")
+    if url:
+        from .redis_store import RedisContextStore
+
+        return RedisContextStore(url, prefix=os.environ.get("BACKLOG_CONTEXT_PREFIX") or "backlog:")
+    return ContextStore()
 
 
 def _read_json(path: Path) -> dict | None:

@@ -1,0 +1,135 @@
+"""The Redis context store (BACKLOG_CONTEXT_URL) against the real Redis on 127.0.0.1:6379."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from backlog_ops.contextfile import Scope
+from backlog_ops.errors import HomeError, InvalidContext
+from backlog_ops.redis_store import RedisContextResolver, RedisContextStore
+
+pytestmark = pytest.mark.services
+
+CTX = {"ticket_id": "FEAT-001", "gate": "implement", "agent_type": "backend", "project": "my-api"}
+
+
+@pytest.fixture
+def store(redis_url: str):
+    prefix = f"backlog-test-{uuid.uuid4().hex[:8]}:"
+    s = RedisContextStore(redis_url, prefix=prefix)
+    yield s
+    for key in s.redis.scan_iter(match=f"{prefix}*"):
+        s.redis.delete(key)
+
+
+def test_scopes_resolution_and_history(store: RedisContextStore) -> None:
+    store.set(CTX)
+    store.set({**CTX, "ticket_id": "FEAT-002"}, Scope("s1"))
+    store.set({**CTX, "ticket_id": "FEAT-003", "agent_type": "reviewer"}, Scope("s1", "a1"))
+    resolver = RedisContextResolver(store, max_age=0)
+    assert resolver.resolve("s1", "a1").context["ticket_id"] == "FEAT-003"
+    assert resolver.resolve("s1", "a2").context["ticket_id"] == "FEAT-002"
+    assert resolver.resolve("s2").context["ticket_id"] == "FEAT-001"
+    assert resolver.resolve("../bad", "x").scope == Scope()
+    changes = store.clear_session("s1")
+    assert {c.scope for c in changes} == {Scope("s1"), Scope("s1", "a1")}
+    assert resolver.resolve("s1", "a1").context["ticket_id"] == "FEAT-001"
+    history = list(store.history())
+    assert [h["action"] for h in history] == ["set", "set", "set", "clear", "clear"]
+    assert history[3]["old"]["ticket_id"] in ("FEAT-002", "FEAT-003") and history[3]["new"] is None
+
+
+def test_same_validation_as_files(store: RedisContextStore) -> None:
+    with pytest.raises(InvalidContext, match="ticket_id 'bad id'"):
+        store.set({**CTX, "ticket_id": "bad id"})
+    with pytest.raises(InvalidContext, match="ttl"):
+        store.set(CTX, ttl=-5)
+    assert list(store.history()) == []
+
+
+def test_ttl_is_enforced_by_redis_itself(store: RedisContextStore) -> None:
+    store.set(CTX, Scope("short"), ttl=1)
+    assert 0 < store.redis.pttl(store.key(Scope("short"))) <= 1000
+    time.sleep(1.2)
+    assert store.get(Scope("short")) is None
+    assert store.redis.exists(store.key(Scope("short"))) == 0
+
+
+def test_published_changes_reach_a_caching_resolver_at_once(store: RedisContextStore) -> None:
+    resolver = RedisContextResolver(store, max_age=60)  # only invalidation can make it see changes
+    store.set(CTX, Scope("live"))
+    assert resolver.resolve("live").context["ticket_id"] == "FEAT-001"
+    time.sleep(0.3)  # the listener subscribes on first use
+    store.set({**CTX, "ticket_id": "FEAT-009"}, Scope("live"))
+    deadline = time.monotonic() + 5
+    while resolver.resolve("live").context["ticket_id"] != "FEAT-009":
+        assert time.monotonic() < deadline, "the change was never seen"
+        time.sleep(0.02)
+
+
+def test_corrupt_value_is_skipped_with_one_report(store: RedisContextStore) -> None:
+    store.set(CTX)
+    store.redis.set(store.key(Scope("s")), b"{torn")
+    warnings: list[str] = []
+    resolver = RedisContextResolver(store, warn=warnings.append, max_age=0)
+    assert resolver.resolve("s").context["ticket_id"] == "FEAT-001"
+    assert warnings and "ignoring context" in warnings[0]
+
+
+def test_outage_means_untagged_at_once_not_a_timeout(store: RedisContextStore) -> None:
+    dead = RedisContextStore("redis://127.0.0.1:1/0", prefix=store.prefix)
+    warnings: list[str] = []
+    resolver = RedisContextResolver(dead, warn=warnings.append)
+    start = time.monotonic()
+    results = [resolver.resolve("s1") for _ in range(100)]
+    assert results == [None] * 100
+    assert time.monotonic() - start < 2, "a down store must not cost every call a timeout"
+    assert len(warnings) == 1
+    with pytest.raises(HomeError, match="unavailable"):
+        dead.set(CTX)
+
+
+def _writer(url: str, prefix: str, index: int, ops: int) -> None:
+    store = RedisContextStore(url, prefix=prefix)
+    for i in range(ops):
+        store.set({**CTX, "ticket_id": f"T-{index}-{i}"}, Scope(f"s{index % 2}"))
+
+
+def test_concurrent_writers_lose_no_history(store: RedisContextStore, redis_url: str) -> None:
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_writer, args=(redis_url, store.prefix, i, 25)) for i in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    history = list(store.history())
+    assert len(history) == 100
+    # Every entry's "old" is exactly the previous "new" of the same scope: no interleaving.
+    last: dict[str, dict | None] = {}
+    for entry in history:
+        assert entry.get("old") == last.get(entry["session_id"])
+        last[entry["session_id"]] = entry["new"]
+
+
+def test_cli_uses_redis_when_configured(store: RedisContextStore, redis_url: str, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    env = {**os.environ, "BACKLOG_CONTEXT_URL": redis_url, "BACKLOG_CONTEXT_PREFIX": store.prefix}
+    bin_ = Path(sys.executable).parent / "backlog-ops"
+    sid = "cli-" + uuid.uuid4().hex[:8]
+    r = subprocess.run([str(bin_), "context", "set", "FEAT-77", "plan", "planner", "--session", sid],
+                       env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    shown = subprocess.run([str(bin_), "context", "show", "--session", sid, "--json"], env=env, capture_output=True, text=True, timeout=60)
+    assert json.loads(shown.stdout)["context"]["ticket_id"] == "FEAT-77"
+    assert store.get(Scope(sid))["ticket_id"] == "FEAT-77"
+    assert not (Path(os.environ["BACKLOG_HOME"]) / "contexts").exists(), "nothing went to files"
