@@ -133,3 +133,31 @@ def test_cli_uses_redis_when_configured(store: RedisContextStore, redis_url: str
     assert json.loads(shown.stdout)["context"]["ticket_id"] == "FEAT-77"
     assert store.get(Scope(sid))["ticket_id"] == "FEAT-77"
     assert not (Path(os.environ["BACKLOG_HOME"]) / "contexts").exists(), "nothing went to files"
+
+
+@pytest.mark.proxy
+def test_proxy_tags_from_the_shared_redis_store(store: RedisContextStore, redis_url: str, tmp_path: Path) -> None:
+    """A context set on a developer's machine tags calls in a proxy that shares only Redis."""
+    import httpx
+
+    from backlog_ops.mock_upstream import MockUpstream
+    from backlog_ops.proxy_process import ProxyProcess
+    from proxy_support import wait_for_rows, write_config
+
+    sid = str(uuid.uuid4())
+    with MockUpstream() as up:
+        config = write_config(tmp_path / "cfg", up.base_url)
+        env = {"LITELLM_MASTER_KEY": "sk-test-" + uuid.uuid4().hex, "BACKLOG_CONTEXT_URL": redis_url, "BACKLOG_CONTEXT_PREFIX": store.prefix}
+        with ProxyProcess(tmp_path / "proxy-home", config=config, env=env) as proxy:
+            store.set({**CTX, "ticket_id": "FEAT-R1"}, Scope(sid))
+            with httpx.Client(base_url=proxy.base_url, headers={"authorization": f"Bearer {proxy.master_key}"}, timeout=60) as c:
+                first = c.post("/v1/chat/completions", headers={"x-claude-code-session-id": sid},
+                               json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "a"}]})
+                store.set({**CTX, "ticket_id": "FEAT-R2", "gate": "review"}, Scope(sid))
+                time.sleep(0.3)
+                second = c.post("/v1/chat/completions", headers={"x-claude-code-session-id": sid},
+                                json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "b"}]})
+            ids = [first.headers["x-litellm-call-id"], second.headers["x-litellm-call-id"]]
+            rows = wait_for_rows(tmp_path / "proxy-home" / "ledger.db", ids)
+    assert [rows[i]["ticket_id"] for i in ids] == ["FEAT-R1", "FEAT-R2"]
+    assert not (tmp_path / "proxy-home" / "contexts").exists()
