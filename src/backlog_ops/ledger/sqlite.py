@@ -115,7 +115,7 @@ class SqliteLedger:
     # -- writes ------------------------------------------------------------------------------
 
     def record_many(self, records: Iterable[CallRecord]) -> int:
-        rows = [tuple(r.as_row()[c] for c in COLUMNS) for r in records]
+        rows = [r.as_tuple() for r in records]
         if not rows:
             return 0
         try:
@@ -147,25 +147,68 @@ class SqliteLedger:
         if by not in GROUPS:
             raise LedgerError(f"cannot group by {by!r}: use one of {', '.join(GROUPS)}")
         where, params = _filters(project=project, since=since, ticket_id=ticket_id, ticket_given=True)
-        totals = self._query(
-            f"SELECT SUM(cost_usd), COUNT(*), SUM(prompt_tokens + completion_tokens) FROM calls {where}", params
-        )[0]
         expr = GROUPS[by]
         rows = self._query(
             f"SELECT {expr}, SUM(cost_usd), COUNT(*), SUM(prompt_tokens + completion_tokens) FROM calls {where} "
-            f"GROUP BY {expr} ORDER BY SUM(cost_usd) DESC, {expr}",
+            f"GROUP BY {expr}",
             params,
         )
+        breakdown = sorted(
+            ({"key": k, "cost_usd": round(c or 0.0, 6), "calls": n, "tokens": tok or 0} for k, c, n, tok in rows),
+            key=lambda b: (-b["cost_usd"], b["key"] is None, str(b["key"])),
+        )
+        # Totals from the groups: one pass over the ticket's rows instead of two.
         return {
             "ticket_id": ticket_id,
-            "cost_usd": round(totals[0] or 0.0, 6),
-            "calls": totals[1],
-            "tokens": totals[2] or 0,
+            "cost_usd": round(sum(c or 0.0 for _, c, _, _ in rows), 6),
+            "calls": sum(n for _, _, n, _ in rows),
+            "tokens": sum(tok or 0 for _, _, _, tok in rows),
             "by": by,
-            "breakdown": [
-                {"key": k, "cost_usd": round(c or 0.0, 6), "calls": n, "tokens": tok or 0} for k, c, n, tok in rows
-            ],
+            "breakdown": breakdown,
         }
+
+    def ticket_usage(
+        self,
+        ticket_id: str,
+        *,
+        project: str | None = None,
+        frontier_alias: str = "frontier",
+        frontier_models: Iterable[str] = (),
+        call_ids: Iterable[str] = (),
+    ) -> dict:
+        """What the per-ticket policy counts, in one read snapshot.
+
+        cost_usd: every call of the ticket (in `project`, when given). escalations: successful,
+        non-cached calls served by the frontier alias or a frontier model (tag routing can keep
+        critical traffic on the frontier model under another alias). present: which of
+        `call_ids` the ledger already holds.
+        """
+        models = [m for m in frontier_models if m]
+        # The ledger stores a provider/model or a bare model, depending on the path.
+        names = sorted(set(models) | {m.split("/", 1)[1] for m in models if "/" in m})
+        where, params = _filters(project=project, ticket_id=ticket_id, ticket_given=True)
+        model_test = f" OR model IN ({', '.join('?' for _ in names)})" if names else ""
+        sql = (
+            "SELECT SUM(cost_usd), SUM(CASE WHEN status = 'success' AND cache_hit = 0 AND "
+            f"(model_group = ?{model_test}) THEN 1 ELSE 0 END) FROM calls {where}"
+        )
+        ids = list(dict.fromkeys(call_ids))
+        try:
+            self.db.execute("BEGIN")
+            try:
+                cost, escalations = self.db.execute(sql, (frontier_alias, *names, *params)).fetchone()
+                present: set[str] = set()
+                for start in range(0, len(ids), 500):
+                    chunk = ids[start:start + 500]
+                    marks = ", ".join("?" for _ in chunk)
+                    present.update(
+                        r[0] for r in self.db.execute(f"SELECT call_id FROM calls WHERE call_id IN ({marks})", chunk)
+                    )
+            finally:
+                self.db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise LedgerError(f"cannot query ledger {self.path}: {exc}") from exc
+        return {"cost_usd": float(cost or 0.0), "escalations": int(escalations or 0), "present": sorted(present)}
 
     def rows(self, where: str = "", params: tuple = ()) -> list[dict]:
         """Raw rows (tests and exports)."""

@@ -66,6 +66,10 @@ class LedgerWriter:
                 self._start()
             self._cond.notify()
 
+    def pending(self) -> int:
+        """Rows queued and not yet written."""
+        return len(self._pending) + self._in_flight
+
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until every queued row is written; False if that did not happen within `timeout`."""
         deadline = time.monotonic() + timeout
