@@ -13,7 +13,7 @@ import pytest
 from backlog_ops.errors import LedgerError
 from backlog_ops.ledger import CallRecord, LedgerWriter, SqliteLedger
 from backlog_ops.ledger import migrations as migrations_module
-from backlog_ops.ledger.migrations import MIGRATIONS
+from backlog_ops.ledger.migrations import MIGRATIONS, MigrationConnection
 
 
 def rec(call_id: str, **kw) -> CallRecord:
@@ -36,7 +36,7 @@ def test_old_schema_is_upgraded_in_order(tmp_path: Path) -> None:
     db = sqlite3.connect(path)
     db.execute("CREATE TABLE schema_migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
     first_name, first = MIGRATIONS[0]
-    first(db)
+    first(MigrationConnection(db, "sqlite"))
     db.execute("INSERT INTO schema_migrations VALUES (?, 'then')", (first_name,))
     db.execute("INSERT INTO calls (call_id, started_at, status, ticket_id, cost_usd) VALUES ('old', '2026-01-01', 'success', 'FEAT-1', 1.5)")
     db.commit()

@@ -7,15 +7,34 @@ ledger from opening (llm-tracking-learnings.md, insight 2) instead of leaving it
 
 from __future__ import annotations
 
-import sqlite3
-from typing import Callable
+from typing import Any, Callable
 
-__all__ = ["MIGRATIONS"]
+__all__ = ["MIGRATIONS", "MigrationConnection"]
 
 
-def m001_create_calls(db: sqlite3.Connection) -> None:
+class MigrationConnection:
+    """What a migration sees: `execute(sql)` and the `dialect` ('sqlite' or 'postgres')."""
+
+    def __init__(self, connection: Any, dialect: str) -> None:
+        self._connection = connection
+        self.dialect = dialect
+
+    def execute(self, sql: str) -> None:
+        if self.dialect == "postgres":
+            with self._connection.cursor() as cur:
+                cur.execute(sql)
+        else:
+            self._connection.execute(sql)
+
+    def float_type(self) -> str:
+        # SQLite's REAL is 8 bytes; PostgreSQL's REAL is 4 and would round costs.
+        return "DOUBLE PRECISION" if self.dialect == "postgres" else "REAL"
+
+
+def m001_create_calls(db: MigrationConnection) -> None:
+    real = db.float_type()
     db.execute(
-        """
+        f"""
         CREATE TABLE calls (
             call_id TEXT PRIMARY KEY,
             started_at TEXT NOT NULL,
@@ -36,10 +55,10 @@ def m001_create_calls(db: sqlite3.Connection) -> None:
             completion_tokens INTEGER NOT NULL DEFAULT 0,
             cache_read_tokens INTEGER NOT NULL DEFAULT 0,
             cache_write_tokens INTEGER NOT NULL DEFAULT 0,
-            cost_usd REAL NOT NULL DEFAULT 0,
+            cost_usd {real} NOT NULL DEFAULT 0,
             cache_hit INTEGER NOT NULL DEFAULT 0,
-            saved_cost_usd REAL NOT NULL DEFAULT 0,
-            latency_ms REAL,
+            saved_cost_usd {real} NOT NULL DEFAULT 0,
+            latency_ms {real},
             error_class TEXT,
             key_alias TEXT,
             team_id TEXT
@@ -48,13 +67,13 @@ def m001_create_calls(db: sqlite3.Connection) -> None:
     )
 
 
-def m002_index_ticket_and_time(db: sqlite3.Connection) -> None:
+def m002_index_ticket_and_time(db: MigrationConnection) -> None:
     db.execute("CREATE INDEX calls_ticket_started ON calls (ticket_id, started_at)")
     db.execute("CREATE INDEX calls_project_started ON calls (project, started_at)")
     db.execute("CREATE INDEX calls_started ON calls (started_at)")
 
 
-def m003_index_ticket_policy(db: sqlite3.Connection) -> None:
+def m003_index_ticket_policy(db: MigrationConnection) -> None:
     # The ticket-policy check sums one ticket's cost and frontier calls: a covering index
     # answers it without reading the table.
     db.execute(
@@ -63,7 +82,7 @@ def m003_index_ticket_policy(db: sqlite3.Connection) -> None:
     )
 
 
-def m004_index_ticket_spend_by_gate(db: sqlite3.Connection) -> None:
+def m004_index_ticket_spend_by_gate(db: MigrationConnection) -> None:
     # `spend TICKET --by gate` (ticket_spend's default) reads only this index: answers stay
     # within milliseconds for tickets with tens of thousands of calls.
     db.execute(
@@ -72,7 +91,7 @@ def m004_index_ticket_spend_by_gate(db: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
+MIGRATIONS: list[tuple[str, Callable[[MigrationConnection], None]]] = [
     ("m001_create_calls", m001_create_calls),
     ("m002_index_ticket_and_time", m002_index_ticket_and_time),
     ("m003_index_ticket_policy", m003_index_ticket_policy),

@@ -1,0 +1,179 @@
+"""The ledger in PostgreSQL, for a team gateway or several proxy replicas: BACKLOG_LEDGER_URL.
+
+Same rows, same migrations (run in order, each once, under an advisory lock so replicas that
+start together do not race), same queries. Tables live in their own schema (default
+`backlog_ops`, BACKLOG_LEDGER_SCHEMA) so they never mix with LiteLLM's own tables.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from contextlib import contextmanager
+from typing import Iterable
+
+from ..contextfile import format_time
+from ..errors import LedgerError
+from .base import UPSERT, LedgerQueries
+from .migrations import MIGRATIONS, MigrationConnection
+from .record import COLUMNS, CallRecord
+
+__all__ = ["PostgresLedger"]
+
+_SCHEMA = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+_MIGRATION_LOCK = 0x6261636B6C6F67  # "backlog": one advisory lock id for all migrations
+
+
+def _pg(sql: str) -> str:
+    return sql.replace("%", "%%").replace("?", "%s")
+
+
+class PostgresLedger(LedgerQueries):
+    """A ledger in a PostgreSQL schema. Opening it creates or upgrades the schema."""
+
+    def __init__(self, url: str, *, schema: str = "backlog_ops", connect_timeout: int = 10) -> None:
+        if not _SCHEMA.fullmatch(schema):
+            raise LedgerError(f"ledger schema {schema!r} is not allowed: lower-case letters, digits and '_'")
+        import psycopg
+
+        self.url = url
+        self.schema = schema
+        self._psycopg = psycopg
+        try:
+            self.db = psycopg.connect(url, connect_timeout=connect_timeout, autocommit=False)
+            with self.db.cursor() as cur:
+                cur.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+                cur.execute(f'SET search_path TO "{schema}"')
+            self.db.commit()
+        except psycopg.Error as exc:
+            raise LedgerError(f"cannot open ledger {self.where}: {exc}") from exc
+        self._migrate()
+
+    @property
+    def where(self) -> str:
+        # Never show a password: keep only host, port and database.
+        return f"postgresql://{self.url.rsplit('@', 1)[-1].split('://')[-1]} (schema {self.schema})"
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> "PostgresLedger":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    @staticmethod
+    def drop_schema(url: str, schema: str) -> None:
+        """Remove a schema and everything in it (tests and benchmarks clean up with this)."""
+        import psycopg
+
+        if not _SCHEMA.fullmatch(schema):
+            raise LedgerError(f"ledger schema {schema!r} is not allowed")
+        with psycopg.connect(url, autocommit=True) as db:
+            db.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+    # -- schema ------------------------------------------------------------------------------
+
+    def applied_migrations(self) -> list[str]:
+        return [r[0] for r in self._query("SELECT name FROM schema_migrations ORDER BY applied_seq", ())]
+
+    def _migrate(self) -> None:
+        psycopg = self._psycopg
+        try:
+            with self.db.cursor() as cur:
+                cur.execute("SELECT pg_advisory_lock(%s)", (_MIGRATION_LOCK,))
+            self.db.commit()
+        except psycopg.Error as exc:
+            raise LedgerError(f"cannot lock ledger {self.where} for migration: {exc}") from exc
+        try:
+            with self.db.cursor() as cur:
+                cur.execute(
+                    "CREATE TABLE IF NOT EXISTS schema_migrations "
+                    "(name TEXT PRIMARY KEY, applied_at TEXT NOT NULL, applied_seq BIGSERIAL)"
+                )
+                cur.execute("SELECT name FROM schema_migrations")
+                applied = {r[0] for r in cur.fetchall()}
+            self.db.commit()
+            known = {name for name, _ in MIGRATIONS}
+            unknown = sorted(applied - known)
+            if unknown:
+                raise LedgerError(f"ledger {self.where} was migrated by a newer backlog-ops ({', '.join(unknown)}); upgrade backlog-ops")
+            for name, migration in MIGRATIONS:
+                if name in applied:
+                    continue
+                try:
+                    migration(MigrationConnection(self.db, "postgres"))
+                    with self.db.cursor() as cur:
+                        cur.execute("INSERT INTO schema_migrations (name, applied_at) VALUES (%s, %s)", (name, format_time(time.time())))
+                    self.db.commit()
+                except psycopg.Error as exc:
+                    self.db.rollback()
+                    raise LedgerError(f"ledger {self.where}: migration {name} failed: {exc}") from exc
+        except psycopg.Error as exc:
+            self.db.rollback()
+            raise LedgerError(f"cannot read the schema of ledger {self.where}: {exc}") from exc
+        finally:
+            try:
+                with self.db.cursor() as cur:
+                    cur.execute("SELECT pg_advisory_unlock(%s)", (_MIGRATION_LOCK,))
+                self.db.commit()
+            except psycopg.Error:
+                self.db.rollback()
+
+    # -- writes ------------------------------------------------------------------------------
+
+    def record_many(self, records: Iterable[CallRecord]) -> int:
+        # psycopg adapts bool to boolean; the column is an integer in both dialects.
+        cache_hit = COLUMNS.index("cache_hit")
+        rows = []
+        for r in records:
+            row = list(r.as_tuple())
+            row[cache_hit] = int(bool(row[cache_hit]))
+            rows.append(row)
+        if not rows:
+            return 0
+        try:
+            with self.db.cursor() as cur:
+                cur.executemany(_pg(UPSERT), rows)
+            self.db.commit()
+        except self._psycopg.Error as exc:
+            self.db.rollback()
+            raise LedgerError(f"cannot write to ledger {self.where}: {exc}") from exc
+        return len(rows)
+
+    # -- reads -------------------------------------------------------------------------------
+
+    def _query(self, sql: str, params: tuple) -> list[tuple]:
+        try:
+            with self.db.cursor() as cur:
+                cur.execute(_pg(sql), params)
+                result = cur.fetchall()
+            self.db.commit()
+            return result
+        except self._psycopg.Error as exc:
+            self.db.rollback()
+            raise LedgerError(f"cannot query ledger {self.where}: {exc}") from exc
+
+    @contextmanager
+    def _snapshot(self):
+        """Several reads that see one state of the ledger (REPEATABLE READ, reads only)."""
+        psycopg = self._psycopg
+        try:
+            self.db.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+            try:
+
+                def query(sql: str, params: tuple) -> list[tuple]:
+                    with self.db.cursor() as cur:
+                        cur.execute(_pg(sql), params)
+                        return cur.fetchall()
+
+                yield query
+                self.db.commit()
+            finally:
+                if self.db.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                    self.db.rollback()
+                # Writes stay READ COMMITTED: concurrent upserts of one call id must wait, not fail.
+                self.db.isolation_level = None
+        except psycopg.Error as exc:
+            raise LedgerError(f"cannot query ledger {self.where}: {exc}") from exc
