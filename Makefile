@@ -23,6 +23,7 @@ test: $(BIN)/.installed
 bench: $(BIN)/.installed
 	$(BIN)/python bench/context_lookup.py
 	$(BIN)/python bench/proxy_overhead.py
+	$(BIN)/python bench/ledger_scale.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache
