@@ -131,6 +131,22 @@ def _parser(argparse):
     p.add_argument("--strict", action="store_true", help="exit 1 when any direct call is found")
     p.set_defaults(run=_check_direct_calls)
 
+    keys = sub.add_parser("keys", help="LiteLLM virtual keys per environment or tenant (needs the proxy's database)")
+    keys_sub = keys.add_subparsers(metavar="ACTION")
+    p = keys_sub.add_parser("setup", help="create the keys described in a virtual_keys.yaml (idempotent)")
+    p.add_argument("file", nargs="?", default="config/virtual_keys.yaml")
+    p.add_argument("--url", default=None, help="proxy base URL (default: $LITELLM_BASE_URL or http://127.0.0.1:4000)")
+    p.add_argument("--wait", type=float, default=60.0, help="seconds to wait for the proxy to be ready")
+    p.set_defaults(run=_keys, action="setup")
+    p = keys_sub.add_parser("list", help="list the virtual keys")
+    p.add_argument("--url", default=None)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=_keys, action="list")
+    p = keys_sub.add_parser("revoke", help="revoke keys by alias")
+    p.add_argument("aliases", nargs="+", metavar="ALIAS")
+    p.add_argument("--url", default=None)
+    p.set_defaults(run=_keys, action="revoke")
+
     p = sub.add_parser("demo", help="run a scripted two-ticket scenario through a local proxy and print spend")
     p.add_argument("--port", type=int, default=0, help="proxy port (default: a free one)")
     p.add_argument("--keep-home", action="store_true", help="keep the demo's temporary BACKLOG_HOME")
@@ -321,6 +337,12 @@ def _check_direct_calls(args) -> int:
     from .direct_calls import run_check
 
     return run_check(args.paths or ["."], strict=args.strict)
+
+
+def _keys(args) -> int:
+    from .keys import run_keys
+
+    return run_keys(args)
 
 
 # -- proxy and demo --------------------------------------------------------------------------
