@@ -175,3 +175,29 @@ def test_spend_cli_formats(tmp_path: Path, backlog_home: Path) -> None:
     assert run("FEAT-1", "--csv").splitlines()[0] == "gate,cost_usd,calls,tokens"
     assert "no calls recorded" in run("NOPE-1")
     assert json.loads(run("-", "--json"))["calls"] == 1
+
+
+def _sqlite_replica(path: str, index: int, n: int) -> None:
+    writer = LedgerWriter(lambda: SqliteLedger(Path(path)), spool_path=Path(path).with_suffix(f".spool{index}"), batch_size=25)
+    for i in range(n):
+        writer.submit(rec(f"shared-{i}", cost_usd=0.001))
+        writer.submit(rec(f"own-{index}-{i}", cost_usd=0.002))
+    assert writer.flush(60)
+    writer.close()
+
+
+def test_several_processes_share_one_sqlite_ledger(tmp_path: Path) -> None:
+    """Two proxies on one machine (or a proxy and an importer) write the same ledger file."""
+    import multiprocessing as mp
+
+    path = tmp_path / "ledger.db"
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_sqlite_replica, args=(str(path), i, 200)) for i in range(3)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+        assert p.exitcode == 0
+    with SqliteLedger(path) as ledger:
+        ids = [r["call_id"] for r in ledger.rows()]
+    assert len(ids) == len(set(ids)) == 200 + 3 * 200
