@@ -36,7 +36,16 @@ UPSERT = (
 
 
 class LedgerQueries:
-    """Spend queries shared by the ledger backends."""
+    """Spend queries shared by the ledger backends (which set `self.db`, a DB-API connection)."""
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     def tickets(self, *, project: str | None = None, since: str | None = None) -> list[dict]:
         """Spend per (ticket, project), most expensive first; calls with no ticket have ticket_id None."""

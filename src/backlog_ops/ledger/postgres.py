@@ -54,15 +54,6 @@ class PostgresLedger(LedgerQueries):
         # Never show a password: keep only host, port and database.
         return f"postgresql://{self.url.rsplit('@', 1)[-1].split('://')[-1]} (schema {self.schema})"
 
-    def close(self) -> None:
-        self.db.close()
-
-    def __enter__(self) -> "PostgresLedger":
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
     @staticmethod
     def drop_schema(url: str, schema: str) -> None:
         """Remove a schema and everything in it (tests and benchmarks clean up with this)."""

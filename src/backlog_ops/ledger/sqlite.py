@@ -56,15 +56,6 @@ class SqliteLedger(LedgerQueries):
             raise LedgerError(f"cannot open ledger {self.path}: {exc}") from exc
         self._migrate()
 
-    def close(self) -> None:
-        self.db.close()
-
-    def __enter__(self) -> "SqliteLedger":
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
     # -- schema ------------------------------------------------------------------------------
 
     def applied_migrations(self) -> list[str]:
