@@ -27,8 +27,29 @@ def spend_report(ticket: str | None, *, by: str = "gate", project: str | None = 
 def print_spend(args, out: TextIO = sys.stdout) -> int:
     report = spend_report(args.ticket, by=args.by, project=args.project, since=args.since)
     fmt = "json" if args.json else "csv" if args.csv else "table"
+    budget = _budget(args.ticket)
+    if budget is not None:
+        report["budget"] = budget
     out.write(render_spend(report, fmt, filtered=bool(args.project or args.since or args.ticket)))
+    if budget is not None and fmt == "table":
+        from .budgets import format_budget
+
+        out.write("\n" + format_budget(budget))
     return 0
+
+
+def _budget(ticket: str | None) -> dict | None:
+    """The ticket's budget and escalations per ./backlog.config.json; None when no limit applies."""
+    if ticket in (None, "-"):
+        return None
+    from .budgets import ticket_budget
+    from .errors import ConfigError
+
+    try:
+        return ticket_budget(ticket)
+    except ConfigError as exc:
+        print(f"backlog-ops: warning: no budget shown: {exc}", file=sys.stderr)
+        return None
 
 
 def render_spend(report: dict, fmt: str = "table", *, filtered: bool = False) -> str:

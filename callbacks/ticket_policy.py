@@ -1,0 +1,261 @@
+"""TicketPolicy: refuse calls for a ticket over its budget or its frontier-escalation limit.
+
+Loaded by `litellm --config` through `litellm_settings.callbacks:
+backlog_ops.callbacks.ticket_policy.ticket_policy`, listed AFTER the ticket tagger: it reads the
+`ticket:` and `project:` tags the tagger put on the request (a caller's own explicit `ticket:`
+tag counts too, exactly as the ledger records it).
+
+A request tagged with one of `backlog_ops.routing.critical_tags` is sent to the frontier alias
+first: critical work is never served by a cheaper model, and it counts as an escalation.
+
+The limits come from the `backlog_ops.policy` section of the config file the proxy runs
+(`backlog-ops config render` writes it from backlog.config.json), or of $BACKLOG_POLICY_FILE.
+The file is re-read when it changes, at most once a second.
+
+A refusal is `fastapi.HTTPException(402)`: both /v1/chat/completions and /v1/messages return its
+message to the client (Claude Code prints it), and 402 is not retried the way 429 is. Any other
+problem in here lets the call through with one warning in the proxy log: a budget stop is the
+only deliberate refusal.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from typing import Any
+
+from litellm.integrations.custom_logger import CustomLogger
+
+from backlog_ops.budgets import PolicyEngine, TicketPolicy, parse_policy_section, parse_routing_section
+
+__all__ = ["TicketPolicyCallback", "ticket_policy"]
+
+log = logging.getLogger("backlog_ops.policy")
+
+POLICY_FILE_ENV = "BACKLOG_POLICY_FILE"
+SECTION = "backlog_ops"
+_RECHECK_SECONDS = 1.0
+_PRICE_TTL = 60.0
+_MAX_COMPLETION_ESTIMATE = 4096
+
+
+class TicketPolicyCallback(CustomLogger):
+    def __init__(self, engine: PolicyEngine | None = None, policy_file: str | None = None) -> None:
+        super().__init__()
+        self._engine = engine
+        self._policy_file = policy_file
+        self._policies: dict[str, TicketPolicy] = {}
+        self._routing: tuple[str, tuple[str, ...]] = ("frontier", ())
+        self._signature: tuple | None = None
+        self._checked_at = float("-inf")
+        self._prices: dict[str, tuple[float, float, float]] = {}  # alias -> (in, out, read at)
+        self._load_lock = threading.Lock()
+        self._warned: set[str] = set()
+
+    @property
+    def engine(self) -> PolicyEngine:
+        if self._engine is None:  # first use, not import: BACKLOG_HOME may not be final at import
+            self._engine = PolicyEngine()
+        return self._engine
+
+    # -- proxy hooks -----------------------------------------------------------------------------
+
+    async def async_pre_call_hook(self, user_api_key_dict: Any, cache: Any, data: dict, call_type: str) -> dict:
+        refusal = None
+        try:
+            refusal = self.decide(data)
+        except Exception as exc:  # noqa: BLE001 - an internal error never fails the user's call
+            self._warn(f"ticket policy skipped, call goes on: {type(exc).__name__}: {exc}")
+        if refusal is not None:
+            from fastapi import HTTPException
+
+            log.warning("backlog-ops: refused: %s", refusal.message)
+            raise HTTPException(status_code=402, detail=refusal.detail())
+        return data
+
+    async def async_log_success_event(self, kwargs: dict, response_obj: Any, start_time: Any, end_time: Any) -> None:
+        try:
+            slo = kwargs.get("standard_logging_object") or {}
+            call_id = kwargs.get("litellm_call_id") or slo.get("litellm_call_id")
+            if not call_id:
+                return
+            cost = slo.get("response_cost")
+            if cost is None:
+                cost = kwargs.get("response_cost")
+            self.engine.settle(
+                str(call_id),
+                float(cost or 0.0),
+                model_group=slo.get("model_group") or None,
+                model=slo.get("model") or None,
+                cache_hit=bool(slo.get("cache_hit")),
+            )
+        except Exception as exc:  # noqa: BLE001
+            self._warn(f"ticket policy could not settle a call: {type(exc).__name__}: {exc}")
+
+    async def async_post_call_failure_hook(
+        self, request_data: dict, original_exception: Exception, user_api_key_dict: Any, traceback_str: str | None = None
+    ) -> None:
+        # The request failed for good (retries and fallbacks are over): nothing was spent.
+        try:
+            call_id = request_data.get("litellm_call_id")
+            if call_id:
+                self.engine.release(str(call_id))
+        except Exception as exc:  # noqa: BLE001
+            self._warn(f"ticket policy could not release a call: {type(exc).__name__}: {exc}")
+        return None
+
+    # -- the decision ----------------------------------------------------------------------------
+
+    def decide(self, data: dict):
+        tags = _request_tags(data)
+        policies = self.policies()
+        frontier, critical = self._routing
+        if critical and data.get("model") != frontier and any(t in critical for t in tags):
+            # Critical work stays on the frontier model, whatever alias it asked for.
+            data["model"] = frontier
+        ticket = project = None
+        for tag in tags:
+            if ticket is None and tag.startswith("ticket:"):
+                ticket = tag[7:] or None
+            elif project is None and tag.startswith("project:"):
+                project = tag[8:] or None
+        if ticket is None:
+            return None
+        policy = policies.get(project or "") or policies.get("*")
+        if policy is None or not policy.limited:
+            return None
+        call_id = str(data.get("litellm_call_id") or f"policy-{time.time_ns()}")
+        model = data.get("model")
+        escalation = policy.is_escalation(model)
+        budget, _ = policy.budget_for(ticket)
+        estimate = self._estimate(model, data) if budget is not None else 0.0
+        return self.engine.check(
+            call_id, ticket, policy, escalation=escalation, estimate_usd=estimate, config_hint=self._config_path()
+        )
+
+    # -- limits, from the proxy's config file ----------------------------------------------------
+
+    def _config_path(self) -> str | None:
+        path = self._policy_file or os.environ.get(POLICY_FILE_ENV)
+        if path:
+            return path
+        try:
+            from litellm.proxy import proxy_server
+
+            return proxy_server.user_config_file_path or os.environ.get("CONFIG_FILE_PATH")
+        except Exception:  # noqa: BLE001 - not running inside the proxy
+            return os.environ.get("CONFIG_FILE_PATH")
+
+    def policies(self) -> dict[str, TicketPolicy]:
+        now = time.monotonic()
+        if now - self._checked_at < _RECHECK_SECONDS:
+            return self._policies
+        with self._load_lock:
+            if now - self._checked_at < _RECHECK_SECONDS:
+                return self._policies
+            self._checked_at = now
+            path = self._config_path()
+            if not path:
+                return self._policies
+            try:
+                st = os.stat(path)
+            except OSError as exc:
+                self._warn(f"cannot read the policy in {path}: {exc.strerror or exc}; keeping the last limits read")
+                return self._policies
+            signature = (path, st.st_ino, st.st_mtime_ns, st.st_size)
+            if signature == self._signature:
+                return self._policies
+            try:
+                import yaml
+
+                with open(path, encoding="utf-8") as fh:
+                    text = fh.read()
+                data = json.loads(text) if path.endswith(".json") else yaml.safe_load(text)
+                section = data.get(SECTION) if isinstance(data, dict) else None
+                self._policies = parse_policy_section(section)
+                self._routing = parse_routing_section(section)
+                self._signature = signature
+                if self._policies:
+                    log.info("backlog-ops: ticket policy for %s from %s", ", ".join(sorted(self._policies)), path)
+            except Exception as exc:  # noqa: BLE001 - keep the last good limits
+                self._warn(f"ignoring the policy in {path}: {type(exc).__name__}: {exc}; keeping the last limits read")
+        return self._policies
+
+    # -- a cost estimate to reserve while a call runs --------------------------------------------
+
+    def _estimate(self, alias: Any, data: dict) -> float:
+        if not isinstance(alias, str):
+            return 0.0
+        try:
+            price_in, price_out = self._price(alias)
+        except Exception as exc:  # noqa: BLE001
+            self._warn(f"no price for {alias!r}, in-flight calls reserve $0: {type(exc).__name__}: {exc}")
+            return 0.0
+        headers = (data.get("proxy_server_request") or {}).get("headers") or {}
+        try:
+            size = int(headers.get("content-length") or 0)
+        except (TypeError, ValueError):
+            size = 0
+        if size <= 0:
+            size = len(json.dumps([data.get("messages"), data.get("system"), data.get("tools")], default=str))
+        prompt_tokens = size // 4
+        try:
+            completion = int(data.get("max_tokens") or data.get("max_completion_tokens") or 1024)
+        except (TypeError, ValueError):
+            completion = 1024
+        return prompt_tokens * price_in + min(completion, _MAX_COMPLETION_ESTIMATE) * price_out
+
+    def _price(self, alias: str) -> tuple[float, float]:
+        """(input, output) USD per token of the priciest deployment behind an alias."""
+        cached = self._prices.get(alias)
+        now = time.monotonic()
+        if cached and now - cached[2] < _PRICE_TTL:
+            return cached[0], cached[1]
+        import litellm
+        from litellm.proxy import proxy_server
+
+        router = proxy_server.llm_router
+        deployments = (router.get_model_list(model_name=alias) if router is not None else None) or []
+        best = (0.0, 0.0)
+        for dep in deployments:
+            params = dep.get("litellm_params") or {}
+            if params.get("input_cost_per_token") is not None:
+                pin = float(params.get("input_cost_per_token") or 0)
+                pout = float(params.get("output_cost_per_token") or 0)
+            else:
+                pin, pout = litellm.cost_per_token(model=params.get("model"), prompt_tokens=1, completion_tokens=0)[0], \
+                    litellm.cost_per_token(model=params.get("model"), prompt_tokens=0, completion_tokens=1)[1]
+            if pin + pout > sum(best):
+                best = (float(pin), float(pout))
+        if best == (0.0, 0.0):
+            raise LookupError(f"no deployment of {alias!r} has a price")
+        if len(self._prices) > 1000:
+            self._prices.clear()
+        self._prices[alias] = (best[0], best[1], now)
+        return best
+
+    def _warn(self, message: str) -> None:
+        if message not in self._warned:
+            if len(self._warned) > 1000:
+                self._warned.clear()
+            self._warned.add(message)
+            log.warning("backlog-ops: %s", message)
+
+
+def _request_tags(data: dict) -> list[str]:
+    """The request's tags after the tagger ran: chat keeps them in metadata, /v1/messages in litellm_metadata."""
+    tags: list[str] = []
+    for key in ("litellm_metadata", "metadata"):
+        meta = data.get(key)
+        if isinstance(meta, dict) and isinstance(meta.get("tags"), list):
+            tags.extend(t for t in meta["tags"] if isinstance(t, str))
+    body = data.get("tags")
+    if isinstance(body, list):
+        tags.extend(t for t in body if isinstance(t, str))
+    return tags
+
+
+ticket_policy = TicketPolicyCallback()
