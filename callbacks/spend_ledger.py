@@ -38,6 +38,7 @@ class SpendLedger(CustomLogger):
         super().__init__()
         self._writer = writer
         self._source = source
+        self._resolver = None
         self._warned_at = 0.0
 
     @property
@@ -59,6 +60,16 @@ class SpendLedger(CustomLogger):
     def log_failure_event(self, kwargs: dict, response_obj: Any, start_time: Any, end_time: Any) -> None:
         self._record(kwargs, "failure")
 
+    def _attribute(self, record: CallRecord) -> None:
+        if self._resolver is None:
+            from backlog_ops.resolver import make_resolver
+
+            self._resolver = make_resolver(warn=lambda m: log.warning("backlog-ops: %s", m))
+        found = self._resolver.resolve(record.session_id, record.agent_id)
+        if found is not None:
+            for field in ("ticket_id", "gate", "project", "agent_type", "skill", "component"):
+                setattr(record, field, found.context.get(field))
+
     def _record(self, kwargs: dict, status: str) -> None:
         try:
             slo = kwargs.get("standard_logging_object")
@@ -67,7 +78,12 @@ class SpendLedger(CustomLogger):
             if HEALTH_CHECK_TAG in (slo.get("request_tags") or ()):
                 return  # the proxy probing its deployments (GET /health), not anybody's work
             source = self._source or ("proxy" if (kwargs.get("litellm_params") or {}).get("proxy_server_request") else "sdk")
-            self.writer.submit(record_from_logging_object(slo, status=status, source=source))
+            record = record_from_logging_object(slo, status=status, source=source)
+            if status == "failure" and record.gate is None:
+                # A call refused in a pre-call hook (a budget stop) is logged without the tags
+                # the tagger added: attribute it to the context in force now, milliseconds later.
+                self._attribute(record)
+            self.writer.submit(record)
         except Exception as exc:  # noqa: BLE001 - the ledger must never break the user's call
             now = time.monotonic()
             if now - self._warned_at >= 30 or self._warned_at == 0:

@@ -277,6 +277,14 @@ def test_ticket_over_budget_is_refused_and_one_under_budget_is_not(gateway, clie
     assert len(upstream.requests) == before, "a refused call must not reach the provider"
     for part in ("BUD-1", "gw-test", "$0.0040", "$0.0030", 'llmOps.budgets.tickets["BUD-1"]', "backlog.config.json", "config render"):
         assert part in message, f"{part!r} missing from: {message}"
+    # The refusal is in the ledger under the ticket it stopped, at no cost.
+    deadline = time.monotonic() + 15
+    refusals: list[dict] = []
+    while time.monotonic() < deadline and not refusals:
+        with SqliteLedger(gateway.ledger_path) as ledger:
+            refusals = ledger.rows("WHERE ticket_id = 'BUD-1' AND status = 'failure'")
+        time.sleep(0.1)
+    assert refusals and refusals[0]["cost_usd"] == 0 and refusals[0]["gate"] is not None
 
     # Claude Code's route gets the same message in Anthropic's error shape.
     r = client.post(
