@@ -62,6 +62,7 @@ def run_proxy(*, config: str | None, host: str, port: int) -> int:
 
     mock = None
     if config is None:
+        _dev_policy_from_project()
         from .mock_upstream import MockUpstream
 
         mock = MockUpstream(estimate_usage=True)
@@ -85,6 +86,24 @@ def run_proxy(*, config: str | None, host: str, port: int) -> int:
         if mock is not None:
             mock.stop()
     return 0
+
+
+def _dev_policy_from_project() -> None:
+    """Let the offline proxy enforce ./backlog.config.json's ticket budgets, as a rendered config would."""
+    from .project import CONFIG_FILE
+
+    source = Path.cwd() / CONFIG_FILE
+    if os.environ.get("BACKLOG_POLICY_FILE") or not source.is_file():
+        return
+    import yaml
+
+    from .gateway_config import load_backlog_config, render_proxy_config
+
+    section = render_proxy_config(load_backlog_config(source), source=source)["backlog_ops"]
+    policy_file = home() / "dev-policy.yaml"
+    write_atomic(policy_file, yaml.safe_dump({"backlog_ops": section}, sort_keys=False).encode())
+    os.environ["BACKLOG_POLICY_FILE"] = str(policy_file)
+    print(f"backlog-ops: ticket budgets from {source}", file=sys.stderr)
 
 
 def _exit_on_sigterm(signum: int, frame: object) -> None:

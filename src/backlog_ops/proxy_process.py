@@ -42,8 +42,10 @@ class ProxyProcess:
         port: int = 0,
         env: dict[str, str] | None = None,
         log_path: Path | None = None,
+        cwd: Path | None = None,
     ) -> None:
         self.home = Path(home)
+        self.cwd = cwd
         self.config = config
         self.port = port or free_port()
         self.env = {**os.environ, "BACKLOG_HOME": str(self.home), **(env or {})}
@@ -67,7 +69,7 @@ class ProxyProcess:
             args += ["--config", str(self.config)]
         log = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         try:
-            self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=self.env)
+            self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=self.env, cwd=self.cwd)
         finally:
             os.close(log)
         self._wait_ready(timeout)
