@@ -1,0 +1,308 @@
+"""What each Claude Code hook event does to the context store.
+
+    SessionStart         record the session, its project and its Claude Code process; after
+                         /clear, carry the context over; tell the model the active ticket
+    PreToolUse           on our MCP tools: leave a claim ticket saying who calls (session, agent)
+                         on the Skill tool: a skill starts (see skill_started)
+    UserPromptExpansion  a typed /skill starts
+    SubagentStart        the subagent gets its own context: the session's ticket and gate, with
+                         the subagent's type as agent type
+    SubagentStop         the subagent's context is cleared
+    SessionEnd           the session's contexts (its own and its agents') are cleared
+
+Every function takes the hook's JSON and returns the JSON to print, or None. Heavier modules
+(the store) are imported by the events that write contexts, not by the others.
+"""
+
+from __future__ import annotations
+
+import os
+
+from backlog_ops import sessions
+
+__all__ = ["MCP_TOOLS", "SKILL_GATES", "handle", "is_backlog_mcp_tool", "ticket_from_args"]
+
+# Our four skills: the gate and agent type their first step runs under (the design's tables).
+SKILL_GATES = {
+    "backlog-implementer": ("plan", "implementer"),
+    "backlog-sentinel": ("prescan", "sentinel"),
+    "backlog-ticket": ("generate", "ticket"),
+    "backlog-refinement": ("refine", "refinement"),
+}
+# Skills whose first gate works on the ticket that was current before, when none is named.
+_KEEP_TICKET = {"backlog-implementer"}
+MCP_TOOLS = ("set_context", "clear_context", "get_context", "ticket_spend")
+_FIELDS = ("ticket_id", "gate", "agent_type", "project", "skill", "component")
+
+
+def handle(event: str | None, data: dict) -> dict | None:
+    handler = _HANDLERS.get(event or "")
+    return handler(data) if handler is not None else None
+
+
+# -- helpers -------------------------------------------------------------------------------------
+
+
+def is_backlog_mcp_tool(tool_name: object) -> bool:
+    """mcp__backlog-ops__set_context, or the plugin's mcp__plugin_backlog-ops_backlog-ops__set_context."""
+    if not isinstance(tool_name, str) or not tool_name.startswith("mcp__"):
+        return False
+    server, _, tool = tool_name[5:].rpartition("__")
+    return tool in MCP_TOOLS and (server == "backlog-ops" or server.endswith("_backlog-ops"))
+
+
+def ticket_from_args(args: object) -> str | None:
+    """The first ticket-looking word of a skill's arguments: FEAT-001, PROJ_12, BUG-7."""
+    if not isinstance(args, str) or not args:
+        return None
+    import re
+
+    match = re.search(r"(?<![A-Za-z0-9._-])([A-Z][A-Z0-9]{0,15}[-_][0-9]{1,9})(?![A-Za-z0-9_-])", args)
+    return match.group(1) if match else None
+
+
+def _slug(value: object) -> str | None:
+    """A skill or agent type name made valid for a context field (plugin names keep their ':')."""
+    if not isinstance(value, str):
+        return None
+    import re
+
+    out = re.sub(r"[^A-Za-z0-9._:-]+", "-", value.strip())[:64].strip("-._:")
+    return out or None
+
+
+def _session(data: dict) -> str | None:
+    sid = data.get("session_id")
+    return sid if isinstance(sid, str) and sid else None
+
+
+def _agent(data: dict) -> str | None:
+    agent = data.get("agent_id")
+    return agent if isinstance(agent, str) and agent else None
+
+
+def _cwd(data: dict) -> str:
+    cwd = data.get("cwd")
+    return cwd if isinstance(cwd, str) and cwd else os.environ.get("CLAUDE_PROJECT_DIR") or os.getcwd()
+
+
+def _project(cwd: str) -> str:
+    from pathlib import Path
+
+    from backlog_ops.fields import slugify
+    from backlog_ops.project import default_project
+
+    try:
+        return default_project(Path(cwd))
+    except Exception:  # noqa: BLE001 - a bad backlog.config.json must not stop the session
+        return slugify(os.path.basename(cwd.rstrip("/")) or "default")
+
+
+def _store():
+    """The configured store: files under BACKLOG_HOME, or Redis for a team gateway (BACKLOG_CONTEXT_URL)."""
+    from backlog_ops.store import open_store
+
+    return open_store()
+
+
+def _scope(session_id: str | None = None, agent_id: str | None = None):
+    from backlog_ops.contextfile import Scope
+
+    return Scope(session_id, agent_id)
+
+
+def _get(store, scope) -> dict | None:
+    from backlog_ops.errors import ContextFileError
+
+    try:
+        return store.get(scope)
+    except ContextFileError:
+        return None
+
+
+def _in_force(store, session_id: str, agent_id: str | None = None) -> dict | None:
+    """The context in force for (session, agent): the agent's, else the session's, else the global one."""
+    scopes = [_scope(session_id, agent_id)] if agent_id else []
+    scopes += [_scope(session_id), _scope()]
+    for scope in scopes:
+        ctx = _get(store, scope)
+        if ctx is not None:
+            return ctx
+    return None
+
+
+def _fields(ctx: dict) -> dict:
+    return {k: ctx.get(k) for k in _FIELDS}
+
+
+def describe(ctx: dict) -> str:
+    ticket = f"ticket {ctx['ticket_id']}" if ctx.get("ticket_id") else "no ticket"
+    extras = ", ".join(f"{k.replace('_', ' ')} {ctx[k]}" for k in ("skill", "project", "component") if ctx.get(k))
+    return f"{ticket}, gate {ctx.get('gate')}, agent {ctx.get('agent_type')}" + (f" ({extras})" if extras else "")
+
+
+# -- events --------------------------------------------------------------------------------------
+
+
+def session_start(data: dict) -> dict | None:
+    sid = _session(data)
+    if sid is None:
+        return None
+    cwd = _cwd(data)
+    project = _project(cwd)
+    key = sessions.claude_process_key()
+    sessions.record_session(
+        sid, cwd=cwd, project=project, source=data.get("source"), transcript_path=data.get("transcript_path"), process=key
+    )
+    process = sessions.process_record(key) or {}
+    store = _store()
+    carried = False
+    carry = process.get("carry")
+    if data.get("source") == "clear" and isinstance(carry, dict) and process.get("carry_from") != sid:
+        if _get(store, _scope(sid)) is None:
+            store.set(_fields(carry), _scope(sid), project_dir=cwd)
+            carried = True
+    sessions.record_process(key, sid, cwd=cwd, carry=None, carry_from=None)
+    sessions.prune()
+    ctx = _in_force(store, sid)
+    if ctx is None:
+        return None
+    how = " (carried over from before /clear)" if carried else ""
+    text = (
+        f"backlog-ops: this session's LLM calls are attributed to {describe(ctx)}{how}. "
+        "When you move to another gate or ticket, call the backlog-ops set_context tool "
+        "(mcp__backlog-ops__set_context); when the work is done, clear_context; "
+        "ticket_spend tells what a ticket has cost."
+    )
+    return {"hookSpecificOutput": {"hookEventName": "SessionStart", "additionalContext": text}}
+
+
+def pre_tool_use(data: dict) -> dict | None:
+    tool = data.get("tool_name")
+    if is_backlog_mcp_tool(tool):
+        return mcp_tool_called(data)
+    if tool == "Skill":
+        tool_input = data.get("tool_input") or {}
+        if isinstance(tool_input, dict):
+            return skill_started(data, tool_input.get("skill"), tool_input.get("args"))
+    return None
+
+
+def mcp_tool_called(data: dict) -> None:
+    """Leave a claim so the MCP server attributes this call to the right session and agent."""
+    sid = _session(data)
+    if sid is None:
+        return None
+    cwd = _cwd(data)
+    sessions.record_call(
+        str(data.get("tool_use_id") or ""),
+        session_id=sid,
+        agent_id=_agent(data),
+        agent_type=data.get("agent_type"),
+        cwd=cwd,
+        tool=data.get("tool_name"),
+    )
+    # Keeps the server's fallback (the process's current session) right even without a claim.
+    sessions.record_process(sessions.claude_process_key(), sid, cwd=cwd)
+    return None
+
+
+def user_prompt_expansion(data: dict) -> dict | None:
+    if data.get("expansion_type") not in (None, "slash_command"):
+        return None
+    return skill_started(data, data.get("command_name"), data.get("command_args"))
+
+
+def skill_started(data: dict, name: object, args: object) -> dict | None:
+    """A skill starts: ours set their first gate; any other skill is recorded on the current context."""
+    sid, skill = _session(data), _slug(name)
+    if sid is None or skill is None:
+        return None
+    cwd = _cwd(data)
+    agent = _agent(data)
+    store = _store()
+    current = _in_force(store, sid, agent)
+    base = skill.rsplit(":", 1)[-1]
+    if base in SKILL_GATES:
+        gate, agent_type = SKILL_GATES[base]
+        ticket = ticket_from_args(args)
+        if ticket is None and base in _KEEP_TICKET and current is not None:
+            ticket = current.get("ticket_id")
+        fields = {
+            "ticket_id": ticket,
+            "gate": gate,
+            "agent_type": agent_type,
+            "project": (current or {}).get("project") or _project(cwd),
+            "skill": skill,
+            "component": (current or {}).get("component"),
+        }
+    elif current is not None:
+        fields = {**_fields(current), "skill": skill}
+    else:
+        return None
+    store.set(fields, _scope(sid, agent), project_dir=cwd)
+    return None
+
+
+def subagent_start(data: dict) -> dict | None:
+    sid, agent = _session(data), _agent(data)
+    if sid is None or agent is None:
+        return None
+    store = _store()
+    parent = _in_force(store, sid)
+    if parent is None:
+        return None
+    agent_type = _slug(data.get("agent_type")) or parent.get("agent_type")
+    store.set({**_fields(parent), "agent_type": agent_type}, _scope(sid, agent), project_dir=_cwd(data))
+    return None
+
+
+def subagent_stop(data: dict) -> dict | None:
+    sid, agent = _session(data), _agent(data)
+    if sid is None or agent is None:
+        return None
+    store = _store()
+    scope = _scope(sid, agent)
+    if _get(store, scope) is not None:
+        store.clear(scope, project_dir=_cwd(data))
+    return None
+
+
+def session_end(data: dict) -> dict | None:
+    sid = _session(data)
+    if sid is None:
+        return None
+    store = _store()
+    scope = _scope(sid)
+    key = sessions.claude_process_key()
+    ctx = _get(store, scope)
+    if data.get("reason") == "clear" and ctx is not None:
+        # /clear starts a new session in the same process: SessionStart(source=clear) takes it over.
+        sessions.record_process(key, sid, carry=_fields(ctx), carry_from=sid)
+    if _has_contexts(store, sid):
+        store.clear_session(sid, project_dir=_cwd(data))
+    sessions.forget_session(sid)
+    return None
+
+
+def _has_contexts(store, session_id: str) -> bool:
+    """Whether the session or one of its agents has a context file (any store but files: assume so)."""
+    contexts_dir = getattr(store, "contexts_dir", None)
+    if contexts_dir is None:
+        return True
+    prefix = f"{session_id}~"
+    try:
+        names = os.listdir(contexts_dir)
+    except OSError:
+        return False
+    return any(n == f"{session_id}.json" or n.startswith(prefix) for n in names)
+
+
+_HANDLERS = {
+    "SessionStart": session_start,
+    "PreToolUse": pre_tool_use,
+    "UserPromptExpansion": user_prompt_expansion,
+    "SubagentStart": subagent_start,
+    "SubagentStop": subagent_stop,
+    "SessionEnd": session_end,
+}

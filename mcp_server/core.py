@@ -1,0 +1,392 @@
+"""The MCP tools' work, as plain functions over the context store and the ledger.
+
+Each takes validated input (pydantic models) and the Caller (mcp_server.caller), and returns a
+pydantic result; the MCP layer (server.py) only translates. Errors are ToolInputError with a
+message that says what to send instead.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from backlog_ops import sessions
+from backlog_ops.context import ContextInput
+from backlog_ops.errors import BacklogOpsError
+from backlog_ops.fields import check_field, context_tags
+
+from .caller import Caller
+
+__all__ = [
+    "ContextOut",
+    "ContextResult",
+    "SPEND_GROUPS",
+    "SpendInput",
+    "SpendResult",
+    "ToolInputError",
+    "clear_context",
+    "get_context",
+    "parse_context_input",
+    "parse_spend_input",
+    "set_context",
+    "ticket_spend",
+]
+
+SPEND_GROUPS = ("gate", "agent", "model", "skill", "session", "day")
+
+
+class ToolInputError(ValueError):
+    """Bad arguments or state: the message tells the model what to send instead."""
+
+
+# -- results ---------------------------------------------------------------------------------------
+
+
+class ContextOut(BaseModel):
+    ticket_id: str | None = None
+    gate: str
+    agent_type: str
+    project: str | None = None
+    skill: str | None = None
+    component: str | None = None
+    updated_at: str | None = None
+    expires_at: str | None = None
+
+
+class ContextResult(BaseModel):
+    """A context after set_context / clear_context / get_context."""
+
+    action: Literal["set", "cleared", "current"]
+    scope: Literal["agent", "session", "global"] = Field(description="where the context lives (or was looked up)")
+    session_id: str | None = None
+    agent_id: str | None = None
+    attributed_via: str = Field(description="how the calling session was identified")
+    context: ContextOut | None = Field(description="the context now in force for the caller, or null")
+    previous: ContextOut | None = None
+    tags: list[str] = Field(default_factory=list, description="the tags LLM calls now carry")
+    warnings: list[str] = Field(default_factory=list)
+
+    def text(self) -> str:
+        who = _who(self.scope, self.session_id, self.agent_id)
+        if self.action == "set":
+            lines = [f"Context set for {who}: {_describe(self.context)}."]
+            lines.append("LLM calls from here on carry: " + " ".join(self.tags))
+        elif self.action == "cleared":
+            was = _describe(self.previous) if self.previous else "nothing was set"
+            lines = [f"Context cleared for {who} (was: {was})."]
+            if self.context:
+                lines.append(f"Still in force from a wider scope: {_describe(self.context)}.")
+            else:
+                lines.append("LLM calls are no longer attributed to a ticket.")
+        else:
+            if self.context is None:
+                lines = [f"No context is in force for {who}: LLM calls are not attributed to any ticket. "
+                         "Call set_context with ticket_id, gate and agent_type."]
+            else:
+                lines = [f"In force for {who} (from the {self.scope} scope): {_describe(self.context)}.",
+                         f"Expires {self.context.expires_at}. Tags: " + " ".join(self.tags)]
+        lines += [f"Warning: {w}" for w in self.warnings]
+        return "\n".join(lines)
+
+
+class SpendRow(BaseModel):
+    key: str | None
+    cost_usd: float
+    calls: int
+    tokens: int
+
+
+class SpendResult(BaseModel):
+    """What a ticket has cost, from the ledger, with its breakdown and budget."""
+
+    ticket_id: str
+    cost_usd: float
+    calls: int
+    tokens: int
+    by: str
+    breakdown: list[SpendRow]
+    since: str | None = None
+    budget: dict | None = Field(default=None, description="the ticket's budget when budgets are configured, else null")
+    remaining_usd: float | None = Field(default=None, description="budget left, when a budget is known")
+    warnings: list[str] = Field(default_factory=list)
+
+    def text(self) -> str:
+        since = f" since {self.since}" if self.since else ""
+        lines = [f"{self.ticket_id}{since}: ${self.cost_usd:.4f} over {self.calls} LLM calls, {self.tokens:,} tokens."]
+        lines += _budget_lines(self.budget, self.cost_usd, self.remaining_usd)
+        lines += [f"Warning: {w}" for w in self.warnings]
+        if self.breakdown:
+            lines.append(f"By {self.by}:")
+            for row in self.breakdown:
+                lines.append(f"  {row.key or '(none)'}: ${row.cost_usd:.4f}, {row.calls} calls, {row.tokens:,} tokens")
+        else:
+            lines.append("No calls recorded" + (" in that period." if self.since else " for this ticket yet."))
+        return "\n".join(lines)
+
+
+def _budget_lines(budget: dict | None, cost: float, remaining: float | None) -> list[str]:
+    if not budget:
+        return ["No budget is configured for this ticket."]
+    lines = []
+    limit = _budget_limit(budget)
+    if limit is not None and remaining is not None:
+        line = f"Budget ${limit:.4f}: ${remaining:.4f} left ({_pct(cost, limit)} used)."
+        if budget.get("over_budget"):
+            line += " OVER BUDGET: the proxy refuses new calls for this ticket."
+        lines.append(line)
+    else:
+        lines.append("No dollar budget for this ticket.")
+    if isinstance(budget.get("max_escalations"), int):
+        used = budget.get("escalations", 0)
+        lines.append(f"Escalations to the frontier model: {used} of {budget['max_escalations']} allowed.")
+    return lines
+
+
+def _pct(cost: float, limit: float) -> str:
+    return f"{cost / limit * 100:.0f}%" if limit > 0 else "n/a"
+
+
+def _who(scope: str, session_id: str | None, agent_id: str | None) -> str:
+    if scope == "agent":
+        return f"agent {agent_id} of session {session_id}"
+    if scope == "session":
+        return f"session {session_id}"
+    return "the global scope (no Claude Code session identified)"
+
+
+def _describe(ctx: ContextOut | None) -> str:
+    if ctx is None:
+        return "(none)"
+    ticket = f"ticket {ctx.ticket_id}" if ctx.ticket_id else "no ticket"
+    parts = [ticket, f"gate {ctx.gate}", f"agent {ctx.agent_type}"]
+    parts += [f"{name} {value}" for name, value in (("skill", ctx.skill), ("project", ctx.project), ("component", ctx.component)) if value]
+    return ", ".join(parts)
+
+
+def _out(ctx: dict | None) -> ContextOut | None:
+    return ContextOut(**{k: ctx.get(k) for k in ContextOut.model_fields}) if ctx else None
+
+
+# -- inputs ----------------------------------------------------------------------------------------
+
+
+_HINTS = {
+    "ticket_id": "send the ticket's id, e.g. ticket_id='FEAT-001' (or '' for work on no ticket)",
+    "gate": "send the gate you are starting, e.g. gate='plan', 'implement', 'lint', 'review'",
+    "agent_type": "send what kind of agent you are, e.g. agent_type='backend', 'reviewer', 'linter'",
+    "project": "send the project's slug, e.g. project='my-api', or leave it out to use the session's project",
+    "skill": "send the skill's name, e.g. skill='backlog-implementer', or leave it out",
+    "component": "send a short slug, e.g. component='billing', or leave it out",
+}
+
+
+def parse_context_input(**arguments: object) -> ContextInput:
+    """Validate set_context's arguments; ToolInputError names each bad field and what to send."""
+    try:
+        return ContextInput(**arguments)
+    except ValidationError as exc:
+        raise ToolInputError(_explain(exc)) from None
+
+
+class SpendInput(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    ticket_id: str | None = None
+    group_by: str = "gate"
+    since: str | None = None
+
+    @field_validator("ticket_id")
+    @classmethod
+    def _ticket(cls, value: str | None) -> str | None:
+        return check_field("ticket_id", value)
+
+    @field_validator("group_by")
+    @classmethod
+    def _group(cls, value: str) -> str:
+        value = (value or "gate").lower()
+        if value not in SPEND_GROUPS:
+            raise ValueError(f"group_by {value!r} is not one of {', '.join(SPEND_GROUPS)}")
+        return value
+
+    @field_validator("since")
+    @classmethod
+    def _since(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        from backlog_ops.timeparse import parse_since
+
+        return parse_since(value)
+
+
+def parse_spend_input(**arguments: object) -> SpendInput:
+    try:
+        return SpendInput(**arguments)
+    except ValidationError as exc:
+        raise ToolInputError(_explain(exc, spend=True)) from None
+
+
+def _explain(exc: ValidationError, spend: bool = False) -> str:
+    problems = []
+    for err in exc.errors():
+        field = ".".join(str(p) for p in err.get("loc", ())) or "arguments"
+        msg = err.get("msg", "invalid").removeprefix("Value error, ")
+        if err.get("type") == "missing":
+            msg = f"{field} is required"
+        elif err.get("type") == "extra_forbidden":
+            msg = f"there is no argument {field!r}"
+        hint = _SPEND_HINTS.get(field) if spend else _HINTS.get(field)
+        problems.append(f"{msg}; {hint}" if hint else msg)
+    return "Invalid arguments: " + " | ".join(problems)
+
+
+_SPEND_HINTS = {
+    "ticket_id": "send a ticket id such as 'FEAT-001', or leave it out for the ticket you are on",
+    "since": "send YYYY-MM-DD, an ISO 8601 time, or a span such as '90m', '24h', '7d'",
+}
+
+
+# -- the tools' work -------------------------------------------------------------------------------
+
+
+def _store():
+    """The configured store: files under BACKLOG_HOME, or Redis for a team gateway (BACKLOG_CONTEXT_URL)."""
+    from backlog_ops.store import open_store
+
+    return open_store()
+
+
+def _resolver(warnings: list[str] | None = None):
+    """The resolver the proxy uses for this store, so get_context answers what calls are tagged with."""
+    from backlog_ops.resolver import make_resolver
+
+    return make_resolver(warn=warnings.append if warnings is not None else None)
+
+
+def _default_project(caller: Caller) -> str:
+    record = sessions.session_record(caller.session_id) if caller.session_id else None
+    project = (record or {}).get("project")
+    if isinstance(project, str) and project:
+        return project
+    from backlog_ops.project import default_project
+
+    try:
+        return default_project(Path(caller.cwd))
+    except BacklogOpsError as exc:
+        raise ToolInputError(f"{exc}; or send project='my-api' explicitly") from None
+
+
+def set_context(data: ContextInput, caller: Caller, *, ttl: int | None = None) -> ContextResult:
+    """Store the context at the caller's scope (its agent, else its session, else global)."""
+    fields = data.model_dump()
+    if not fields.get("project"):
+        fields["project"] = _default_project(caller)
+    try:
+        change = _store().set(fields, caller.scope, ttl=ttl, project_dir=Path(caller.cwd))
+    except ValueError as exc:
+        raise ToolInputError(str(exc)) from None
+    return ContextResult(
+        action="set",
+        scope=caller.scope.kind,
+        session_id=caller.session_id,
+        agent_id=caller.scope.agent_id,
+        attributed_via=caller.via,
+        context=_out(change.new),
+        previous=_out(change.old),
+        tags=context_tags(change.new or {}),
+        warnings=change.warnings,
+    )
+
+
+def clear_context(caller: Caller) -> ContextResult:
+    """Clear the caller's own scope; report what (if anything) is still in force from a wider one."""
+    change = _store().clear(caller.scope, project_dir=Path(caller.cwd))
+    found = _resolver().resolve(caller.session_id, caller.scope.agent_id)
+    return ContextResult(
+        action="cleared",
+        scope=caller.scope.kind,
+        session_id=caller.session_id,
+        agent_id=caller.scope.agent_id,
+        attributed_via=caller.via,
+        context=_out(found.context) if found else None,
+        previous=_out(change.old),
+        tags=list(found.tags) if found else [],
+        warnings=change.warnings,
+    )
+
+
+def get_context(caller: Caller) -> ContextResult:
+    """The context in force for the caller (agent, else session, else global), as the proxy sees it."""
+    warnings: list[str] = []
+    found = _resolver(warnings).resolve(caller.session_id, caller.scope.agent_id)
+    return ContextResult(
+        action="current",
+        scope=found.scope.kind if found else caller.scope.kind,
+        session_id=caller.session_id,
+        agent_id=caller.scope.agent_id,
+        attributed_via=caller.via,
+        context=_out(found.context) if found else None,
+        tags=list(found.tags) if found else [],
+        warnings=warnings,
+    )
+
+
+def ticket_spend(data: SpendInput, caller: Caller) -> SpendResult:
+    """A ticket's cost, calls and tokens from the ledger, broken down by data.group_by, with its budget."""
+    ticket = data.ticket_id
+    if ticket is None:
+        current = get_context(caller).context
+        ticket = current.ticket_id if current else None
+        if not ticket:
+            raise ToolInputError(
+                "No ticket is in force for this session: send ticket_id, e.g. ticket_id='FEAT-001'"
+            )
+    from backlog_ops.spend import spend_report
+
+    try:
+        report = spend_report(ticket, by=data.group_by, since=data.since)
+    except BacklogOpsError as exc:
+        raise ToolInputError(f"cannot read the spend ledger: {exc}") from None
+    warnings: list[str] = []
+    budget = _budget(ticket, caller, warnings)
+    remaining = None
+    limit = _budget_limit(budget) if budget else None
+    if budget and isinstance(budget.get("remaining_usd"), (int, float)):
+        remaining = float(budget["remaining_usd"])
+    elif limit is not None:
+        remaining = round(limit - report["cost_usd"], 6)
+    return SpendResult(
+        ticket_id=ticket,
+        cost_usd=report["cost_usd"],
+        calls=report["calls"],
+        tokens=report["tokens"],
+        by=data.group_by,
+        breakdown=[SpendRow(**row) for row in report["breakdown"]],
+        since=data.since,
+        budget=budget,
+        remaining_usd=remaining,
+        warnings=warnings,
+    )
+
+
+def _budget(ticket: str, caller: Caller, warnings: list[str]) -> dict | None:
+    """The ticket's budget from backlog_ops.budgets (per backlog.config.json), when that module exists."""
+    try:
+        from backlog_ops.budgets import ticket_budget
+    except ImportError:
+        return None
+    try:
+        budget = ticket_budget(ticket, Path(caller.cwd))
+    except (BacklogOpsError, OSError, ValueError) as exc:
+        warnings.append(f"budget unknown: {exc}")
+        return None
+    return dict(budget) if isinstance(budget, dict) else None
+
+
+def _budget_limit(budget: dict) -> float | None:
+    for key in ("limit_usd", "max_budget_usd", "budget_usd", "max_budget"):
+        value = budget.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    return None

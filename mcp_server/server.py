@@ -1,0 +1,127 @@
+"""The backlog-ops MCP server: `backlog-ops mcp` (stdio), `claude mcp add backlog-ops -- backlog-ops mcp`.
+
+Four tools, each a thin layer over mcp_server.core: set_context, clear_context, get_context and
+ticket_spend. Results are structured (an output schema and structuredContent) and readable (a
+text summary). Bad arguments come back as tool errors that say what to send instead.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Callable
+
+from mcp.server import MCPServer
+from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp_types import CallToolResult, TextContent, ToolAnnotations
+from pydantic import Field
+
+from backlog_ops import __version__
+from backlog_ops.errors import BacklogOpsError
+
+from . import core
+from .caller import CallerResolver
+
+__all__ = ["INSTRUCTIONS", "build_server", "main"]
+
+INSTRUCTIONS = """\
+backlog-ops attributes every LLM call of this Claude Code session to a ticket, a gate, an agent \
+type, a project and a skill, so that each ticket's cost is known. Call set_context whenever you \
+start work on a ticket or move to another gate (plan, implement, lint, review, ...); a subagent \
+calling it sets its own context without touching the main session's. Call clear_context when the \
+work is done. Call ticket_spend to see what a ticket has cost and how much budget is left, \
+before escalating to a more expensive model."""
+
+_TICKET = Field(description="The ticket you work on, e.g. 'FEAT-001'. Send '' for work that belongs to no ticket yet.")
+_GATE = Field(description="The gate or phase you are starting, e.g. 'plan', 'implement', 'lint', 'review', 'prescan', 'refine'.")
+_AGENT = Field(description="What kind of agent you are, e.g. 'backend', 'frontend', 'reviewer', 'linter', 'security-reviewer'.")
+_SKILL = Field(default=None, description="The skill you run, e.g. 'backlog-implementer'. Leave it out when no skill runs.")
+_PROJECT = Field(default=None, description="The project's slug. Leave it out: the session's project is used.")
+_COMPONENT = Field(default=None, description="Optional part of the project, e.g. 'billing'.")
+
+
+def build_server(resolver: CallerResolver | None = None) -> MCPServer:
+    """The server with its four tools; `resolver` identifies callers (tests pass their own)."""
+    callers = resolver if resolver is not None else CallerResolver()
+    # WARNING: a stdio server's stderr lands in Claude Code's MCP log; a failed tool call is the
+    # model's business (it gets the error), not a log line.
+    server = MCPServer("backlog-ops", instructions=INSTRUCTIONS, version=__version__, log_level="WARNING")
+
+    def caller_of(ctx: Context):
+        return callers.resolve(ctx.request_context.meta)
+
+    @server.tool(annotations=ToolAnnotations(title="Set the ticket context", idempotent_hint=True, destructive_hint=False, open_world_hint=False))
+    def set_context(
+        ticket_id: Annotated[str, _TICKET],
+        gate: Annotated[str, _GATE],
+        agent_type: Annotated[str, _AGENT],
+        ctx: Context,
+        skill: Annotated[str | None, _SKILL] = None,
+        project: Annotated[str | None, _PROJECT] = None,
+        component: Annotated[str | None, _COMPONENT] = None,
+    ) -> Annotated[CallToolResult, core.ContextResult]:
+        """Say which ticket and gate you are working on, so that every LLM call you make from now on is attributed to it.
+
+        Call it when you start a ticket, and again at each new gate (plan -> implement -> lint ->
+        review ...). From a subagent it sets that subagent's own context; from the main
+        conversation, the session's. Returns the context now in force and the tags calls carry.
+        """
+        return _run(lambda: core.set_context(
+            core.parse_context_input(ticket_id=ticket_id, gate=gate, agent_type=agent_type, skill=skill,
+                                     project=project, component=component),
+            caller_of(ctx),
+        ))
+
+    @server.tool(annotations=ToolAnnotations(title="Clear the ticket context", idempotent_hint=True, destructive_hint=False, open_world_hint=False))
+    def clear_context(ctx: Context) -> Annotated[CallToolResult, core.ContextResult]:
+        """Stop attributing your LLM calls to the current ticket and gate: call it when the ticket's work is done (after the commit) or abandoned.
+
+        Clears your own context (a subagent's, or the session's) and says what, if anything, is
+        still in force from a wider scope.
+        """
+        return _run(lambda: core.clear_context(caller_of(ctx)))
+
+    @server.tool(annotations=ToolAnnotations(title="Show the ticket context", read_only_hint=True, open_world_hint=False))
+    def get_context(ctx: Context) -> Annotated[CallToolResult, core.ContextResult]:
+        """Show which ticket, gate, agent type and skill your LLM calls are attributed to right now, and where that context comes from."""
+        return _run(lambda: core.get_context(caller_of(ctx)))
+
+    @server.tool(annotations=ToolAnnotations(title="What a ticket has cost", read_only_hint=True, open_world_hint=False))
+    def ticket_spend(
+        ctx: Context,
+        ticket_id: Annotated[str | None, Field(default=None, description="The ticket, e.g. 'FEAT-001'. Leave it out for the ticket you are working on.")] = None,
+        group_by: Annotated[str, Field(default="gate", description="Break the cost down by 'gate', 'agent', 'model', 'skill', 'session' or 'day'.")] = "gate",
+        since: Annotated[str | None, Field(default=None, description="Only calls since then: 'YYYY-MM-DD', an ISO 8601 time, or '90m', '24h', '7d'.")] = None,
+    ) -> Annotated[CallToolResult, core.SpendResult]:
+        """What a ticket has cost so far: dollars, tokens and LLM calls, broken down by gate, agent, model or skill, with the ticket's budget and what is left of it when a budget is set.
+
+        Check it before escalating to the expensive 'frontier' model, and before starting
+        another round of a gate that has already cost a lot.
+        """
+        return _run(lambda: core.ticket_spend(
+            core.parse_spend_input(ticket_id=ticket_id, group_by=group_by, since=since), caller_of(ctx)
+        ))
+
+    return server
+
+
+def _run(work: Callable[[], core.ContextResult | core.SpendResult]) -> CallToolResult:
+    try:
+        result = work()
+    except core.ToolInputError as exc:
+        raise ToolError(str(exc)) from None
+    except BacklogOpsError as exc:
+        raise ToolError(f"backlog-ops: {exc}") from None
+    return CallToolResult(
+        content=[TextContent(type="text", text=result.text())],
+        structured_content=result.model_dump(mode="json"),
+    )
+
+
+def main() -> int:
+    """Serve on stdio until the client closes stdin (`backlog-ops mcp`)."""
+    build_server().run("stdio")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -1,0 +1,222 @@
+"""`backlog-ops install`: merging into a user's Claude Code settings, idempotence, exact uninstall,
+and the plugin layout shipped in the checkout."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from importlib import resources
+from pathlib import Path
+
+import pytest
+import yaml
+
+from backlog_ops.errors import ConfigError
+from backlog_ops.install import HOOK_EVENTS, MCP_TOOL_PERMISSIONS, InstallTarget, install, remove
+
+REPO = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+SKILLS = ("backlog-implementer", "backlog-refinement", "backlog-sentinel", "backlog-ticket")
+CMD = ["backlog-ops"]
+
+USER_SETTINGS = {
+    "model": "sonnet",
+    "permissions": {"allow": ["Bash(ls:*)"], "deny": ["Read(./.env)"]},
+    "hooks": {
+        "PreToolUse": [{"matcher": "Bash", "hooks": [{"type": "command", "command": "./check-bash.sh"}]}],
+        "SessionStart": [{"hooks": [{"type": "command", "command": "echo hello"}]}],
+    },
+}
+USER_MCP = {"mcpServers": {"github": {"type": "stdio", "command": "gh-mcp", "args": [], "env": {"TOKEN": "x"}}}}
+
+
+def snapshot(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def load(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    project = tmp_path / "myproject"
+    project.mkdir()
+    return project
+
+
+def target(project: Path) -> InstallTarget:
+    return InstallTarget.for_scope("project", project)
+
+
+def test_install_into_a_fresh_project(project: Path) -> None:
+    report = install(target(project), CMD)
+    assert len(report.done) == 2 + len(SKILLS)
+    assert load(project / ".mcp.json") == {"mcpServers": {"backlog-ops": {"type": "stdio", "command": "backlog-ops", "args": ["mcp"], "env": {}}}}
+    settings = load(project / ".claude" / "settings.json")
+    assert set(settings["hooks"]) == set(HOOK_EVENTS)
+    assert settings["hooks"]["SubagentStart"][0]["hooks"][0]["command"] == "backlog-ops hook SubagentStart"
+    assert settings["permissions"]["allow"] == MCP_TOOL_PERMISSIONS
+    for name in SKILLS:
+        shipped = resources.files("backlog_ops.skills").joinpath(name, "SKILL.md").read_bytes()
+        assert (project / ".claude" / "skills" / name / "SKILL.md").read_bytes() == shipped
+
+
+def test_install_merges_is_idempotent_and_uninstall_restores_exactly(project: Path) -> None:
+    claude = project / ".claude"
+    (claude / "skills" / "my-skill").mkdir(parents=True)
+    (claude / "skills" / "my-skill" / "SKILL.md").write_text("---\nname: my-skill\ndescription: mine\n---\nmine\n")
+    (claude / "skills" / "backlog-ticket").mkdir()
+    (claude / "skills" / "backlog-ticket" / "SKILL.md").write_text("---\nname: backlog-ticket\ndescription: our team's own\n---\n")
+    (claude / "settings.json").write_text(json.dumps(USER_SETTINGS, indent=4))
+    (project / ".mcp.json").write_text(json.dumps(USER_MCP))
+    before = snapshot(project)
+
+    report = install(target(project), CMD)
+    assert any("your own skill" in k and "backlog-ticket" in k for k in report.kept)
+    settings = load(claude / "settings.json")
+    assert settings["model"] == "sonnet" and settings["permissions"]["deny"] == ["Read(./.env)"]
+    assert settings["permissions"]["allow"] == ["Bash(ls:*)", *MCP_TOOL_PERMISSIONS]
+    assert settings["hooks"]["PreToolUse"][0] == USER_SETTINGS["hooks"]["PreToolUse"][0]
+    assert [g["hooks"][0]["command"] for g in settings["hooks"]["SessionStart"]] == ["echo hello", "backlog-ops hook SessionStart"]
+    assert set(load(project / ".mcp.json")["mcpServers"]) == {"github", "backlog-ops"}
+    assert (claude / "skills" / "backlog-ticket" / "SKILL.md").read_text().endswith("our team's own\n---\n")
+
+    installed = snapshot(project)
+    assert install(target(project), CMD).done == []
+    assert snapshot(project) == installed, "a second install changes nothing"
+
+    remove(target(project))
+    after = snapshot(project)
+    assert set(after) == set(before)
+    for name, data in before.items():
+        if name.endswith(".json"):
+            assert json.loads(after[name]) == json.loads(data), name
+        else:
+            assert after[name] == data, name
+
+
+def test_uninstall_of_a_fresh_install_leaves_nothing(project: Path) -> None:
+    install(target(project), CMD)
+    remove(target(project))
+    assert list(project.iterdir()) == []
+
+
+def test_a_users_own_backlog_ops_server_is_kept(project: Path) -> None:
+    own = {"mcpServers": {"backlog-ops": {"command": "/opt/bo/bin/backlog-ops", "args": ["mcp"]}}}
+    (project / ".mcp.json").write_text(json.dumps(own))
+    report = install(target(project), CMD)
+    assert any("your own MCP server" in k for k in report.kept)
+    remove(target(project))
+    assert load(project / ".mcp.json") == own
+
+
+def test_a_skill_the_user_edited_survives_update_and_uninstall(project: Path) -> None:
+    install(target(project), CMD)
+    skill = project / ".claude" / "skills" / "backlog-implementer" / "SKILL.md"
+    skill.write_text(skill.read_text() + "\nOur team also runs `make e2e` at REVIEW.\n")
+    report = install(target(project), CMD)
+    assert any("you changed SKILL.md" in w for w in report.warnings)
+    report = remove(target(project))
+    assert skill.exists() and "make e2e" in skill.read_text()
+    assert not (project / ".claude" / "skills" / "backlog-sentinel").exists()
+
+
+def test_reinstalling_from_a_moved_virtualenv_replaces_our_hooks(project: Path) -> None:
+    install(target(project), ["/old/venv/bin/backlog-ops"])
+    install(target(project), ["/new/venv/bin/backlog-ops"])
+    settings = load(project / ".claude" / "settings.json")
+    commands = [h["command"] for groups in settings["hooks"].values() for g in groups for h in g["hooks"]]
+    assert len(commands) == len(HOOK_EVENTS) and all(c.startswith("/new/venv/bin/backlog-ops hook ") for c in commands)
+    assert load(project / ".mcp.json")["mcpServers"]["backlog-ops"]["command"] == "/new/venv/bin/backlog-ops"
+
+
+def test_invalid_json_is_never_overwritten(project: Path) -> None:
+    (project / ".claude").mkdir()
+    (project / ".claude" / "settings.json").write_text("{ oops")
+    with pytest.raises(ConfigError, match="not valid JSON"):
+        install(target(project), CMD)
+    assert (project / ".claude" / "settings.json").read_text() == "{ oops"
+
+
+def test_user_scope(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("CLAUDE_CONFIG_DIR", raising=False)
+    claude_json = {"userID": "u1", "projects": {"/x": {"allowedTools": []}}, "mcpServers": {"memory": {"command": "mem"}}}
+    (home / ".claude.json").write_text(json.dumps(claude_json))
+    (home / ".claude.json").chmod(0o600)
+    user = InstallTarget.for_scope("user")
+    install(user, CMD)
+    data = load(home / ".claude.json")
+    assert data["userID"] == "u1" and set(data["mcpServers"]) == {"memory", "backlog-ops"}
+    assert (home / ".claude.json").stat().st_mode & 0o777 == 0o600
+    assert set(load(home / ".claude" / "settings.json")["hooks"]) == set(HOOK_EVENTS)
+    assert (home / ".claude" / "skills" / "backlog-sentinel" / "SKILL.md").exists()
+    remove(user)
+    assert load(home / ".claude.json") == claude_json
+    assert not (home / ".claude" / "settings.json").exists() and not (home / ".claude" / "skills" / "backlog-sentinel").exists()
+
+
+def test_the_install_command(project: Path) -> None:
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([str(BIN / "backlog-ops"), "install", "--dir", str(project), *args],
+                              capture_output=True, text=True, timeout=60, env=os.environ.copy())
+
+    r = cli()
+    assert r.returncode == 0 and "installed: MCP server 'backlog-ops' in .mcp.json" in r.stdout, r.stderr
+    assert "/backlog-implementer FEAT-001" in r.stdout
+    command = load(project / ".mcp.json")["mcpServers"]["backlog-ops"]["command"]
+    assert Path(command).name == "backlog-ops"
+    assert "already installed" in cli().stdout
+    r = cli("--uninstall")
+    assert r.returncode == 0 and "removed: skill backlog-ticket" in r.stdout
+    assert list(project.iterdir()) == []
+    r = subprocess.run([str(BIN / "backlog-ops"), "install", "--dir", str(project / "missing")], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and "is not a directory" in r.stderr
+
+
+# -- the plugin layout and the skills ----------------------------------------------------------------
+
+
+def test_the_checkout_is_a_claude_code_plugin_and_marketplace() -> None:
+    plugin = load(REPO / ".claude-plugin" / "plugin.json")
+    market = load(REPO / ".claude-plugin" / "marketplace.json")
+    assert plugin["name"] == "backlog-ops" and market["plugins"][0]["name"] == "backlog-ops"
+    assert market["plugins"][0]["source"] == "./"
+    assert load(REPO / ".mcp.json")["mcpServers"]["backlog-ops"] == {"type": "stdio", "command": "backlog-ops", "args": ["mcp"], "env": {}}
+    assert (REPO / "hooks" / "hooks.json").is_file()
+
+
+@pytest.mark.parametrize("name", SKILLS)
+def test_skills_follow_claude_code_conventions(name: str) -> None:
+    text = (REPO / "skills" / name / "SKILL.md").read_text()
+    assert text.startswith("---\n")
+    front = yaml.safe_load(text.split("---\n")[1])
+    body = text.split("---\n", 2)[2]
+    assert front["name"] == name
+    description = front["description"]
+    assert description.split()[0].endswith("s"), "third person: 'Takes…', 'Writes…'"
+    assert "Use when" in description and '"' in description, "literal trigger phrases"
+    assert len(description) <= 1024
+    tools = [t.strip() for t in front["allowed-tools"].split(",")]
+    for tool in ("set_context", "clear_context", "ticket_spend"):
+        assert f"mcp__backlog-ops__{tool}" in tools and f"mcp__plugin_backlog-ops_backlog-ops__{tool}" in tools
+    assert "clear_context()" in body and "set_context(" in body and "set_backlog_context" in body
+
+
+@pytest.mark.parametrize(("name", "calls"), [
+    ("backlog-implementer", [('"plan"', '"<agent type>"'), ('"implement"', '"<agent type>"'), ('"lint"', '"linter"'), ('"review"', '"reviewer"')]),
+    ("backlog-sentinel", [('"prescan"', '"sentinel"'), ('"review"', '"security-reviewer"'), ('"ticket-create"', '"ticket"')]),
+    ("backlog-ticket", [('"generate"', '"ticket"')]),
+    ("backlog-refinement", [('"refine"', '"refinement"')]),
+])
+def test_skills_call_set_context_at_each_gate_of_the_design(name: str, calls: list) -> None:
+    body = (REPO / "skills" / name / "SKILL.md").read_text()
+    for gate, agent in calls:
+        assert f"gate={gate}, agent_type={agent}, skill=\"{name}\"" in body, (gate, agent)
+    if name in ("backlog-implementer", "backlog-sentinel"):
+        assert "frontier" in body and "ticket_spend" in body
