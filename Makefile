@@ -24,6 +24,8 @@ bench: $(BIN)/.installed
 	$(BIN)/python bench/context_lookup.py
 	$(BIN)/python bench/proxy_overhead.py
 	$(BIN)/python bench/ledger_scale.py
+	$(BIN)/python bench/hook_walltime.py
+	$(BIN)/python bench/mcp_roundtrip.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache
+	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache .cache
