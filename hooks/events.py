@@ -87,13 +87,11 @@ def _cwd(data: dict) -> str:
 
 
 def _project(cwd: str) -> str:
-    from pathlib import Path
-
     from backlog_ops.fields import slugify
     from backlog_ops.project import default_project
 
     try:
-        return default_project(Path(cwd))
+        return default_project(cwd)
     except Exception:  # noqa: BLE001 - a bad backlog.config.json must not stop the session
         return slugify(os.path.basename(cwd.rstrip("/")) or "default")
 
@@ -279,23 +277,10 @@ def session_end(data: dict) -> dict | None:
     if data.get("reason") == "clear" and ctx is not None:
         # /clear starts a new session in the same process: SessionStart(source=clear) takes it over.
         sessions.record_process(key, sid, carry=_fields(ctx), carry_from=sid)
-    if _has_contexts(store, sid):
+    if store.session_has_contexts(sid):
         store.clear_session(sid, project_dir=_cwd(data))
     sessions.forget_session(sid)
     return None
-
-
-def _has_contexts(store, session_id: str) -> bool:
-    """Whether the session or one of its agents has a context file (any store but files: assume so)."""
-    contexts_dir = getattr(store, "contexts_dir", None)
-    if contexts_dir is None:
-        return True
-    prefix = f"{session_id}~"
-    try:
-        names = os.listdir(contexts_dir)
-    except OSError:
-        return False
-    return any(n == f"{session_id}.json" or n.startswith(prefix) for n in names)
 
 
 _HANDLERS = {

@@ -299,9 +299,8 @@ def test_hooks_json_wires_every_event_to_the_hook_command() -> None:
 
 
 def test_the_session_registry_lives_in_backlog_home(monkeypatch, tmp_path) -> None:
-    from backlog_ops.home import DEFAULT_HOME, home
+    from backlog_ops.home import home
 
-    assert sessions._DEFAULT_HOME == DEFAULT_HOME
     assert Path(sessions.state_dir()) == home() / "claude-code"
     monkeypatch.delenv("BACKLOG_HOME")
     monkeypatch.setenv("HOME", str(tmp_path))

@@ -7,11 +7,11 @@ helper writes no expires_at) are accepted when their fields are valid.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from datetime import datetime, timezone
-from pathlib import Path
+
+from . import fastjson
 
 from .errors import ContextFileError, InvalidContext
 from .fields import check_id, normalize_context_fields
@@ -120,7 +120,7 @@ def render_context(fields: dict, *, now: float, ttl: int) -> dict:
     return ctx
 
 
-def parse_context(raw: bytes, *, path: Path, mtime: float) -> tuple[dict, float] | None:
+def parse_context(raw: bytes, *, path: object, mtime: float) -> tuple[dict, float] | None:
     """Parse a context file's bytes into (context, expires_epoch); None for an empty object.
 
     Raises ContextFileError naming the file and what is wrong with it.
@@ -130,7 +130,7 @@ def parse_context(raw: bytes, *, path: Path, mtime: float) -> tuple[dict, float]
             f"{path} is {len(raw)} bytes; a context file is at most {MAX_CONTEXT_FILE_BYTES} bytes"
         )
     try:
-        data = json.loads(raw)
+        data = fastjson.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ContextFileError(f"{path} is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
@@ -151,7 +151,7 @@ def parse_context(raw: bytes, *, path: Path, mtime: float) -> tuple[dict, float]
     return ctx, expires
 
 
-def read_context_file(path: Path, *, now: float | None = None) -> dict | None:
+def read_context_file(path, *, now: float | None = None) -> dict | None:
     """The unexpired context in `path`, or None when the file is absent, empty or expired."""
     try:
         with open(path, "rb") as fh:

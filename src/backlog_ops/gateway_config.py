@@ -755,8 +755,27 @@ def run_render(input_path: str, output: str) -> int:
     return 1 if problems else 0
 
 
+def _is_virtual_keys_file(path: Path) -> bool:
+    """A `backlog-ops keys setup` file (a `keys:` list), not a LiteLLM config."""
+    try:
+        data = _load_yaml(path)
+    except Exception:  # noqa: BLE001 - let the proxy-config check report the unreadable file
+        return False
+    return isinstance(data, dict) and "keys" in data and "model_list" not in data
+
+
+def check_virtual_keys_file(path: Path) -> list[str]:
+    from .keys import load_keys_file
+
+    try:
+        load_keys_file(path)
+    except ConfigError as exc:
+        return [str(exc)]
+    return []
+
+
 def run_check(files: list[str]) -> int:
-    """Validate each FILE (.json: backlog.config.json; .yaml/.yml: proxy config); no FILE: ./backlog.config.json and every shipped config."""
+    """Validate each FILE (.json: backlog.config.json; .yaml/.yml: proxy config or virtual keys file); no FILE: ./backlog.config.json and every shipped config."""
     paths = [Path(f).expanduser() for f in files]
     if not paths:
         local = Path("backlog.config.json")
@@ -765,6 +784,8 @@ def run_check(files: list[str]) -> int:
     for path in paths:
         if path.suffix == ".json":
             problems = check_backlog_config(path)
+        elif path.suffix in (".yaml", ".yml") and _is_virtual_keys_file(path):
+            problems = check_virtual_keys_file(path)
         elif path.suffix in (".yaml", ".yml"):
             problems = check_proxy_config(path)
         else:

@@ -3,39 +3,59 @@
 One variable, BACKLOG_HOME (default ~/.backlog-toolkit), relocates everything. Files are created
 0600 and directories 0700; whole-file writes go through a temporary file and os.replace, so a
 reader that takes no lock sees either the old file or the new one, never a torn one.
+
+Paths are plain strings here (functions accept str or os.PathLike): Claude Code hooks import this
+module, and pathlib (with the `re` it imports) would cost each hook ~12 ms. `home()` and
+`global_context_path()` give pathlib.Path objects to everyone else.
 """
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from .errors import HomeError
 
 __all__ = [
     "append_line",
     "ensure_dir",
+    "global_context_file",
     "global_context_path",
     "home",
+    "home_dir",
     "write_atomic",
 ]
 
 DEFAULT_HOME = "~/.backlog-toolkit"
 
 
-def home() -> Path:
+def home_dir() -> str:
     """The toolkit home: $BACKLOG_HOME, else ~/.backlog-toolkit."""
-    return Path(os.environ.get("BACKLOG_HOME") or DEFAULT_HOME).expanduser()
+    return os.path.expanduser(os.environ.get("BACKLOG_HOME") or DEFAULT_HOME)
 
 
-def global_context_path() -> Path:
+def home():
+    """home_dir() as a pathlib.Path."""
+    from pathlib import Path
+
+    return Path(home_dir())
+
+
+def global_context_file() -> str:
     """The global context file: $BACKLOG_CONTEXT_FILE (the design's override), else HOME/current-context.json."""
     override = os.environ.get("BACKLOG_CONTEXT_FILE")
-    return Path(override).expanduser() if override else home() / "current-context.json"
+    return os.path.expanduser(override) if override else os.path.join(home_dir(), "current-context.json")
 
 
-def ensure_dir(path: Path) -> Path:
+def global_context_path():
+    """global_context_file() as a pathlib.Path."""
+    from pathlib import Path
+
+    return Path(global_context_file())
+
+
+def ensure_dir(path) -> str:
     """Create `path` (and missing parents) with mode 0700; raise HomeError if that is impossible."""
+    path = os.fspath(path)
     try:
         os.makedirs(path, mode=0o700, exist_ok=True)
     except OSError as exc:
@@ -45,12 +65,13 @@ def ensure_dir(path: Path) -> Path:
     return path
 
 
-def write_atomic(path: Path, data: bytes, *, mode: int = 0o600) -> None:
+def write_atomic(path, data: bytes, *, mode: int = 0o600) -> None:
     """Replace `path` with `data` atomically (temp file in the same directory, fsync, rename)."""
-    directory = path.parent
+    path = os.fspath(path)
+    directory = os.path.dirname(path) or "."
     ensure_dir(directory)
     # A random suffix instead of tempfile: tempfile's import costs the hooks several ms.
-    tmp = directory / f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
+    tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), mode)
     except OSError as exc:
@@ -69,9 +90,10 @@ def write_atomic(path: Path, data: bytes, *, mode: int = 0o600) -> None:
         raise HomeError(f"cannot write {path}: {exc.strerror or exc}") from exc
 
 
-def append_line(path: Path, line: str) -> None:
+def append_line(path, line: str) -> None:
     """Append one line with a single write(2) on an O_APPEND descriptor (callers hold the lock)."""
-    ensure_dir(path.parent)
+    path = os.fspath(path)
+    ensure_dir(os.path.dirname(path) or ".")
     data = (line.rstrip("\n") + "\n").encode()
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0), 0o600)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import time
-from pathlib import Path
 
 from .errors import HomeError
 from .home import ensure_dir
@@ -26,18 +25,18 @@ except ImportError:  # pragma: no cover - Windows
 class ExclusiveLock:
     """`with ExclusiveLock(path):` holds an exclusive lock on `path`, waiting up to `timeout` s."""
 
-    def __init__(self, path: Path, timeout: float = 10.0) -> None:
-        self.path = path
+    def __init__(self, path, timeout: float = 10.0) -> None:
+        self.path = os.fspath(path)
         self.timeout = timeout
         self._fd: int | None = None
         self._fallback = None
 
     def __enter__(self) -> "ExclusiveLock":
-        ensure_dir(self.path.parent)
+        ensure_dir(os.path.dirname(self.path) or ".")
         if fcntl is None:  # pragma: no cover - Windows
             import filelock
 
-            self._fallback = filelock.FileLock(str(self.path), timeout=self.timeout)
+            self._fallback = filelock.FileLock(self.path, timeout=self.timeout)
             try:
                 self._fallback.acquire()
             except filelock.Timeout as exc:

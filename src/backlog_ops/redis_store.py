@@ -80,6 +80,13 @@ class RedisContextStore:
         raw = self._call(self.redis.get, self.key(scope))
         return _parse(raw, self.key(scope), time.time() if now is None else now)
 
+    def session_has_contexts(self, session_id: str) -> bool:
+        """Cheap enough to ask Redis: the session's key or any agent key of it."""
+        if self._call(self.redis.exists, self.key(Scope(session_id))):
+            return True
+        pattern = f"{self.prefix}ctx:agent:{session_id}~*"
+        return bool(self._call(lambda: next(iter(self.redis.scan_iter(match=pattern, count=500)), None)))
+
     def history(self, since: float | None = None) -> Iterator[dict]:
         for raw in self._call(self.redis.lrange, self.history_key, 0, -1):
             try:

@@ -13,8 +13,6 @@ from __future__ import annotations
 import os
 import threading
 import time
-from pathlib import Path
-from typing import Callable, NamedTuple
 
 from .contextfile import MAX_CONTEXT_FILE_BYTES, Scope, parse_context
 from .errors import ContextFileError
@@ -26,19 +24,32 @@ __all__ = ["ContextResolver", "Resolved", "make_resolver"]
 _RACY_NS = 100_000_000  # 100 ms: several kernel ticks on any configuration
 
 
-class Resolved(NamedTuple):
+class Resolved:
     """The context in force for a request, the scope it came from and its tags."""
 
-    scope: Scope
-    context: dict
-    tags: tuple[str, ...]
+    # A plain class, not a NamedTuple: hooks import this module, and typing costs them ~3 ms.
+    __slots__ = ("scope", "context", "tags")
+
+    def __init__(self, scope: Scope, context: dict, tags: tuple) -> None:
+        self.scope = scope
+        self.context = context
+        self.tags = tags
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Resolved) and (self.scope, self.context, self.tags) == (other.scope, other.context, other.tags)
+
+    def __repr__(self) -> str:
+        return f"Resolved(scope={self.scope!r}, tags={self.tags!r})"
 
 
-class _Entry(NamedTuple):
-    signature: tuple[int, int, int]
-    trusted: bool
-    resolved: Resolved | None
-    expires: float
+class _Entry:
+    __slots__ = ("signature", "trusted", "resolved", "expires")
+
+    def __init__(self, signature: tuple, trusted: bool, resolved: Resolved | None, expires: float) -> None:
+        self.signature = signature
+        self.trusted = trusted
+        self.resolved = resolved
+        self.expires = expires
 
 
 class ContextResolver:
@@ -47,13 +58,13 @@ class ContextResolver:
     `warn` receives one message per distinct bad file version (not one per request).
     """
 
-    def __init__(self, store: ContextStore | None = None, warn: Callable[[str], None] | None = None) -> None:
+    def __init__(self, store: ContextStore | None = None, warn=None) -> None:
         self.store = store if store is not None else ContextStore()
         self._warn = warn
-        self._cache: dict[Path, _Entry] = {}
-        self._absent: set[Path] = set()
-        self._chains: dict[tuple[str | None, str | None], tuple[tuple[Scope, Path], ...]] = {}
-        self._warned: set[tuple[Path, tuple[int, int, int]]] = set()
+        self._cache: dict[str, _Entry] = {}
+        self._absent: set[str] = set()
+        self._chains: dict[tuple[str | None, str | None], tuple[tuple[Scope, str], ...]] = {}
+        self._warned: set[tuple[str, tuple[int, int, int]]] = set()
         self._lock = threading.Lock()
 
     def resolve(self, session_id: str | None = None, agent_id: str | None = None) -> Resolved | None:
@@ -68,7 +79,7 @@ class ContextResolver:
                 return found
         return None
 
-    def _chain(self, session_id: str | None, agent_id: str | None) -> tuple[tuple[Scope, Path], ...]:
+    def _chain(self, session_id: str | None, agent_id: str | None) -> tuple[tuple[Scope, str], ...]:
         scopes = [Scope()]
         session = _valid_scope(session_id, None)
         if session is not None:
@@ -76,14 +87,14 @@ class ContextResolver:
             agent = _valid_scope(session_id, agent_id) if agent_id else None
             if agent is not None:
                 scopes.insert(0, agent)
-        chain = tuple((scope, self.store.path(scope)) for scope in scopes)
+        chain = tuple((scope, self.store.file_for(scope)) for scope in scopes)
         with self._lock:
             if len(self._chains) > 4096:
                 self._chains.clear()
             self._chains[(session_id, agent_id)] = chain
         return chain
 
-    def _lookup(self, scope: Scope, path: Path, now: float) -> Resolved | None:
+    def _lookup(self, scope: Scope, path: str, now: float) -> Resolved | None:
         # A scope with no file usually stays that way (most requests have no agent context):
         # access(2) answers "still absent" without the cost of raising FileNotFoundError.
         if path in self._absent:
@@ -107,7 +118,7 @@ class ContextResolver:
             entry = self._load(scope, path, signature, st.st_mtime)
         return entry.resolved if entry.expires > now else None
 
-    def _load(self, scope: Scope, path: Path, signature: tuple[int, int, int], mtime: float) -> _Entry:
+    def _load(self, scope: Scope, path: str, signature: tuple[int, int, int], mtime: float) -> _Entry:
         read_started = time.time_ns()
         resolved, expires = None, 0.0
         try:
@@ -130,7 +141,7 @@ class ContextResolver:
                 self._cache.clear()
         return entry
 
-    def _warn_once(self, path: Path, signature: tuple[int, int, int], message: str) -> None:
+    def _warn_once(self, path: str, signature: tuple[int, int, int], message: str) -> None:
         key = (path, signature)
         with self._lock:
             if key in self._warned:
@@ -151,7 +162,7 @@ def _valid_scope(session_id: str | None, agent_id: str | None) -> Scope | None:
         return None
 
 
-def make_resolver(warn: Callable[[str], None] | None = None):
+def make_resolver(warn=None):
     """The resolver for the configured store: Redis when BACKLOG_CONTEXT_URL is set, else files."""
     if os.environ.get("BACKLOG_CONTEXT_URL"):
         from .redis_store import RedisContextResolver

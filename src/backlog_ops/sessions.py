@@ -24,6 +24,7 @@ import os
 import time
 
 from . import fastjson
+from .home import home_dir
 
 __all__ = [
     "CALL_TTL",
@@ -40,15 +41,14 @@ __all__ = [
     "state_dir",
 ]
 
-_DEFAULT_HOME = "~/.backlog-toolkit"  # = home.DEFAULT_HOME (a test keeps them equal)
 CALL_TTL = 3600  # a claim the server never took (the call was denied) is deleted after an hour
 _SHELLS = {"sh", "bash", "dash", "zsh", "ksh", "fish", "busybox", "env", "timeout", "nice", "uv", "uvx"}
 _SAFE = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
 
 
 def state_dir() -> str:
-    """BACKLOG_HOME/claude-code. Computed as home.home() does, without importing pathlib (hooks)."""
-    return os.path.join(os.path.expanduser(os.environ.get("BACKLOG_HOME") or _DEFAULT_HOME), "claude-code")
+    """BACKLOG_HOME/claude-code."""
+    return os.path.join(home_dir(), "claude-code")
 
 
 def _safe_name(value: object) -> str | None:

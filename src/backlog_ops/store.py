@@ -8,15 +8,13 @@ a history (when, scope, old -> new) so usage can later be attributed by time.
 
 from __future__ import annotations
 
-import json
 import os
 import time
-from pathlib import Path
-from typing import Iterator
 
+from . import fastjson
 from .contextfile import Scope, default_ttl, format_time, read_context_file, render_context
 from .errors import ContextFileError, HomeError, InvalidContext
-from .home import append_line, ensure_dir, global_context_path, home, write_atomic
+from .home import append_line, ensure_dir, global_context_file, home_dir, write_atomic
 from .lock import ExclusiveLock
 
 __all__ = ["AUDIT_DIR", "ContextChange", "ContextStore", "check_ttl", "open_store", "update_audit_copy"]
@@ -39,46 +37,69 @@ class ContextChange:
 
 
 class ContextStore:
-    """File-backed context store under the toolkit home (BACKLOG_HOME)."""
+    """File-backed context store under the toolkit home (BACKLOG_HOME).
 
-    def __init__(self, root: Path | None = None, *, global_path: Path | None = None) -> None:
-        self.root = root if root is not None else home()
+    Paths are kept as strings (hooks must not import pathlib); the `root`, `global_path`,
+    `contexts_dir`, `history_path` and `lock_path` properties and `path()` give pathlib.Paths.
+    """
+
+    def __init__(self, root=None, *, global_path=None) -> None:
+        self._root = os.fspath(root) if root is not None else home_dir()
         if global_path is not None:
-            self.global_path = global_path
+            self._global = os.fspath(global_path)
         elif root is None:
-            self.global_path = global_context_path()
+            self._global = global_context_file()
         else:
-            self.global_path = self.root / "current-context.json"
-        self.contexts_dir = self.root / "contexts"
-        self.history_path = self.root / "context-history.jsonl"
-        self.lock_path = self.root / ".context.lock"
+            self._global = os.path.join(self._root, "current-context.json")
+        self._contexts = os.path.join(self._root, "contexts")
+        self._history = os.path.join(self._root, "context-history.jsonl")
+        self._lock = os.path.join(self._root, ".context.lock")
+
+    root = property(lambda self: _as_path(self._root))
+    global_path = property(lambda self: _as_path(self._global))
+    contexts_dir = property(lambda self: _as_path(self._contexts))
+    history_path = property(lambda self: _as_path(self._history))
+    lock_path = property(lambda self: _as_path(self._lock))
 
     # -- paths -------------------------------------------------------------------------------
 
-    def path(self, scope: Scope) -> Path:
+    def file_for(self, scope: Scope) -> str:
         """The file that holds `scope`'s context ('~' cannot occur in ids, so names never clash)."""
         if scope.agent_id is not None:
-            return self.contexts_dir / f"{scope.session_id}~{scope.agent_id}.json"
+            return os.path.join(self._contexts, f"{scope.session_id}~{scope.agent_id}.json")
         if scope.session_id is not None:
-            return self.contexts_dir / f"{scope.session_id}.json"
-        return self.global_path
+            return os.path.join(self._contexts, f"{scope.session_id}.json")
+        return self._global
+
+    def path(self, scope: Scope):
+        """file_for(scope) as a pathlib.Path."""
+        return _as_path(self.file_for(scope))
 
     # -- reads -------------------------------------------------------------------------------
 
     def get(self, scope: Scope = Scope(), *, now: float | None = None) -> dict | None:
         """The unexpired context set at exactly `scope`, or None. Raises ContextFileError if unreadable."""
-        return read_context_file(self.path(scope), now=now)
+        return read_context_file(self.file_for(scope), now=now)
 
-    def history(self, since: float | None = None) -> Iterator[dict]:
+    def session_has_contexts(self, session_id: str) -> bool:
+        """Whether the session or one of its agents has a context file (cheap: one listdir)."""
+        try:
+            names = os.listdir(self._contexts)
+        except OSError:
+            return False
+        prefix = f"{session_id}~"
+        return any(n == f"{session_id}.json" or n.startswith(prefix) for n in names)
+
+    def history(self, since: float | None = None):
         """History entries, oldest first; a torn last line (a writer mid-append) is skipped."""
         try:
-            fh = open(self.history_path, "rb")
+            fh = open(self._history, "rb")
         except FileNotFoundError:
             return
         with fh:
             for line in fh:
                 try:
-                    entry = json.loads(line)
+                    entry = fastjson.loads(line)
                 except ValueError:
                     continue
                 if since is None or entry.get("at_epoch", 0) >= since:
@@ -92,7 +113,7 @@ class ContextStore:
         scope: Scope = Scope(),
         *,
         ttl: int | None = None,
-        project_dir: Path | None = None,
+        project_dir=None,
         now: float | None = None,
     ) -> ContextChange:
         """Validate and store a context at `scope` for `ttl` seconds (default: default_ttl())."""
@@ -102,18 +123,18 @@ class ContextStore:
         update_audit_copy(project_dir, change)
         return change
 
-    def clear(self, scope: Scope = Scope(), *, project_dir: Path | None = None, now: float | None = None) -> ContextChange:
+    def clear(self, scope: Scope = Scope(), *, project_dir=None, now: float | None = None) -> ContextChange:
         """Remove the context at `scope` (a no-op, still recorded, when none is set)."""
         change = self._write(scope, None, time.time() if now is None else now)
         update_audit_copy(project_dir, change)
         return change
 
-    def clear_session(self, session_id: str, *, project_dir: Path | None = None) -> list[ContextChange]:
+    def clear_session(self, session_id: str, *, project_dir=None) -> list[ContextChange]:
         """Remove a session's context and the contexts of all its agents (Claude Code's SessionEnd)."""
         session = Scope(session_id)
         scopes = [session]
         try:
-            names = os.listdir(self.contexts_dir)
+            names = os.listdir(self._contexts)
         except FileNotFoundError:
             names = []
         prefix = f"{session_id}~"
@@ -123,10 +144,10 @@ class ContextStore:
         return [self.clear(scope, project_dir=project_dir) for scope in scopes]
 
     def _write(self, scope: Scope, new: dict | None, now: float) -> ContextChange:
-        path = self.path(scope)
-        ensure_dir(self.root)
+        path = self.file_for(scope)
+        ensure_dir(self._root)
         change = ContextChange(scope, None, new)
-        with ExclusiveLock(self.lock_path):
+        with ExclusiveLock(self._lock):
             try:
                 change.old = read_context_file(path, now=now)
             except ContextFileError as exc:
@@ -139,7 +160,7 @@ class ContextStore:
                 except OSError as exc:
                     raise HomeError(f"cannot remove {path}: {exc.strerror or exc}") from exc
             else:
-                write_atomic(path, (json.dumps(new, indent=2) + "\n").encode())
+                write_atomic(path, (fastjson.dumps(new) + "\n").encode())
             entry = {
                 "at": format_time(now),
                 "at_epoch": now,
@@ -148,21 +169,21 @@ class ContextStore:
                 "old": change.old,
                 "new": new,
             }
-            append_line(self.history_path, json.dumps(entry, separators=(",", ":")))
+            append_line(self._history, fastjson.dumps(entry))
             self._prune_expired(now)
         return change
 
     def _prune_expired(self, now: float) -> None:
         """Delete expired session and agent files so the contexts directory does not grow forever."""
         try:
-            entries = list(os.scandir(self.contexts_dir))
+            entries = list(os.scandir(self._contexts))
         except FileNotFoundError:
             return
         for entry in entries:
             if not entry.name.endswith(".json"):
                 continue
             try:
-                if read_context_file(Path(entry.path), now=now) is None:
+                if read_context_file(entry.path, now=now) is None:
                     os.unlink(entry.path)
             except (ContextFileError, OSError):
                 continue  # someone else's file: leave it for a person to look at
@@ -182,17 +203,17 @@ def update_audit_copy(project_dir: Path | None, change: ContextChange) -> None:
     """
     if project_dir is None:
         return
-    audit_dir = Path(project_dir) / AUDIT_DIR
-    audit_file = audit_dir / _AUDIT_FILE
+    audit_dir = os.path.join(os.fspath(project_dir), AUDIT_DIR)
+    audit_file = os.path.join(audit_dir, _AUDIT_FILE)
     try:
         ensure_dir(audit_dir)
-        ignore = audit_dir / ".gitignore"
-        if not ignore.exists():
+        ignore = os.path.join(audit_dir, ".gitignore")
+        if not os.path.exists(ignore):
             # '*' ignores the directory's every file, itself included, without touching the
             # project's own .gitignore.
             write_atomic(ignore, b"# written by backlog-ops: local state, never committed\n*\n", mode=0o644)
         if change.new is not None:
-            write_atomic(audit_file, (json.dumps({**change.new, **change.scope.as_dict()}, indent=2) + "\n").encode())
+            write_atomic(audit_file, (fastjson.dumps({**change.new, **change.scope.as_dict()}) + "\n").encode())
         else:
             current = _read_json(audit_file)
             same_scope = current is not None and all(current.get(k) == v for k, v in change.scope.as_dict().items())
@@ -215,9 +236,16 @@ def open_store():
     return ContextStore()
 
 
-def _read_json(path: Path) -> dict | None:
+def _read_json(path: str) -> dict | None:
     try:
-        data = json.loads(path.read_bytes())
+        with open(path, "rb") as fh:
+            data = fastjson.loads(fh.read())
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
+
+
+def _as_path(path: str):
+    from pathlib import Path
+
+    return Path(path)

@@ -1,0 +1,369 @@
+"""QuotaEvents: publish a `quota.updated` event on NATS JetStream after every LLM call.
+
+Loaded by `litellm --config` through `litellm_settings.callbacks:
+backlog_ops.callbacks.quota_events.quota_events`. The event is the service brief's (eventId,
+occurredAt, tenantId, platformId, correlationId, actor, payload with usage, cost, model, provider,
+cached) plus the ticket context backlog-ops attributes the call to.
+
+Off the request path: the success/failure hooks only build the event (from the same ledger
+record the spend ledger writes, `record_from_logging_object`) and append it to a bounded
+in-memory buffer. A daemon thread with its own asyncio loop owns the NATS connection and
+publishes from that buffer, retrying and reconnecting with a capped back-off. The proxy's loop
+never awaits NATS, so a slow, down or flapping NATS server cannot slow or fail a call; and the
+connection never depends on a loop that LiteLLM (or an SDK user's `asyncio.run`) may close.
+
+Exactly once to a consumer: each event is published with the header `Nats-Msg-Id: <eventId>`,
+and eventId is derived from LiteLLM's call id (and the outcome, since a call retried after a
+failure reports one failure and one success under one call id). A publish whose ack was lost is
+retried with the same id and JetStream drops the copy within the stream's duplicate window.
+
+Environment:
+    BACKLOG_NATS_URL          nats://127.0.0.1:4222
+    BACKLOG_NATS_SUBJECT      llm.quota.updated
+    BACKLOG_NATS_STREAM       LLM_QUOTA (created on first connect if absent; "" = never create)
+    BACKLOG_NATS_BUFFER       10000 events held while NATS is unreachable; past it the oldest go
+    BACKLOG_NATS_DUP_WINDOW   120 seconds (the stream's duplicate window, when this creates it)
+    BACKLOG_TENANT_ID         tenantId when the virtual key's metadata has no tenant_id and the
+                              key no team (default "default")
+    BACKLOG_PLATFORM_ID       platformId when the key's metadata has no platform_id (default "backlog-ops")
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import json
+import logging
+import os
+import threading
+import time
+import uuid
+from collections import deque
+from typing import Any
+
+from litellm.integrations.custom_logger import CustomLogger
+
+from backlog_ops.contextfile import format_time
+
+from .spend_ledger import HEALTH_CHECK_TAG, record_from_logging_object
+
+__all__ = ["QuotaEvents", "build_event", "quota_events"]
+
+log = logging.getLogger("backlog_ops.quota_events")
+
+EVENT_NAMESPACE = uuid.UUID("5b0c6a9e-0f7e-4d57-9a53-6d1b3c1f4a11")  # eventId = uuid5(this, call id/outcome)
+ACTOR = "litellm-proxy"
+CONTEXT_FIELDS = ("ticket_id", "gate", "project", "agent_type", "skill", "component", "session_id", "agent_id")
+
+
+def _env_int(name: str, default: int) -> int:
+    try:
+        return max(1, int(os.environ.get(name, default)))
+    except ValueError:
+        return default
+
+
+class QuotaEvents(CustomLogger):
+    """Builds the event on the request path (microseconds), publishes it from its own thread."""
+
+    def __init__(
+        self,
+        *,
+        url: str | None = None,
+        subject: str | None = None,
+        stream: str | None = None,
+        buffer: int | None = None,
+        duplicate_window: float | None = None,
+    ) -> None:
+        super().__init__()
+        self._settings = dict(url=url, subject=subject, stream=stream, buffer=buffer, duplicate_window=duplicate_window)
+        self._configured = False
+        self._lock = threading.Lock()
+        self._buffer: deque[tuple[str, bytes]] = deque()  # (eventId, JSON): ~1 KB an event
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake: asyncio.Event | None = None
+        self._stopping = False
+        self._in_flight = 0
+        self.published = 0
+        self.dropped = 0
+        self.connected = False
+        self._warned: dict[str, float] = {}
+        self._atexit = False
+        self._task: asyncio.Task | None = None
+
+    # -- settings (read when the first event comes, so tests and the proxy's env apply) --------
+
+    def _configure(self) -> None:
+        s = self._settings
+        self.url = s["url"] or os.environ.get("BACKLOG_NATS_URL") or "nats://127.0.0.1:4222"
+        self.subject = s["subject"] or os.environ.get("BACKLOG_NATS_SUBJECT") or "llm.quota.updated"
+        stream = s["stream"] if s["stream"] is not None else os.environ.get("BACKLOG_NATS_STREAM", "LLM_QUOTA")
+        self.stream = stream or None
+        self.capacity = s["buffer"] or _env_int("BACKLOG_NATS_BUFFER", 10000)
+        self.duplicate_window = s["duplicate_window"] or float(_env_int("BACKLOG_NATS_DUP_WINDOW", 120))
+        self._configured = True
+
+    # -- LiteLLM hooks --------------------------------------------------------------------------
+
+    async def async_log_success_event(self, kwargs: dict, response_obj: Any, start_time: Any, end_time: Any) -> None:
+        self._submit(kwargs, "success")
+
+    async def async_log_failure_event(self, kwargs: dict, response_obj: Any, start_time: Any, end_time: Any) -> None:
+        self._submit(kwargs, "failure")
+
+    def _submit(self, kwargs: dict, status: str) -> None:
+        try:
+            slo = kwargs.get("standard_logging_object")
+            if not isinstance(slo, dict) or HEALTH_CHECK_TAG in (slo.get("request_tags") or ()):
+                return
+            self.enqueue(build_event(slo, status=status))
+        except Exception as exc:  # noqa: BLE001 - an event must never break the user's call
+            self._warn("build", f"quota event skipped: {type(exc).__name__}: {exc}")
+
+    # -- the buffer -------------------------------------------------------------------------------
+
+    def enqueue(self, event: dict) -> None:
+        """Never blocks: past the bound the oldest buffered event is dropped (and counted)."""
+        if not self._configured:
+            self._configure()
+        item = (str(event["eventId"]), json.dumps(event, separators=(",", ":"), default=str).encode())
+        with self._lock:
+            if len(self._buffer) >= self.capacity:
+                self._buffer.popleft()
+                self.dropped += 1
+                dropped = self.dropped
+            else:
+                dropped = 0
+            self._buffer.append(item)
+        if dropped:
+            self._warn("full", f"quota event buffer full ({self.capacity}); {dropped} oldest event(s) dropped so far")
+        self._ensure_thread()
+        loop, wake = self._loop, self._wake
+        if loop is not None and wake is not None:
+            try:
+                loop.call_soon_threadsafe(wake.set)
+            except RuntimeError:
+                pass  # the loop is closing (interpreter exit)
+
+    def pending(self) -> int:
+        with self._lock:
+            return len(self._buffer) + self._in_flight
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait (bounded) until every buffered event is published; True when none is left."""
+        deadline = time.monotonic() + timeout
+        while self.pending() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return not self.pending()
+
+    def close(self, timeout: float = 3.0) -> None:
+        """Flush for at most `timeout` s, then stop the publisher; what is left is reported, not kept."""
+        if self._thread is None:
+            return
+        self.flush(timeout)
+        left = self.pending()
+        self._stopping = True
+        loop, task = self._loop, self._task
+        if loop is not None and task is not None:
+            try:
+                loop.call_soon_threadsafe(task.cancel)  # also interrupts a connect or publish in progress
+            except RuntimeError:
+                pass
+        self._thread.join(timeout=3.0)
+        self._thread = None
+        if left:
+            log.warning("backlog-ops: %d quota event(s) not published at exit (NATS %s, subject %s)", left, _safe_url(self.url), self.subject)
+
+    def _ensure_thread(self) -> None:
+        if self._thread is not None and self._thread.is_alive():
+            return
+        with self._lock:
+            if self._thread is not None and self._thread.is_alive():
+                return
+            ready = threading.Event()
+            self._stopping = False
+            self._thread = threading.Thread(target=self._thread_main, args=(ready,), name="backlog-quota-events", daemon=True)
+            self._thread.start()
+        ready.wait(2.0)
+        if not self._atexit:
+            self._atexit = True
+            atexit.register(self.close)
+
+    # -- the publisher thread ---------------------------------------------------------------
+
+    def _thread_main(self, ready: threading.Event) -> None:
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        self._loop = loop
+        self._wake = asyncio.Event()
+        ready.set()
+        self._task = loop.create_task(self._publisher())
+        try:
+            loop.run_until_complete(self._task)
+        except asyncio.CancelledError:
+            pass
+        except Exception as exc:  # noqa: BLE001
+            self._warn("thread", f"quota event publisher stopped: {type(exc).__name__}: {exc}")
+        finally:
+            self._loop = None
+            loop.close()
+
+    def _take(self) -> tuple[str, bytes] | None:
+        with self._lock:
+            if not self._buffer:
+                return None
+            self._in_flight = 1
+            return self._buffer.popleft()
+
+    async def _publisher(self) -> None:
+        import nats
+
+        nc = None
+        js = None
+        backoff = 0.2
+        event: tuple[str, bytes] | None = None
+        try:
+            while not self._stopping:
+                if event is None:
+                    event = self._take()
+                if event is None:
+                    self._wake.clear()
+                    if self.pending():
+                        continue
+                    try:
+                        await asyncio.wait_for(self._wake.wait(), timeout=1.0)
+                    except asyncio.TimeoutError:
+                        pass
+                    continue
+                try:
+                    if nc is None or nc.is_closed:
+                        # bounded: nats-py would otherwise keep retrying a first connect forever
+                        nc = await asyncio.wait_for(nats.connect(
+                            self.url,
+                            name="backlog-ops-quota-events",
+                            connect_timeout=2,
+                            allow_reconnect=True,
+                            max_reconnect_attempts=-1,
+                            reconnect_time_wait=0.5,
+                            error_cb=self._nats_error,
+                            disconnected_cb=self._nats_disconnected,
+                            reconnected_cb=self._nats_reconnected,
+                        ), timeout=5.0)
+                        js = nc.jetstream()
+                        self.connected = True
+                        await self._ensure_stream(js)
+                        log.info("backlog-ops: quota events go to %s subject %s", _safe_url(self.url), self.subject)
+                    event_id, payload = event
+                    await js.publish(self.subject, payload, timeout=3.0, headers={"Nats-Msg-Id": event_id})
+                    self.published += 1
+                    with self._lock:
+                        self._in_flight = 0
+                    event = None
+                    backoff = 0.2
+                except Exception as exc:  # noqa: BLE001 - keep the event, back off, try again
+                    self._warn("publish", f"quota event not published yet ({type(exc).__name__}: {exc}); retrying, {self.pending()} waiting")
+                    if nc is not None and not nc.is_connected and not nc.is_reconnecting:
+                        await _close(nc)
+                        nc = None
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, 5.0)
+        finally:
+            if event is not None:  # stopping with an event in hand: give it back for pending()
+                with self._lock:
+                    self._buffer.appendleft(event)
+                    self._in_flight = 0
+            if nc is not None:
+                await _close(nc)
+
+    async def _ensure_stream(self, js) -> None:
+        if not self.stream:
+            return
+        try:
+            await js.stream_info(self.stream)
+            return
+        except Exception:  # noqa: BLE001 - not found (or no JetStream): try to create it
+            pass
+        try:
+            await js.add_stream(name=self.stream, subjects=[self.subject], duplicate_window=self.duplicate_window)
+        except Exception as exc:  # noqa: BLE001 - e.g. another stream already takes the subject
+            self._warn("stream", f"cannot create stream {self.stream} for {self.subject}: {exc}")
+
+    async def _nats_error(self, exc: Exception) -> None:
+        self._warn("nats", f"NATS {_safe_url(self.url)}: {type(exc).__name__}: {exc}")
+
+    async def _nats_disconnected(self) -> None:
+        self.connected = False
+
+    async def _nats_reconnected(self) -> None:
+        self.connected = True
+
+    def _warn(self, kind: str, message: str) -> None:
+        now = time.monotonic()
+        if now - self._warned.get(kind, -1e9) >= 30:
+            self._warned[kind] = now
+            log.warning("backlog-ops: %s", message)
+
+
+async def _close(nc) -> None:
+    try:
+        await asyncio.wait_for(nc.close(), timeout=2.0)
+    except Exception:  # noqa: BLE001
+        pass
+
+
+def _safe_url(url: str) -> str:
+    """The server URL without credentials, for logs."""
+    if "@" in url:
+        scheme, _, rest = url.partition("://")
+        return f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
+    return url
+
+
+def build_event(slo: dict, *, status: str) -> dict:
+    """The service brief's quota.updated event, plus the ticket context, from LiteLLM's logging object."""
+    record = record_from_logging_object(slo, status=status)
+    meta = slo.get("metadata") or {}
+    # Only the key's (and its team's) metadata: the caller's own request metadata could claim any tenant.
+    key_meta = meta.get("user_api_key_auth_metadata") or {}
+    if not isinstance(key_meta, dict):
+        key_meta = {}
+    tenant = key_meta.get("tenant_id") or record.team_id or os.environ.get("BACKLOG_TENANT_ID") or "default"
+    platform = key_meta.get("platform_id") or os.environ.get("BACKLOG_PLATFORM_ID") or "backlog-ops"
+    ended = slo.get("endTime")
+    try:
+        occurred = format_time(float(ended)) if ended else format_time(time.time())
+    except (TypeError, ValueError):
+        occurred = format_time(time.time())
+    return {
+        "eventId": str(uuid.uuid5(EVENT_NAMESPACE, f"{record.call_id}/{status}")),
+        "eventType": "quota.updated",
+        "occurredAt": occurred,
+        "tenantId": str(tenant),
+        "platformId": str(platform),
+        "correlationId": record.call_id,
+        "actor": ACTOR,
+        "payload": {
+            "usage": {
+                "prompt_tokens": record.prompt_tokens,
+                "completion_tokens": record.completion_tokens,
+                "total_tokens": record.prompt_tokens + record.completion_tokens,
+                "cache_read_tokens": record.cache_read_tokens,
+                "cache_write_tokens": record.cache_write_tokens,
+                "cost_usd": record.cost_usd,
+            },
+            "model": record.model,
+            "model_group": record.model_group,
+            "provider": record.provider,
+            "cached": record.cache_hit,
+            "saved_cost_usd": record.saved_cost_usd,
+            "status": status,
+            "error_class": record.error_class,
+            "latency_ms": record.latency_ms,
+        },
+        "context": {name: getattr(record, name) for name in CONTEXT_FIELDS},
+        "key": {"alias": record.key_alias, "team_id": record.team_id},
+    }
+
+
+quota_events = QuotaEvents()
