@@ -3,8 +3,9 @@
     .venv/bin/python bench/hook_walltime.py [--runs 40]
 
 Claude Code waits for every hook, so what matters is the whole process: start, imports, work,
-exit. Each event's recorded JSON is piped to `backlog-ops hook` (the console script beside this
-interpreter, as `backlog-ops install` wires it) in a temporary BACKLOG_HOME and project. The
+exit. Each event's recorded JSON is piped to the hook command `backlog-ops install` wires (this
+interpreter with `-c`, skipping the console script's `import re`; the console script is timed
+once for comparison) in a temporary BACKLOG_HOME and project. The
 baselines are `python -c pass` with this same interpreter (same site-packages, same .pth files)
 and `python3 -c pass` as found on PATH. All commands are run interleaved, round after round, so
 that machine noise hits them alike; medians and 90th percentiles are in milliseconds, and the
@@ -72,8 +73,12 @@ def main() -> None:
         # The session's ticket is set, so SessionStart also tells the model about it.
         subprocess.run([str(hook), "context", "set", "FEAT-1", "implement", "backend", "--session", SID],
                        env=env, cwd=project, check=True, capture_output=True)
+        # Exactly the command `backlog-ops install` wires (this interpreter with -c).
+        from backlog_ops.install import HOOK_CODE
+
         for name, data in events(str(project)).items():
-            commands[f"hook {name}"] = ([str(hook), "hook"], json.dumps(data).encode())
+            commands[f"hook {name}"] = ([sys.executable, "-c", HOOK_CODE], json.dumps(data).encode())
+        commands["hook SessionStart via the console script"] = ([str(hook), "hook"], json.dumps(events(str(project))["SessionStart"]).encode())
         samples: dict[str, list[float]] = {name: [] for name in commands}
         for name, (cmd, stdin) in commands.items():  # warm the page cache and .pyc files
             timed(cmd, stdin, env)

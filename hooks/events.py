@@ -55,20 +55,18 @@ def ticket_from_args(args: object) -> str | None:
     """The first ticket-looking word of a skill's arguments: FEAT-001, PROJ_12, BUG-7."""
     if not isinstance(args, str) or not args:
         return None
-    import re
+    from backlog_ops.fields import find_ticket_id
 
-    match = re.search(r"(?<![A-Za-z0-9._-])([A-Z][A-Z0-9]{0,15}[-_][0-9]{1,9})(?![A-Za-z0-9_-])", args)
-    return match.group(1) if match else None
+    return find_ticket_id(args)
 
 
 def _slug(value: object) -> str | None:
     """A skill or agent type name made valid for a context field (plugin names keep their ':')."""
     if not isinstance(value, str):
         return None
-    import re
+    from backlog_ops.fields import slugify
 
-    out = re.sub(r"[^A-Za-z0-9._:-]+", "-", value.strip())[:64].strip("-._:")
-    return out or None
+    return slugify(value.strip(), namespaced=True, default=None)
 
 
 def _session(data: dict) -> str | None:

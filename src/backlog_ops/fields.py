@@ -17,6 +17,7 @@ __all__ = [
     "check_id",
     "context_tags",
     "normalize_context_fields",
+    "find_ticket_id",
     "slugify",
 ]
 
@@ -113,13 +114,45 @@ def context_tags(ctx: dict) -> list[str]:
     return [f"{prefix}:{ctx[key]}" for key, prefix in TAG_PREFIXES if ctx.get(key)]
 
 
-def slugify(text: str) -> str:
-    """Turn a free-form name (a directory name) into a valid project slug."""
+def slugify(text: str, *, namespaced: bool = False, default: str | None = "default") -> str | None:
+    """Turn a free-form name (a directory, a skill or agent type) into a valid slug.
+
+    Runs of other characters become one '-'; `namespaced` keeps ':' (plugin names); an empty
+    result gives `default`.
+    """
+    allowed = _NAMESPACED if namespaced else _WORD
     out: list[str] = []
     for c in text:
-        if c in _WORD:
+        if c in allowed:
             out.append(c)
         elif not out or out[-1] != "-":
-            out.append("-")  # a run of other characters becomes one '-'
-    slug = "".join(out).strip("-._")[:MAX_LEN].rstrip("-._")
-    return slug or "default"
+            out.append("-")
+    strip = "-._:" if namespaced else "-._"
+    slug = "".join(out).strip(strip)[:MAX_LEN].rstrip(strip)
+    return slug or default
+
+
+def find_ticket_id(text: str) -> str | None:
+    """The first ticket-looking word in free text: FEAT-001, PROJ_12, BUG-7 (upper-case key, digits)."""
+    word: list[str] = []
+    for c in text + " ":
+        if c in _WORD:
+            word.append(c)
+            continue
+        if word and _looks_like_ticket("".join(word).rstrip(".")):
+            return "".join(word).rstrip(".")
+        word = []
+    return None
+
+
+_UPPER = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+_UPPER_DIGIT = _UPPER | frozenset("0123456789")
+
+
+def _looks_like_ticket(word: str) -> bool:
+    for sep in "-_":
+        key, found, number = word.partition(sep)
+        if (found and key and key[0] in _UPPER and len(key) <= 16 and all(c in _UPPER_DIGIT for c in key)
+                and 0 < len(number) <= 9 and number.isdigit() and number.isascii()):
+            return True
+    return False

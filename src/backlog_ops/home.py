@@ -65,8 +65,12 @@ def ensure_dir(path) -> str:
     return path
 
 
-def write_atomic(path, data: bytes, *, mode: int = 0o600) -> None:
-    """Replace `path` with `data` atomically (temp file in the same directory, fsync, rename)."""
+def write_atomic(path, data: bytes, *, mode: int = 0o600, durable: bool = True) -> None:
+    """Replace `path` with `data` atomically (temp file in the same directory, fsync, rename).
+
+    Readers always see the old or the new content either way; `durable=False` skips the fsync,
+    so after a power loss the file may be empty (which readers treat as unreadable and skip).
+    """
     path = os.fspath(path)
     directory = os.path.dirname(path) or "."
     ensure_dir(directory)
@@ -79,8 +83,9 @@ def write_atomic(path, data: bytes, *, mode: int = 0o600) -> None:
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
+            if durable:
+                fh.flush()
+                os.fsync(fh.fileno())
         os.replace(tmp, path)
     except OSError as exc:
         try:

@@ -160,7 +160,9 @@ class ContextStore:
                 except OSError as exc:
                     raise HomeError(f"cannot remove {path}: {exc.strerror or exc}") from exc
             else:
-                write_atomic(path, (fastjson.dumps(new) + "\n").encode())
+                # No fsync: contexts expire within hours and Claude Code waits for the hooks that
+                # write them; a file emptied by a power loss is skipped as unreadable.
+                write_atomic(path, (fastjson.dumps(new) + "\n").encode(), durable=False)
             entry = {
                 "at": format_time(now),
                 "at_epoch": now,
@@ -213,7 +215,7 @@ def update_audit_copy(project_dir: Path | None, change: ContextChange) -> None:
             # project's own .gitignore.
             write_atomic(ignore, b"# written by backlog-ops: local state, never committed\n*\n", mode=0o644)
         if change.new is not None:
-            write_atomic(audit_file, (fastjson.dumps({**change.new, **change.scope.as_dict()}) + "\n").encode())
+            write_atomic(audit_file, (fastjson.dumps({**change.new, **change.scope.as_dict()}) + "\n").encode(), durable=False)
         else:
             current = _read_json(audit_file)
             same_scope = current is not None and all(current.get(k) == v for k, v in change.scope.as_dict().items())
