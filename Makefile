@@ -26,6 +26,8 @@ bench: $(BIN)/.installed
 	$(BIN)/python bench/ledger_scale.py
 	$(BIN)/python bench/hook_walltime.py
 	$(BIN)/python bench/mcp_roundtrip.py
+	$(BIN)/python bench/guardrails_eval.py
+	$(BIN)/python bench/compression_eval.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache .cache

@@ -138,6 +138,7 @@ def record_from_logging_object(slo: dict, *, status: str, source: str = "proxy")
         error_class=(error.get("error_class") or None) if status == "failure" else None,
         key_alias=meta.get("user_api_key_alias") or None,
         team_id=meta.get("user_api_key_team_id") or None,
+        guardrail_alerts=spend_meta.get("backlog_guardrail_alerts") or None,
         **context,
     )
 

@@ -91,9 +91,16 @@ def m004_index_ticket_spend_by_gate(db: MigrationConnection) -> None:
     )
 
 
+def m005_add_guardrail_alerts(db: MigrationConnection) -> None:
+    # Alert-only guardrails flag a call with the kinds they found ("injection.override,pii.email");
+    # never the matched text. NULL: no alert (or a row written before guardrails existed).
+    db.execute("ALTER TABLE calls ADD COLUMN guardrail_alerts TEXT")
+
+
 MIGRATIONS: list[tuple[str, Callable[[MigrationConnection], None]]] = [
     ("m001_create_calls", m001_create_calls),
     ("m002_index_ticket_and_time", m002_index_ticket_and_time),
     ("m003_index_ticket_policy", m003_index_ticket_policy),
     ("m004_index_ticket_spend_by_gate", m004_index_ticket_spend_by_gate),
+    ("m005_add_guardrail_alerts", m005_add_guardrail_alerts),
 ]

@@ -35,6 +35,7 @@ class CallRecord:
     error_class: str | None = None
     key_alias: str | None = None
     team_id: str | None = None
+    guardrail_alerts: str | None = None  # comma-separated alert kinds (alert-only guardrails)
 
     def as_row(self) -> dict:
         return asdict(self)

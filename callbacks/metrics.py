@@ -1,0 +1,125 @@
+"""Metrics: Prometheus counters with project/ticket/gate/agent labels, on the proxy's own /metrics.
+
+    litellm_settings:
+      callbacks:
+        - backlog_ops.callbacks.ticket_tagger.ticket_tagger
+        - backlog_ops.callbacks.metrics.metrics
+
+Needs `prometheus_client` (pip install prometheus_client). Loaded by the proxy, it mounts
+/metrics on LiteLLM's app (unless something, e.g. LiteLLM's own `prometheus` callback, already
+serves it: both then share one registry). Like LiteLLM's, the endpoint has no auth: bind the proxy
+to 127.0.0.1 or put it behind your network policy. Series and label bounds: see
+backlog_ops.observability.
+
+Counted from LiteLLM's success/failure events (one per request; a retried call that failed then
+succeeded counts once per event, as LiteLLM logs it). A ticket-policy refusal (HTTP 402 raised in
+the pre-call hook: error_class HTTPException/ProxyException, error_code 402) is counted as
+`backlog_budget_refusals_total`; its ticket comes from the request tags, else from the 402's detail.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+from litellm.integrations.custom_logger import CustomLogger
+
+from backlog_ops.observability import context_labels, get_metrics, mount_metrics_endpoint
+
+__all__ = ["MetricsCallback", "metrics"]
+
+log = logging.getLogger("backlog_ops.metrics")
+
+HEALTH_CHECK_TAG = "litellm-internal-health-check"
+_REFUSAL_CLASSES = ("HTTPException", "ProxyException")
+
+
+class MetricsCallback(CustomLogger):
+    def __init__(self, *, mount: bool = True) -> None:
+        super().__init__()
+        self._warned: set[str] = set()
+        if mount and "litellm.proxy.proxy_server" in sys.modules:
+            # Loaded by the proxy (its config names us): serve /metrics on the proxy's own port.
+            try:
+                mount_metrics_endpoint()
+            except Exception as exc:  # noqa: BLE001
+                self._warn(f"/metrics not mounted: {type(exc).__name__}: {exc}")
+
+    async def async_log_success_event(self, kwargs: dict, response_obj: Any, start_time: Any, end_time: Any) -> None:
+        self._record(kwargs, "success")
+
+    async def async_log_failure_event(self, kwargs: dict, response_obj: Any, start_time: Any, end_time: Any) -> None:
+        self._record(kwargs, "failure")
+
+    def _record(self, kwargs: dict, status: str) -> None:
+        try:
+            m = get_metrics()
+            slo = kwargs.get("standard_logging_object")
+            if m is None or not isinstance(slo, dict):
+                return
+            tags = slo.get("request_tags") or []
+            if HEALTH_CHECK_TAG in tags:
+                return
+            context = context_labels(tags)
+            if status == "failure":
+                refusal = _refusal(slo, kwargs)
+                if refusal is not None:
+                    for key in ("ticket", "project"):
+                        if context.get(key) is None and refusal.get(key):
+                            context[key] = str(refusal[key])
+                    m.record_refusal(context, refusal.get("type"))
+                    status = "refused"
+            usage = (slo.get("metadata") or {}).get("usage_object") or {}
+            details = usage.get("prompt_tokens_details") or {}
+            cache_read = _int(usage.get("cache_read_input_tokens")) or (_int(details.get("cached_tokens")) if isinstance(details, dict) else 0)
+            m.record_call(
+                context,
+                model_group=slo.get("model_group") or None,
+                status=status,
+                cost=_float(slo.get("response_cost")),
+                prompt=_int(slo.get("prompt_tokens")),
+                completion=_int(slo.get("completion_tokens")),
+                cache_read=cache_read,
+                cache_write=_int(usage.get("cache_creation_input_tokens")),
+                cache_hit=bool(slo.get("cache_hit")),
+                saved=_float(slo.get("saved_cache_cost")),
+            )
+        except Exception as exc:  # noqa: BLE001 - metrics never break the user's call
+            self._warn(f"metrics skipped: {type(exc).__name__}: {exc}")
+
+    def _warn(self, message: str) -> None:
+        if message not in self._warned:
+            if len(self._warned) > 1000:
+                self._warned.clear()
+            self._warned.add(message)
+            log.warning("backlog-ops: %s", message)
+
+
+def _refusal(slo: dict, kwargs: dict) -> dict | None:
+    """The 402 detail of a ticket-policy refusal ({} when it carries none), else None."""
+    error = slo.get("error_information") or {}
+    exc = kwargs.get("exception")
+    code = str(error.get("error_code") or getattr(exc, "status_code", "") or getattr(exc, "code", "") or "")
+    cls = error.get("error_class") or (type(exc).__name__ if exc is not None else "")
+    if code != "402" or cls not in _REFUSAL_CLASSES:
+        return None
+    detail = getattr(exc, "detail", None)
+    return detail if isinstance(detail, dict) else {}
+
+
+def _int(value: Any) -> int:
+    try:
+        return int(value or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
+def _float(value: Any) -> float:
+    try:
+        return float(value or 0.0)
+    except (TypeError, ValueError):
+        return 0.0
+
+
+metrics = MetricsCallback()

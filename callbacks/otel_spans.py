@@ -1,0 +1,160 @@
+"""OtelSpans: one OpenTelemetry span per LLM call, with the ticket context as attributes.
+
+    litellm_settings:
+      callbacks:
+        - backlog_ops.callbacks.ticket_tagger.ticket_tagger
+        - backlog_ops.callbacks.otel_spans.otel_spans
+
+Span `backlog.llm_call`, from the call's start to its end, attributes:
+    backlog.ticket_id, backlog.gate, backlog.project, backlog.agent_type, backlog.skill,
+    backlog.component, backlog.session_id, backlog.agent_id, backlog.guardrail_alerts,
+    backlog.cost_usd, backlog.cache_hit, backlog.status, litellm.call_id, litellm.trace_id,
+    gen_ai.system, gen_ai.request.model (the alias / model group), gen_ai.response.model,
+    gen_ai.usage.input_tokens, gen_ai.usage.output_tokens, error.type (on failure).
+
+Spans go to the tracer provider in force: the global one (set by your OTel setup, or by the
+OTEL_* environment below), or one passed to `OtelSpans(tracer_provider=...)` (tests use the
+SDK's InMemorySpanExporter). With no SDK configured, spans are no-ops and cost ~1 µs.
+
+When no global SDK provider is set and OTEL_EXPORTER_OTLP_ENDPOINT is, the first call sets one
+up with the OTLP/HTTP exporter (needs `opentelemetry-sdk` and
+`opentelemetry-exporter-otlp-proto-http`). BACKLOG_OTEL_CONSOLE=1 prints spans instead.
+Needs only `opentelemetry-api` (a LiteLLM dependency) to load.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from litellm.integrations.custom_logger import CustomLogger
+
+from backlog_ops.fields import TAG_PREFIXES
+
+__all__ = ["OtelSpans", "otel_spans", "span_attributes"]
+
+log = logging.getLogger("backlog_ops.otel")
+
+SPAN_NAME = "backlog.llm_call"
+HEALTH_CHECK_TAG = "litellm-internal-health-check"
+_PREFIX_TO_FIELD = {prefix: key for key, prefix in TAG_PREFIXES}
+
+
+class OtelSpans(CustomLogger):
+    def __init__(self, tracer_provider: Any = None) -> None:
+        super().__init__()
+        self._provider = tracer_provider
+        self._tracer: Any = None
+        self._warned: set[str] = set()
+
+    @property
+    def tracer(self) -> Any:
+        if self._tracer is None:
+            from opentelemetry import trace
+
+            provider = self._provider or _default_provider()
+            self._tracer = (provider or trace.get_tracer_provider()).get_tracer("backlog_ops")
+        return self._tracer
+
+    async def async_log_success_event(self, kwargs: dict, response_obj: Any, start_time: Any, end_time: Any) -> None:
+        self._span(kwargs, "success")
+
+    async def async_log_failure_event(self, kwargs: dict, response_obj: Any, start_time: Any, end_time: Any) -> None:
+        self._span(kwargs, "failure")
+
+    def _span(self, kwargs: dict, status: str) -> None:
+        try:
+            slo = kwargs.get("standard_logging_object")
+            if not isinstance(slo, dict) or HEALTH_CHECK_TAG in (slo.get("request_tags") or ()):
+                return
+            from opentelemetry.trace import SpanKind, Status, StatusCode
+
+            start = _ns(slo.get("startTime"))
+            end = _ns(slo.get("endTime"))
+            span = self.tracer.start_span(SPAN_NAME, kind=SpanKind.CLIENT, start_time=start, attributes=span_attributes(slo, status))
+            if status == "failure":
+                error = slo.get("error_information") or {}
+                span.set_status(Status(StatusCode.ERROR, str(error.get("error_class") or "error")))
+            span.end(end_time=end if end and start and end >= start else None)
+        except Exception as exc:  # noqa: BLE001 - tracing never breaks the user's call
+            self._warn(f"span skipped: {type(exc).__name__}: {exc}")
+
+    def _warn(self, message: str) -> None:
+        if message not in self._warned:
+            if len(self._warned) > 1000:
+                self._warned.clear()
+            self._warned.add(message)
+            log.warning("backlog-ops: %s", message)
+
+
+def span_attributes(slo: dict, status: str) -> dict[str, Any]:
+    meta = slo.get("metadata") or {}
+    spend_meta = meta.get("spend_logs_metadata") or {}
+    attrs: dict[str, Any] = {"backlog.status": status}
+    for tag in slo.get("request_tags") or ():
+        if isinstance(tag, str) and ":" in tag:
+            prefix, value = tag.split(":", 1)
+            field = _PREFIX_TO_FIELD.get(prefix)
+            if field and value and f"backlog.{field}" not in attrs:
+                attrs[f"backlog.{field}"] = value
+    for key, name in (("backlog_session_id", "backlog.session_id"), ("backlog_agent_id", "backlog.agent_id"),
+                      ("backlog_guardrail_alerts", "backlog.guardrail_alerts")):
+        if spend_meta.get(key):
+            attrs[name] = str(spend_meta[key])
+    values = {
+        "litellm.call_id": slo.get("litellm_call_id"),
+        "litellm.trace_id": slo.get("trace_id"),
+        "gen_ai.system": slo.get("custom_llm_provider"),
+        "gen_ai.request.model": slo.get("model_group") or slo.get("model"),
+        "gen_ai.response.model": slo.get("model"),
+        "gen_ai.usage.input_tokens": slo.get("prompt_tokens"),
+        "gen_ai.usage.output_tokens": slo.get("completion_tokens"),
+        "backlog.cost_usd": slo.get("response_cost"),
+        "backlog.cache_hit": bool(slo.get("cache_hit")),
+    }
+    if status == "failure":
+        values["error.type"] = (slo.get("error_information") or {}).get("error_class")
+    for name, value in values.items():
+        if value is not None and value != "":
+            attrs[name] = value if isinstance(value, (bool, int, float, str)) else str(value)
+    return attrs
+
+
+def _ns(value: Any) -> int | None:
+    try:
+        return int(float(value) * 1e9) if value else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _default_provider() -> Any:
+    """The global provider if an SDK one is set; else one built from OTEL_* env; else None (API no-op)."""
+    from opentelemetry import trace
+
+    current = trace.get_tracer_provider()
+    if type(current).__name__ not in ("ProxyTracerProvider", "NoOpTracerProvider"):
+        return current
+    console = os.environ.get("BACKLOG_OTEL_CONSOLE") in ("1", "true", "yes")
+    if not (os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or console):
+        return None
+    try:
+        from opentelemetry.sdk.resources import Resource
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
+
+        provider = TracerProvider(resource=Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME", "backlog-ops-gateway")}))
+        if console:
+            exporter: Any = ConsoleSpanExporter()
+        else:
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+            exporter = OTLPSpanExporter()  # reads OTEL_EXPORTER_OTLP_* itself
+        provider.add_span_processor(BatchSpanProcessor(exporter))  # export off the request path
+        return provider
+    except ImportError as exc:
+        log.warning("backlog-ops: OTel export configured but %s is missing; spans are not exported", exc.name)
+        return None
+
+
+otel_spans = OtelSpans()
