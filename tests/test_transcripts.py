@@ -1,0 +1,343 @@
+"""`backlog-ops import transcripts`: Claude Code transcripts attributed by time, nothing counted twice."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+from backlog_ops.cli import main  # noqa: E402
+from backlog_ops.contextfile import Scope, format_time  # noqa: E402
+from backlog_ops.ledger import CallRecord, SqliteLedger  # noqa: E402
+from backlog_ops.pricing import cost_from_usage  # noqa: E402
+from backlog_ops.spend import spend_report  # noqa: E402
+from backlog_ops.store import ContextStore  # noqa: E402
+from backlog_ops.transcripts import _Progress, import_transcripts, render_report  # noqa: E402
+
+T0 = 1_780_000_000.0  # 2026-05-28T20:26:40Z
+MODEL = "claude-sonnet-4-5-20250929"
+CWD = "/home/dev/my-api"
+S1 = "5b0c6a4e-1f2d-4c3b-9a8e-7d6f5e4d3c2b"  # main + subagent, attributed by time
+S2 = "0d1e2f3a-4b5c-4d6e-8f70-8192a3b4c5d6"  # before any context, and an unpriced model
+S3 = "9e8d7c6b-5a49-4837-a625-1403f2e1d0c9"  # partly through the proxy
+S4 = "77777777-8888-4999-aaaa-bbbbbbbbbbbb"  # through an old proxy that recorded no session id
+AGENT = "a4f2e91c07b3d5e86"
+
+
+# -- realistic transcripts ------------------------------------------------------------------
+
+
+def usage(inp: int, out: int, read: int = 0, write: int = 0) -> dict:
+    return {
+        "input_tokens": inp, "cache_creation_input_tokens": write, "cache_read_input_tokens": read,
+        "cache_creation": {"ephemeral_5m_input_tokens": write, "ephemeral_1h_input_tokens": 0},
+        "output_tokens": out, "service_tier": "standard",
+    }
+
+
+def assistant(session: str, at: float, request_id: str | None, message_id: str, u: dict, *, model: str = MODEL,
+              block: str = "text", agent: str | None = None, stop: str | None = "end_turn") -> dict:
+    content = {"thinking": {"type": "thinking", "thinking": "...", "signature": "sig"},
+               "text": {"type": "text", "text": "Done."},
+               "tool_use": {"type": "tool_use", "id": f"toolu_{uuid.uuid4().hex[:20]}", "name": "Read",
+                            "input": {"file_path": f"{CWD}/app.py"}}}[block]
+    entry = {
+        "parentUuid": str(uuid.uuid4()), "isSidechain": agent is not None, "userType": "external", "cwd": CWD,
+        "sessionId": session, "version": "2.1.197", "gitBranch": "main",
+        "message": {"id": message_id, "type": "message", "role": "assistant", "model": model, "content": [content],
+                    "stop_reason": stop, "stop_sequence": None, "usage": u},
+        "type": "assistant", "uuid": str(uuid.uuid4()), "timestamp": format_time(at).replace("+00:00", "Z"),
+    }
+    if request_id is not None:
+        entry["requestId"] = request_id
+    if agent is not None:
+        entry["agentId"] = agent
+    return entry
+
+
+def user(session: str, at: float, text: str, agent: str | None = None) -> dict:
+    entry = {"parentUuid": None, "isSidechain": agent is not None, "userType": "external", "cwd": CWD,
+             "sessionId": session, "version": "2.1.197", "type": "user",
+             "message": {"role": "user", "content": text}, "uuid": str(uuid.uuid4()),
+             "timestamp": format_time(at).replace("+00:00", "Z")}
+    if agent:
+        entry["agentId"] = agent
+    return entry
+
+
+def write_jsonl(path: Path, lines: list, tail: str = "") -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = "".join((line if isinstance(line, str) else json.dumps(line)) + "\n" for line in lines)
+    path.write_text(text + tail)
+
+
+TORN = json.dumps(assistant(S1, T0 + 1300, "req_m4", "msg_m4", usage(9, 40, 1000, 0)))
+
+
+@pytest.fixture
+def projects(tmp_path: Path) -> Path:
+    """~/.claude/projects with one project: three sessions, a subagent, and the messes real files have."""
+    root = tmp_path / "claude" / "projects"
+    proj = root / "-home-dev-my-api"
+    write_jsonl(proj / f"{S1}.jsonl", [
+        {"type": "summary", "summary": "Implement FEAT-2", "leafUuid": str(uuid.uuid4())},
+        {"type": "file-history-snapshot", "messageId": str(uuid.uuid4()), "snapshot": {}},
+        user(S1, T0 + 40, "plan it"),
+        assistant(S1, T0 + 50, "req_m1", "msg_m1", usage(12, 300, 5000, 2000)),           # global: FEAT-1 plan
+        user(S1, T0 + 140, "implement it"),
+        # One response over three lines (thinking, text, tool_use); output grows as it streams.
+        assistant(S1, T0 + 150, "req_m2", "msg_m2", usage(3, 5, 20000, 1500), block="thinking", stop=None),
+        assistant(S1, T0 + 150.4, "req_m2", "msg_m2", usage(3, 5, 20000, 1500), block="text", stop=None),
+        assistant(S1, T0 + 151, "req_m2", "msg_m2", usage(3, 120, 20000, 1500), block="tool_use", stop="tool_use"),
+        {"type": "progress", "hookEvent": "PostToolUse"},
+        '{"type": "assistant", "message": {"id": "msg_tor',                                # torn by a crash
+        assistant(S1, T0 + 1200, "req_m3", "msg_m3", usage(7, 60, 21000, 0)),             # after the clear: global
+        assistant(S1, T0 + 1250, None, "msg_syn", usage(0, 0), model="<synthetic>"),      # an API error placeholder
+        "[1, 2, 3]",
+        assistant(S1, T0 + 1260, "req_bad", "msg_bad", {"input_tokens": "12", "output_tokens": 3}),
+    ], tail=TORN[:40])  # a line still being written: left for the next run
+    write_jsonl(proj / S1 / "subagents" / f"agent-{AGENT}.jsonl", [
+        user(S1, T0 + 240, "review the diff", agent=AGENT),
+        assistant(S1, T0 + 250, "req_s1", "msg_s1", usage(4, 80, 9000, 300), agent=AGENT),       # agent scope
+        assistant(S1, T0 + 600, None, "msg_s2", usage(5, 90, 9500, 0), agent=AGENT),             # agent expired
+    ])
+    (proj / S1 / "subagents" / f"agent-{AGENT}.meta.json").write_text('{"agentType": "reviewer"}')
+    write_jsonl(proj / f"{S2}.jsonl", [
+        assistant(S2, T0 - 7200, "req_n1", "msg_n1", usage(100, 10)),                            # no context yet
+        assistant(S2, T0 + 60, "req_k1", "msg_k1", usage(100, 10), model="kimi-for-coding"),      # no price
+    ])
+    write_jsonl(proj / f"{S3}.jsonl", [
+        assistant(S3, T0 + 300, "req_p1", "msg_p1", usage(10, 50, 3000, 100)),
+        assistant(S3, T0 + 360, "req_p2", "msg_p2", usage(11, 70, 3100, 0)),
+        assistant(S3, T0 + 420, "req_p3", "msg_p3", usage(12, 75, 3200, 0)),   # the proxy counted it otherwise
+        assistant(S3, T0 + 7200, "req_p4", "msg_p4", usage(13, 80, 3300, 0)),  # resumed later, straight to Anthropic
+    ])
+    write_jsonl(proj / f"{S4}.jsonl", [assistant(S4, T0 + 500, "req_q1", "msg_q1", usage(20, 30, 400, 0))])
+    return root
+
+
+@pytest.fixture
+def history() -> None:
+    """The context history, written by the real store at the times the story happened."""
+    store = ContextStore()
+    store.set({"ticket_id": "FEAT-1", "gate": "plan", "agent_type": "planner", "project": "my-api"}, now=T0 - 3600)
+    store.set({"ticket_id": "FEAT-2", "gate": "implement", "agent_type": "backend", "project": "my-api",
+               "skill": "implementer"}, Scope(S1), now=T0 + 100)
+    store.set({"ticket_id": "FEAT-2", "gate": "review", "agent_type": "reviewer", "project": "my-api"},
+              Scope(S1, AGENT), ttl=300, now=T0 + 200)
+    store.set({"ticket_id": "FEAT-3", "gate": "implement", "agent_type": "backend"}, Scope(S3), now=T0 + 10)
+    store.clear(Scope(S1), now=T0 + 1000)
+
+
+@pytest.fixture
+def proxy_rows(backlog_home: Path) -> None:
+    """What the gateway recorded for S3 (until it was resumed elsewhere) and for S4."""
+    def row(call_id, session, at, prompt, completion, model="claude-sonnet-4-5"):
+        return CallRecord(call_id=call_id, started_at=format_time(at), status="success", source="proxy",
+                          session_id=session, ticket_id="FEAT-3", gate="implement", model=model,
+                          provider="anthropic", prompt_tokens=prompt, completion_tokens=completion, cost_usd=0.01)
+    with SqliteLedger(backlog_home / "ledger.db") as ledger:
+        ledger.record_many([
+            row("litellm-1", S3, T0 + 297, 10 + 3000 + 100, 50),
+            row("litellm-2", S3, T0 + 358, 11 + 3100, 70),
+            row("litellm-3", S3, T0 + 418, 12 + 3200, 74),  # one token off: no row-by-row match
+            row("litellm-4", None, T0 + 498, 20 + 400, 30),
+        ])
+
+
+def ledger_rows(home: Path, source: str = "transcript") -> dict[str, dict]:
+    with SqliteLedger(home / "ledger.db") as ledger:
+        return {r["call_id"]: r for r in ledger.rows("WHERE source = ?", (source,))}
+
+
+def price(inp, out, read=0, write=0, model=MODEL):
+    return cost_from_usage(model, "anthropic", inp + read + write, out, read, write)
+
+
+# -- tests ----------------------------------------------------------------------------------------
+
+
+def test_import_attributes_each_request_to_its_context_at_that_time(projects, history, proxy_rows, backlog_home) -> None:
+    report = import_transcripts(projects)
+    rows = ledger_rows(backlog_home)
+    attributed = {cid.removeprefix("transcript:"): (r["ticket_id"], r["gate"], r["agent_type"], r["agent_id"])
+                  for cid, r in rows.items()}
+    assert attributed == {
+        "req_m1": ("FEAT-1", "plan", "planner", None),             # global: S1 had no context yet
+        "req_m2": ("FEAT-2", "implement", "backend", None),        # S1's session context
+        "req_m3": ("FEAT-1", "plan", "planner", None),             # S1 cleared: back to global
+        "req_s1": ("FEAT-2", "review", "reviewer", AGENT),         # the subagent's own context
+        "msg_s2": ("FEAT-2", "implement", "backend", AGENT),       # agent context expired: the session's
+        "req_n1": (None, None, None, None),                        # before anything was set
+        "req_k1": ("FEAT-1", "plan", "planner", None),
+        "req_p4": ("FEAT-3", "implement", "backend", None),        # S3 resumed without the proxy
+    }
+    m2 = rows["transcript:req_m2"]
+    # Three lines, one request, the final output count; prompt tokens include the cache, as LiteLLM counts.
+    assert (m2["prompt_tokens"], m2["completion_tokens"], m2["cache_read_tokens"], m2["cache_write_tokens"]) == (
+        3 + 20000 + 1500, 120, 20000, 1500)
+    assert m2["cost_usd"] == pytest.approx(price(3, 120, 20000, 1500))
+    assert m2["cost_usd"] < cost_from_usage(MODEL, "anthropic", 3 + 20000 + 1500, 120)  # cache reads are cheaper
+    assert (m2["source"], m2["session_id"], m2["skill"], m2["provider"], m2["model"]) == (
+        "transcript", S1, "implementer", "anthropic", MODEL)
+    assert rows["transcript:req_m2"]["started_at"] == format_time(T0 + 150)
+    assert rows["transcript:req_k1"]["cost_usd"] == 0.0
+
+    assert report["imported"]["requests"] == 8 and report["imported"]["subagent_requests"] == 2
+    assert report["imported"]["cost_usd"] == pytest.approx(sum(r["cost_usd"] for r in rows.values()))
+    assert report["skipped"] == {"proxied_matched": 3, "proxied_session": 1, "duplicate": 0, "synthetic": 1}
+    assert report["lines_merged"] == 2
+    un = report["unattributed"]
+    assert un["no_context"]["count"] == 1 and f"{S2}.jsonl:1" in un["no_context"]["examples"][0]
+    assert un["unknown_price"]["count"] == 1 and un["unknown_price"]["models"] == {"kimi-for-coding": 1}
+    assert un["malformed"]["count"] == 3
+    assert [e.split(".jsonl:")[1] for e in un["malformed"]["examples"]] == [
+        "10: not JSON", "13: not a JSON object", "14: usage.input_tokens is not a token count: '12'"]
+    text = render_report(report)
+    assert "    3 already recorded by the proxy" in text and "kimi-for-coding (1)" in text and "malformed: 3 lines" in text
+
+
+def test_reimport_adds_nothing_and_appended_lines_are_picked_up(projects, history, proxy_rows, backlog_home) -> None:
+    import_transcripts(projects)
+    before = ledger_rows(backlog_home)
+    again = import_transcripts(projects)
+    assert again["files"]["unchanged"] == again["files"]["found"] == 5 and again["files"]["read"] == 0
+    assert again["imported"]["requests"] == 0
+    assert ledger_rows(backlog_home) == before
+
+    # Claude Code goes on writing: the torn line is completed, a later snapshot of m3 arrives, and
+    # a new request. Only this file is read again, from where the last run stopped.
+    main_file = next(projects.rglob(f"{S1}.jsonl"))
+    with open(main_file, "a") as fh:
+        fh.write(TORN[40:] + "\n")
+        fh.write(json.dumps(assistant(S1, T0 + 1201, "req_m3", "msg_m3", usage(7, 95, 21000, 0), block="tool_use")) + "\n")
+    third = import_transcripts(projects)
+    assert third["files"]["read"] == 1 and third["files"]["unchanged"] == 4
+    assert third["unattributed"]["malformed"]["count"] == 0  # old malformed lines are not read again
+    after = ledger_rows(backlog_home)
+    assert set(after) - set(before) == {"transcript:req_m4"}
+    assert after["transcript:req_m3"]["completion_tokens"] == 95  # the larger count wins
+    assert after["transcript:req_m3"]["started_at"] == before["transcript:req_m3"]["started_at"]
+    assert after["transcript:req_m4"]["ticket_id"] == "FEAT-1"
+    assert import_transcripts(projects)["imported"]["requests"] == 0
+
+
+def test_a_replaced_file_is_read_again_without_duplicates(projects, history, backlog_home) -> None:
+    import_transcripts(projects)
+    count = len(ledger_rows(backlog_home))
+    f = next(projects.rglob(f"{S2}.jsonl"))
+    content = f.read_text()
+    f.unlink()  # rewritten by a sync tool, one line longer AT THE START (the inode may well be reused)
+    f.write_text(json.dumps(assistant(S2, T0 - 7300, "req_n0", "msg_n0", usage(100, 10))) + "\n" + content)
+    report = import_transcripts(projects)
+    assert report["files"]["read"] == 1 and report["imported"]["requests"] == 3
+    assert report["unattributed"]["malformed"]["count"] == 0  # not read from the old offset, mid-line
+    assert len(ledger_rows(backlog_home)) == count + 1
+
+
+def test_a_resumed_session_copy_counts_once(tmp_path, history, backlog_home) -> None:
+    proj = tmp_path / "projects" / "p"
+    line = assistant(S2, T0 + 5, "req_r1", "msg_r1", usage(10, 10))
+    write_jsonl(proj / f"{S2}.jsonl", [line])
+    write_jsonl(proj / "ffffffff-0000-4000-8000-000000000000.jsonl", [line])
+    report = import_transcripts(tmp_path / "projects")
+    assert report["imported"]["requests"] == 1 and report["skipped"]["duplicate"] == 1
+    assert len(ledger_rows(backlog_home)) == 1
+
+
+def test_spend_counts_proxy_direct_and_transcript_once_each(projects, history, proxy_rows, backlog_home) -> None:
+    with SqliteLedger(backlog_home / "ledger.db") as ledger:
+        ledger.record_many([CallRecord(call_id="direct:1", started_at=format_time(T0 + 30), status="success",
+                                       source="direct", ticket_id="FEAT-3", gate="implement", model="gpt-4o-mini",
+                                       prompt_tokens=100, completion_tokens=10, cost_usd=0.5)])
+    import_transcripts(projects)
+    import_transcripts(projects)
+    report = spend_report("FEAT-3", by="source")
+    by_source = {b["key"]: (b["calls"], round(b["cost_usd"], 6)) for b in report["breakdown"]}
+    assert by_source["proxy"] == (4, 0.04)
+    assert by_source["direct"] == (1, 0.5)
+    assert by_source["transcript"] == (1, round(price(13, 80, 3300), 6))  # only req_p4: the rest went through the proxy
+
+
+def test_cli_dry_run_json_then_import(projects, history, backlog_home) -> None:
+    cli = Path(sys.executable).parent / "backlog-ops"
+    env = {**os.environ, "BACKLOG_HOME": str(backlog_home), "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+    r = subprocess.run([str(cli), "import", "transcripts", str(projects), "--dry-run", "--json"],
+                       capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)
+    assert report["dry_run"] and report["imported"]["requests"] == 12
+    assert not (backlog_home / "ledger.db").exists() and not (backlog_home / "transcripts-import.json").exists()
+
+    out = io.StringIO()
+    sys_stdout, sys.stdout = sys.stdout, out
+    try:
+        assert main(["import", "transcripts", str(projects)]) == 0
+    finally:
+        sys.stdout = sys_stdout
+    assert "imported 12 requests (2 from subagents)" in out.getvalue()
+    assert "no context at that time: 1 request (" in out.getvalue()
+    assert len(ledger_rows(backlog_home)) == 12
+    assert main(["import", "transcripts", str(projects / "nope")]) == 1
+
+
+def test_default_root_follows_claude_config_dir(projects, history, backlog_home, monkeypatch) -> None:
+    monkeypatch.setenv("CLAUDE_CONFIG_DIR", str(projects.parent))
+    report = import_transcripts(None)
+    assert report["root"] == str(projects) and report["imported"]["requests"] == 12
+    monkeypatch.setenv("CLAUDE_CONFIG_DIR", str(projects.parent / "empty"))
+    assert import_transcripts(None)["files"]["found"] == 0
+
+
+def test_progress_bar_on_large_directories(tmp_path) -> None:
+    tty = io.StringIO()
+    bar = _Progress(tty, tty=True)
+    bar.start(25)
+    for i in range(25):
+        bar.update(i)
+    bar.finish()
+    assert "\r  [" in tty.getvalue() and tty.getvalue().endswith("25/25 files\n")
+
+    small = io.StringIO()
+    bar = _Progress(small, tty=True)
+    bar.start(5)
+    bar.update(1)
+    bar.finish()
+    assert small.getvalue() == ""  # a handful of files: no bar
+
+    log = io.StringIO()
+    bar = _Progress(log, tty=False)
+    bar.start(2000)
+    for i in range(2000):
+        bar.update(i)
+    bar.finish()
+    lines = log.getvalue().splitlines()
+    assert 10 <= len(lines) <= 12 and "\r" not in log.getvalue()  # a CI log gets a line per 10%
+
+
+def test_many_files_import_quickly(tmp_path, history, backlog_home) -> None:
+    import time
+
+    root = tmp_path / "projects"
+    for n in range(300):
+        sid = f"{n:08d}-0000-4000-8000-000000000000"
+        write_jsonl(root / "p" / f"{sid}.jsonl", [
+            user(sid, T0 + n, "hi"),
+            *(assistant(sid, T0 + n + k, f"req_{n}_{k}", f"msg_{n}_{k}", usage(5, 10, 100)) for k in range(10)),
+        ])
+    started = time.perf_counter()
+    first = import_transcripts(root)
+    took_first = time.perf_counter() - started
+    started = time.perf_counter()
+    second = import_transcripts(root)
+    took_second = time.perf_counter() - started
+    assert first["imported"]["requests"] == 3000 and second["files"]["unchanged"] == 300
+    assert took_first < 20 and took_second < 1.0, (took_first, took_second)
