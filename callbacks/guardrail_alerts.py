@@ -39,6 +39,8 @@ from litellm.integrations.custom_logger import CustomLogger
 from backlog_ops.guardrails import Detector, Finding, iter_texts
 from backlog_ops.observability import context_labels, get_metrics
 
+from ._warn_once import WarnOnce
+
 __all__ = ["Alert", "GuardrailAlerts", "SPEND_LOG_ALERTS", "guardrail_alerts", "request_new_texts"]
 
 log = logging.getLogger("backlog_ops.guardrails")
@@ -68,7 +70,7 @@ class GuardrailAlerts(CustomLogger):
         self._detector = detector
         self._scan = scan
         self.on_alert: list[Callable[[Alert], Any]] = []
-        self._warned: set[str] = set()
+        self._warn = WarnOnce(log)
 
     # -- configuration (first use: litellm_settings are applied after callbacks are imported) ----
 
@@ -160,13 +162,6 @@ class GuardrailAlerts(CustomLogger):
             except Exception as exc:  # noqa: BLE001
                 self._warn(f"guardrail alert subscriber failed: {type(exc).__name__}: {exc}")
         return alert
-
-    def _warn(self, message: str) -> None:
-        if message not in self._warned:
-            if len(self._warned) > 1000:
-                self._warned.clear()
-            self._warned.add(message)
-            log.warning("backlog-ops: %s", message)
 
 
 def request_new_texts(data: dict, *, everything: bool = False) -> list[str]:

@@ -27,18 +27,21 @@ from litellm.integrations.custom_logger import CustomLogger
 
 from backlog_ops.observability import context_labels, get_metrics, mount_metrics_endpoint
 
+from ._warn_once import WarnOnce
+from .spend_ledger import HEALTH_CHECK_TAG, record_from_logging_object
+
 __all__ = ["MetricsCallback", "metrics"]
 
 log = logging.getLogger("backlog_ops.metrics")
 
-HEALTH_CHECK_TAG = "litellm-internal-health-check"
+
 _REFUSAL_CLASSES = ("HTTPException", "ProxyException")
 
 
 class MetricsCallback(CustomLogger):
     def __init__(self, *, mount: bool = True) -> None:
         super().__init__()
-        self._warned: set[str] = set()
+        self._warn = WarnOnce(log)
         if mount and "litellm.proxy.proxy_server" in sys.modules:
             # Loaded by the proxy (its config names us): serve /metrics on the proxy's own port.
             try:
@@ -70,30 +73,22 @@ class MetricsCallback(CustomLogger):
                             context[key] = str(refusal[key])
                     m.record_refusal(context, refusal.get("type"))
                     status = "refused"
-            usage = (slo.get("metadata") or {}).get("usage_object") or {}
-            details = usage.get("prompt_tokens_details") or {}
-            cache_read = _int(usage.get("cache_read_input_tokens")) or (_int(details.get("cached_tokens")) if isinstance(details, dict) else 0)
+            # The same reading of LiteLLM's logging object as the ledger's: one parser, one truth.
+            row = record_from_logging_object(slo, status="failure" if status == "refused" else status)
             m.record_call(
                 context,
-                model_group=slo.get("model_group") or None,
+                model_group=row.model_group,
                 status=status,
-                cost=_float(slo.get("response_cost")),
-                prompt=_int(slo.get("prompt_tokens")),
-                completion=_int(slo.get("completion_tokens")),
-                cache_read=cache_read,
-                cache_write=_int(usage.get("cache_creation_input_tokens")),
-                cache_hit=bool(slo.get("cache_hit")),
-                saved=_float(slo.get("saved_cache_cost")),
+                cost=row.cost_usd,
+                prompt=row.prompt_tokens,
+                completion=row.completion_tokens,
+                cache_read=row.cache_read_tokens,
+                cache_write=row.cache_write_tokens,
+                cache_hit=row.cache_hit,
+                saved=row.saved_cost_usd,
             )
         except Exception as exc:  # noqa: BLE001 - metrics never break the user's call
             self._warn(f"metrics skipped: {type(exc).__name__}: {exc}")
-
-    def _warn(self, message: str) -> None:
-        if message not in self._warned:
-            if len(self._warned) > 1000:
-                self._warned.clear()
-            self._warned.add(message)
-            log.warning("backlog-ops: %s", message)
 
 
 def _refusal(slo: dict, kwargs: dict) -> dict | None:
@@ -106,20 +101,6 @@ def _refusal(slo: dict, kwargs: dict) -> dict | None:
         return None
     detail = getattr(exc, "detail", None)
     return detail if isinstance(detail, dict) else {}
-
-
-def _int(value: Any) -> int:
-    try:
-        return int(value or 0)
-    except (TypeError, ValueError):
-        return 0
-
-
-def _float(value: Any) -> float:
-    try:
-        return float(value or 0.0)
-    except (TypeError, ValueError):
-        return 0.0
 
 
 metrics = MetricsCallback()

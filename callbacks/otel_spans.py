@@ -32,12 +32,14 @@ from litellm.integrations.custom_logger import CustomLogger
 
 from backlog_ops.fields import TAG_PREFIXES
 
+from ._warn_once import WarnOnce
+from .spend_ledger import HEALTH_CHECK_TAG
+
 __all__ = ["OtelSpans", "otel_spans", "span_attributes"]
 
 log = logging.getLogger("backlog_ops.otel")
 
 SPAN_NAME = "backlog.llm_call"
-HEALTH_CHECK_TAG = "litellm-internal-health-check"
 _PREFIX_TO_FIELD = {prefix: key for key, prefix in TAG_PREFIXES}
 
 
@@ -46,7 +48,7 @@ class OtelSpans(CustomLogger):
         super().__init__()
         self._provider = tracer_provider
         self._tracer: Any = None
-        self._warned: set[str] = set()
+        self._warn = WarnOnce(log)
 
     @property
     def tracer(self) -> Any:
@@ -79,13 +81,6 @@ class OtelSpans(CustomLogger):
             span.end(end_time=end if end and start and end >= start else None)
         except Exception as exc:  # noqa: BLE001 - tracing never breaks the user's call
             self._warn(f"span skipped: {type(exc).__name__}: {exc}")
-
-    def _warn(self, message: str) -> None:
-        if message not in self._warned:
-            if len(self._warned) > 1000:
-                self._warned.clear()
-            self._warned.add(message)
-            log.warning("backlog-ops: %s", message)
 
 
 def span_attributes(slo: dict, status: str) -> dict[str, Any]:

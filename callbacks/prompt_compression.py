@@ -33,6 +33,8 @@ from litellm.integrations.custom_logger import CustomLogger
 from backlog_ops.compression import CompressionOptions, compress_request
 from backlog_ops.observability import context_labels, get_metrics
 
+from ._warn_once import WarnOnce
+
 __all__ = ["PromptCompression", "prompt_compression"]
 
 log = logging.getLogger("backlog_ops.compression")
@@ -49,7 +51,7 @@ class PromptCompression(CustomLogger):
         self._aliases = set(aliases) if aliases is not None else None
         self._tags = set(tags) if tags is not None else None
         self._options = options
-        self._warned: set[str] = set()
+        self._warn = WarnOnce(log)
 
     def _configure(self) -> None:
         import litellm
@@ -104,13 +106,6 @@ class PromptCompression(CustomLogger):
             metrics.record_compression(context_labels(tags), stats.saved_chars // 4)
         log.debug("backlog-ops: compressed %s -> %s chars (%s)", stats.chars_before, stats.chars_after, stats.folds)
         return stats
-
-    def _warn(self, message: str) -> None:
-        if message not in self._warned:
-            if len(self._warned) > 1000:
-                self._warned.clear()
-            self._warned.add(message)
-            log.warning("backlog-ops: %s", message)
 
 
 prompt_compression = PromptCompression()

@@ -31,6 +31,8 @@ from litellm.integrations.custom_logger import CustomLogger
 
 from backlog_ops.budgets import PolicyEngine, TicketPolicy, parse_policy_section, parse_routing_section
 
+from ._warn_once import WarnOnce
+
 __all__ = ["TicketPolicyCallback", "ticket_policy"]
 
 log = logging.getLogger("backlog_ops.policy")
@@ -53,7 +55,7 @@ class TicketPolicyCallback(CustomLogger):
         self._checked_at = float("-inf")
         self._prices: dict[str, tuple[float, float, float]] = {}  # alias -> (in, out, read at)
         self._load_lock = threading.Lock()
-        self._warned: set[str] = set()
+        self._warn = WarnOnce(log)
 
     @property
     def engine(self) -> PolicyEngine:
@@ -236,13 +238,6 @@ class TicketPolicyCallback(CustomLogger):
             self._prices.clear()
         self._prices[alias] = (best[0], best[1], now)
         return best
-
-    def _warn(self, message: str) -> None:
-        if message not in self._warned:
-            if len(self._warned) > 1000:
-                self._warned.clear()
-            self._warned.add(message)
-            log.warning("backlog-ops: %s", message)
 
 
 def _request_tags(data: dict) -> list[str]:

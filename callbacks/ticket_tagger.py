@@ -21,6 +21,8 @@ from backlog_ops.fields import TAG_PREFIXES, check_field
 from backlog_ops.identity import request_identity
 from backlog_ops.resolver import ContextResolver, make_resolver
 
+from ._warn_once import WarnOnce
+
 __all__ = ["TicketTagger", "ticket_tagger"]
 
 log = logging.getLogger("backlog_ops.tagger")
@@ -38,7 +40,7 @@ class TicketTagger(CustomLogger):
     def __init__(self, resolver: ContextResolver | None = None) -> None:
         super().__init__()
         self._resolver = resolver
-        self._warned: set[str] = set()
+        self._warn = WarnOnce(log)
 
     @property
     def resolver(self) -> ContextResolver:
@@ -112,13 +114,6 @@ class TicketTagger(CustomLogger):
             if agent_id:
                 spend_meta[SPEND_LOG_AGENT] = agent_id
             meta["spend_logs_metadata"] = spend_meta
-
-    def _warn(self, message: str) -> None:
-        if message not in self._warned:
-            if len(self._warned) > 1000:
-                self._warned.clear()
-            self._warned.add(message)
-            log.warning("backlog-ops: %s", message)
 
 
 def _is_anthropic_messages(data: dict, call_type: Any) -> bool:

@@ -7,6 +7,9 @@ from pathlib import Path
 
 import pytest
 
+# litellm's price map ships with it; fetching the live one needs the internet and costs seconds.
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
 
 @pytest.fixture(autouse=True)
 def backlog_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
