@@ -505,8 +505,8 @@ class _StreamAccumulator:
         return self.usage
 
 
-class _StreamProxy:
-    """A transparent stand-in for a sync stream (or stream manager) that counts its usage."""
+class _StreamProxyBase:
+    """What the sync and async stream stand-ins share: state, attribute pass-through, finishing."""
 
     def __init__(self, stream: Any, call: TrackedCall, acc: _StreamAccumulator | None = None, owner: bool = True) -> None:
         self._stream = stream
@@ -516,6 +516,26 @@ class _StreamProxy:
         self._done = False
         self._iter = None
         self._inner: Any = None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+    def __del__(self) -> None:
+        try:
+            self._finish(None)
+        except Exception:  # noqa: BLE001
+            pass
+
+    def _finish(self, exc: BaseException | None) -> None:
+        if self._done or not self._owner:
+            self._done = True
+            return
+        self._done = True
+        self._call._stream_done(self._acc.final(self._inner if self._inner is not None else self._stream), exc)
+
+
+class _StreamProxy(_StreamProxyBase):
+    """A transparent stand-in for a sync stream (or stream manager) that counts its usage."""
 
     def __iter__(self) -> "_StreamProxy":
         return self
@@ -555,34 +575,9 @@ class _StreamProxy:
         finally:
             self._finish(None)
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._stream, name)
 
-    def __del__(self) -> None:
-        try:
-            self._finish(None)
-        except Exception:  # noqa: BLE001
-            pass
-
-    def _finish(self, exc: BaseException | None) -> None:
-        if self._done or not self._owner:
-            self._done = True
-            return
-        self._done = True
-        self._call._stream_done(self._acc.final(self._inner if self._inner is not None else self._stream), exc)
-
-
-class _AsyncStreamProxy:
+class _AsyncStreamProxy(_StreamProxyBase):
     """The async twin of _StreamProxy."""
-
-    def __init__(self, stream: Any, call: TrackedCall, acc: _StreamAccumulator | None = None, owner: bool = True) -> None:
-        self._stream = stream
-        self._call = call
-        self._acc = acc or _StreamAccumulator()
-        self._owner = owner
-        self._done = False
-        self._iter = None
-        self._inner: Any = None
 
     def __aiter__(self) -> "_AsyncStreamProxy":
         return self
@@ -624,22 +619,6 @@ class _AsyncStreamProxy:
                 return result
         finally:
             self._finish(None)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._stream, name)
-
-    def __del__(self) -> None:
-        try:
-            self._finish(None)
-        except Exception:  # noqa: BLE001
-            pass
-
-    def _finish(self, exc: BaseException | None) -> None:
-        if self._done or not self._owner:
-            self._done = True
-            return
-        self._done = True
-        self._call._stream_done(self._acc.final(self._inner if self._inner is not None else self._stream), exc)
 
 
 def _looks_like_stream(obj: Any) -> bool:
