@@ -172,6 +172,9 @@ class ScriptedModel:
         self.completion_tokens = completion_tokens
         self._lock = threading.Lock()
         self._requests: list[ModelRequest] = []
+        # Tools a script CALLed that Claude Code had not offered in that request (an MCP server
+        # not connected yet, say): the first thing to look at when an e2e test fails.
+        self.unoffered: list[str] = []
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -239,6 +242,10 @@ class _Handler(BaseHTTPRequestHandler):
             block = answer_for(body)
         except (ValueError, KeyError) as exc:
             block = {"type": "text", "text": f"bad script: {exc}"}
+        if block["type"] == "tool_use":
+            offered = {t.get("name") for t in body.get("tools") or [] if isinstance(t, dict)}
+            if block["name"] not in offered:
+                self.model.unoffered.append(block["name"])
         stop = "tool_use" if block["type"] == "tool_use" else "end_turn"
         usage = {"input_tokens": self.model.prompt_tokens, "output_tokens": self.model.completion_tokens,
                  "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}
