@@ -26,6 +26,9 @@ Environment:
     BACKLOG_TENANT_ID         tenantId when the virtual key's metadata has no tenant_id and the
                               key no team (default "default")
     BACKLOG_PLATFORM_ID       platformId when the key's metadata has no platform_id (default "backlog-ops")
+    BACKLOG_NATS_SPOOL        BACKLOG_HOME/quota-events-spool.jsonl: events still unpublished when
+                              the proxy stops (after a 3 s drain) are kept there and published,
+                              first, once the next proxy handles its first call
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from typing import Any
 from litellm.integrations.custom_logger import CustomLogger
 
 from backlog_ops.contextfile import format_time
+from backlog_ops.home import append_line, home_dir
 
 from .spend_ledger import HEALTH_CHECK_TAG, record_from_logging_object
 
@@ -90,6 +94,7 @@ class QuotaEvents(CustomLogger):
         self.connected = False
         self._warned: dict[str, float] = {}
         self._atexit = False
+        self._spool_loaded = False
         self._task: asyncio.Task | None = None
 
     # -- settings (read when the first event comes, so tests and the proxy's env apply) --------
@@ -158,11 +163,10 @@ class QuotaEvents(CustomLogger):
         return not self.pending()
 
     def close(self, timeout: float = 3.0) -> None:
-        """Flush for at most `timeout` s, then stop the publisher; what is left is reported, not kept."""
+        """Flush for at most `timeout` s, stop the publisher, and spool what is left for the next start."""
         if self._thread is None:
             return
         self.flush(timeout)
-        left = self.pending()
         self._stopping = True
         loop, task = self._loop, self._task
         if loop is not None and task is not None:
@@ -172,12 +176,69 @@ class QuotaEvents(CustomLogger):
                 pass
         self._thread.join(timeout=3.0)
         self._thread = None
+        with self._lock:
+            left = list(self._buffer)
+            self._buffer.clear()
         if left:
-            log.warning("backlog-ops: %d quota event(s) not published at exit (NATS %s, subject %s)", left, _safe_url(self.url), self.subject)
+            self._save_spool(left)
+
+    # -- the spool: events that outlived the process that buffered them ------------------------
+
+    def spool_path(self) -> str:
+        return os.environ.get("BACKLOG_NATS_SPOOL") or os.path.join(home_dir(), "quota-events-spool.jsonl")
+
+    def _save_spool(self, items: list[tuple[str, bytes]]) -> None:
+        path = self.spool_path()
+        try:
+            for _, payload in items:
+                append_line(path, payload.decode())
+            log.warning("backlog-ops: NATS %s unavailable at exit: %d quota event(s) kept in %s, published after the next start",
+                        _safe_url(self.url), len(items), path)
+        except Exception as exc:  # noqa: BLE001 - exiting: report, never raise
+            log.warning("backlog-ops: %d quota event(s) lost at exit (cannot spool to %s: %s)", len(items), path, exc)
+
+    def _load_spool(self) -> None:
+        """Put spooled events (this home's, and any a crashed loader left) back in front of the buffer.
+
+        They keep their eventId, so one that was in fact published before the exit is dropped by
+        JetStream's duplicate window.
+        """
+        path = self.spool_path()
+        mine = f"{path}.{os.getpid()}.loading"
+        try:
+            os.rename(path, mine)
+        except OSError:
+            pass
+        directory, base = os.path.split(path)
+        try:
+            names = sorted(n for n in os.listdir(directory or ".") if n.startswith(base + ".") and n.endswith(".loading"))
+        except OSError:
+            return
+        items: list[tuple[str, bytes]] = []
+        for name in names:
+            taken = os.path.join(directory, name)
+            try:
+                with open(taken, "rb") as fh:
+                    lines = fh.read().splitlines()
+                os.unlink(taken)
+            except OSError:
+                continue  # another proxy took it
+            for line in lines:
+                try:
+                    items.append((str(json.loads(line)["eventId"]), line))
+                except (ValueError, KeyError, TypeError):
+                    continue  # a torn line from a crash mid-append
+        if items:
+            with self._lock:
+                self._buffer.extendleft(reversed(items[-self.capacity:]))
+            log.info("backlog-ops: %d spooled quota event(s) queued for publishing", len(items))
 
     def _ensure_thread(self) -> None:
         if self._thread is not None and self._thread.is_alive():
             return
+        if not self._spool_loaded:
+            self._spool_loaded = True
+            self._load_spool()
         with self._lock:
             if self._thread is not None and self._thread.is_alive():
                 return

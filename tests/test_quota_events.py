@@ -341,3 +341,30 @@ def test_through_the_proxy_exactly_once_and_across_a_nats_outage(tmp_path, monke
     finally:
         delete_stream(nats_server.url, stream) if nats_server.process and nats_server.process.poll() is None else None
         nats_server.stop()
+
+
+def test_events_unpublished_at_exit_are_spooled_and_published_after_the_next_start(shared_nats, backlog_home):
+    """NATS down until the proxy stops: nothing is lost, nothing is published twice."""
+    from backlog_ops.callbacks.quota_events import QuotaEvents, build_event
+
+    stream, subject = shared_nats
+    dead = f"nats://127.0.0.1:{free_port()}"
+    first = QuotaEvents(url=dead, subject=subject, stream=stream)
+    sent = [build_event(slo(f"spooled-{i}", tags=["ticket:FEAT-9"]), status="success") for i in range(3)]
+    for event in sent:
+        first.enqueue(event)
+    first.close(timeout=0.5)  # the proxy stopping while NATS is unreachable
+    spool = backlog_home / "quota-events-spool.jsonl"
+    assert len(spool.read_text().splitlines()) == 3
+    assert oct(spool.stat().st_mode & 0o777) == "0o600"
+
+    second = QuotaEvents(url=SHARED_NATS, subject=subject, stream=stream)  # the next start, NATS is back
+    try:
+        later = build_event(slo("after-restart", tags=["ticket:FEAT-9"]), status="success")
+        second.enqueue(later)
+        assert second.flush(15)
+    finally:
+        second.close()
+    received = consume(SHARED_NATS, stream, subject, expect=4)
+    assert [e["eventId"] for e in received] == [e["eventId"] for e in sent] + [later["eventId"]]
+    assert not spool.exists() and not list(backlog_home.glob("quota-events-spool.jsonl.*"))
