@@ -181,3 +181,18 @@ def test_proxy_writes_its_ledger_to_postgres(pg, tmp_path: Path) -> None:
     with open_ledger() as ledger:
         assert ledger.ticket("FEAT-PG")["calls"] == 3
     assert not (home / "ledger.db").exists()
+
+
+def test_direct_sdk_calls_land_in_the_configured_postgres_ledger(pg) -> None:
+    """track_llm_call writes to the same ledger as the proxy: PostgreSQL when it is configured."""
+    from backlog_ops import tracking
+    from backlog_ops.store import ContextStore
+
+    ContextStore().set({"ticket_id": "FEAT-PGD", "gate": "implement", "agent_type": "script"})
+    with tracking.track_llm_call(model="gpt-4o-mini", provider="openai") as call:
+        call.input_tokens = 1000
+        call.output_tokens = 100
+    assert tracking.flush(30)
+    with open_ledger() as ledger:
+        rows = ledger.rows("WHERE ticket_id = 'FEAT-PGD'")
+    assert len(rows) == 1 and rows[0]["source"] == "direct" and rows[0]["cost_usd"] > 0

@@ -812,7 +812,7 @@ _writers_lock = threading.Lock()
 
 def _resolver():
     from .home import home
-    from .resolver import ContextResolver
+    from .resolver import make_resolver
 
     root = home()
     resolver = _resolvers.get(root)
@@ -820,7 +820,8 @@ def _resolver():
         with _writers_lock:
             resolver = _resolvers.get(root)
             if resolver is None:
-                resolver = ContextResolver(warn=lambda m: _warn("context", m))
+                # The configured store: files, or Redis when BACKLOG_CONTEXT_URL is set.
+                resolver = make_resolver(warn=lambda m: _warn("context", m))
                 _resolvers[root] = resolver
     return resolver
 
@@ -835,8 +836,8 @@ def _writer():
         with _writers_lock:
             writer = _writers.get(root)
             if writer is None:
-                path = root / "ledger.db"
-                writer = LedgerWriter(lambda: _PricingLedger(open_ledger(path)), spool_path=root / "ledger-spool.jsonl")
+                # The configured ledger: SQLite under this home, or PostgreSQL (BACKLOG_LEDGER_URL).
+                writer = LedgerWriter(lambda: _PricingLedger(open_ledger()), spool_path=root / "ledger-spool.jsonl")
                 _writers[root] = writer
     return writer
 

@@ -488,11 +488,11 @@ def _open_ledger(dry_run: bool):
 
 def _build(requests: list[_Request], ledger, report: dict) -> list:
     from .ledger import CallRecord
-    from .store import ContextStore
+    from .store import open_store
 
     if not requests:
         return []
-    history = _History(ContextStore().history())
+    history = _History(open_store().history())
     proxy = _ProxyRows(_proxy_rows(ledger, requests))
     existing = _existing(ledger, [r.call_id for r in requests])
     records: list[CallRecord] = []
