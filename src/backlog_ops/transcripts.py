@@ -60,7 +60,7 @@ import json
 import os
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterable, TextIO
 
@@ -125,7 +125,7 @@ def import_transcripts(
     state_path = home() / STATE_FILE
     state = _load_state(state_path)
     new_state = dict(state)
-    items: list[_Item] = []
+    items: list[_Request] = []
     progress = progress or _Progress(None)
     progress.start(len(files))
     for i, file in enumerate(files):
@@ -177,26 +177,10 @@ def import_transcripts(
 
 
 @dataclass
-class _Item:
-    """One assistant line's usage."""
+class _Request:
+    """One API request: an assistant line's usage, then the merge of the lines sharing its message id."""
 
     key: str
-    call_id: str
-    session_id: str
-    agent_id: str | None
-    at: float
-    model: str | None
-    input_tokens: int
-    output_tokens: int
-    cache_read: int
-    cache_write: int
-    where: str
-
-
-@dataclass
-class _Request:
-    """One API request: the merge of the lines that share a message id."""
-
     call_id: str
     session_id: str
     agent_id: str | None
@@ -234,7 +218,7 @@ def _head(path: Path, upto: int) -> str:
         return hashlib.sha1(fh.read(min(upto, 4096))).hexdigest()[:16]
 
 
-def _read_file(path: Path, offset: int, line_no: int, report: dict) -> tuple[list[_Item], int, int]:
+def _read_file(path: Path, offset: int, line_no: int, report: dict) -> tuple[list[_Request], int, int]:
     """Items from the complete lines after `offset`: (items, bytes consumed, line count so far)."""
     with open(path, "rb") as fh:
         fh.seek(offset)
@@ -243,7 +227,7 @@ def _read_file(path: Path, offset: int, line_no: int, report: dict) -> tuple[lis
     if end < 0:
         return [], 0, line_no  # no complete line yet
     data = data[: end + 1]
-    items: list[_Item] = []
+    items: list[_Request] = []
     fallback_session, fallback_agent = _ids_from_path(path)
     for raw in data.split(b"\n")[:-1]:
         line_no += 1
@@ -267,7 +251,7 @@ def _read_file(path: Path, offset: int, line_no: int, report: dict) -> tuple[lis
     return items, len(data), line_no
 
 
-def _item(entry: dict, where: str, fallback_session: str | None, fallback_agent: str | None, report: dict) -> _Item | None:
+def _item(entry: dict, where: str, fallback_session: str | None, fallback_agent: str | None, report: dict) -> _Request | None:
     message = entry.get("message")
     if not isinstance(message, dict):
         _malformed(report, where, "assistant entry without a message object")
@@ -304,7 +288,7 @@ def _item(entry: dict, where: str, fallback_session: str | None, fallback_agent:
         _malformed(report, where, "no sessionId")
         return None
     agent = entry.get("agentId") if isinstance(entry.get("agentId"), str) and entry.get("agentId") else fallback_agent
-    return _Item(
+    return _Request(
         key=message_id or request_id,
         call_id=f"transcript:{request_id or message_id}",
         session_id=session,
@@ -329,7 +313,7 @@ def _ids_from_path(path: Path) -> tuple[str | None, str | None]:
     return stem, None
 
 
-def _group(items: list[_Item], report: dict) -> list[_Request]:
+def _group(items: list[_Request], report: dict) -> list[_Request]:
     requests: dict[str, _Request] = {}
     files_of: dict[str, set[str]] = {}
     for item in items:
@@ -340,11 +324,7 @@ def _group(items: list[_Item], report: dict) -> list[_Request]:
             report["skipped"]["duplicate"] += 1  # the request copied into another transcript (a resumed session)
         seen_in.add(file)
         if found is None:
-            requests[item.key] = _Request(
-                call_id=item.call_id, session_id=item.session_id, agent_id=item.agent_id, at=item.at,
-                model=item.model, input_tokens=item.input_tokens, output_tokens=item.output_tokens,
-                cache_read=item.cache_read, cache_write=item.cache_write, where=item.where,
-            )
+            requests[item.key] = replace(item)
             continue
         found.lines += 1
         found.input_tokens = max(found.input_tokens, item.input_tokens)
