@@ -36,9 +36,7 @@ def up():
 @pytest.fixture(autouse=True)
 def _writers():
     yield
-    for root, writer in list(tracking._writers.items()):
-        writer.close()
-        tracking._writers.pop(root, None)
+    tracking._close_all()
 
 
 @pytest.fixture

@@ -120,11 +120,22 @@ def current_call() -> "TrackedCall | None":
 def flush(timeout: float = 10.0) -> bool:
     """Wait until every row handed over so far is in the ledger (tests, short scripts)."""
     ok = True
-    with _writers_lock:
-        writers = list(_writers.values())
-    for writer in writers:
+    for writer in _writers():
         ok = writer.flush(timeout) and ok
     return ok
+
+
+def _writers() -> list:
+    with _per_home_lock:
+        return [obj for (kind, _), obj in _per_home.items() if kind == "writer"]
+
+
+def _close_all() -> None:
+    """Close every writer and forget every per-home object (tests switch homes)."""
+    for writer in _writers():
+        writer.close()
+    with _per_home_lock:
+        _per_home.clear()
 
 
 class TrackedCall:
@@ -805,41 +816,38 @@ def _url_key(url: str) -> tuple[str, str, int] | None:
 
 # -- where rows go -----------------------------------------------------------------------------
 
-_writers: dict[Path, Any] = {}
-_resolvers: dict[Path, Any] = {}
-_writers_lock = threading.Lock()
+_per_home: dict[tuple[str, Path], Any] = {}
+_per_home_lock = threading.Lock()
+
+
+def _for_home(kind: str, make: Callable[[Path], Any]) -> Any:
+    """One `kind` object per BACKLOG_HOME (tests and tools switch homes within one process)."""
+    from .home import home
+
+    key = (kind, home())
+    found = _per_home.get(key)
+    if found is None:
+        with _per_home_lock:
+            found = _per_home.get(key)
+            if found is None:
+                found = _per_home[key] = make(key[1])
+    return found
 
 
 def _resolver():
-    from .home import home
     from .resolver import make_resolver
 
-    root = home()
-    resolver = _resolvers.get(root)
-    if resolver is None:
-        with _writers_lock:
-            resolver = _resolvers.get(root)
-            if resolver is None:
-                # The configured store: files, or Redis when BACKLOG_CONTEXT_URL is set.
-                resolver = make_resolver(warn=lambda m: _warn("context", m))
-                _resolvers[root] = resolver
-    return resolver
+    # The configured store: files, or Redis when BACKLOG_CONTEXT_URL is set.
+    return _for_home("resolver", lambda root: make_resolver(warn=lambda m: _warn("context", m)))
 
 
 def _writer():
-    from .home import home
     from .ledger import LedgerWriter, open_ledger
 
-    root = home()
-    writer = _writers.get(root)
-    if writer is None:
-        with _writers_lock:
-            writer = _writers.get(root)
-            if writer is None:
-                # The configured ledger: SQLite under this home, or PostgreSQL (BACKLOG_LEDGER_URL).
-                writer = LedgerWriter(lambda: _PricingLedger(open_ledger()), spool_path=root / "ledger-spool.jsonl")
-                _writers[root] = writer
-    return writer
+    # The configured ledger: SQLite under this home, or PostgreSQL (BACKLOG_LEDGER_URL).
+    return _for_home(
+        "writer", lambda root: LedgerWriter(lambda: _PricingLedger(open_ledger()), spool_path=root / "ledger-spool.jsonl")
+    )
 
 
 class _PricingLedger:
