@@ -23,11 +23,13 @@ class SloProbe(CustomLogger):
             "status": status,
             "call_id": slo.get("litellm_call_id"),
             "request_tags": slo.get("request_tags"),
+            "spend_logs_metadata": (slo.get("metadata") or {}).get("spend_logs_metadata"),
+            "error": slo.get("error_information"),
             "response_cost": slo.get("response_cost"),
             "model_group": slo.get("model_group"),
         }
         with open(os.environ["SLO_PROBE_FILE"], "a") as fh:
-            fh.write(json.dumps(row) + "\n")
+            fh.write(json.dumps(row, default=str) + "\n")
 
 
 probe = SloProbe()

@@ -29,26 +29,6 @@ from backlog_ops.store import ContextStore  # noqa: E402
 
 from proxy_support import OUR_CALLBACKS, write_config  # noqa: E402
 
-PROBE = '''
-import json, os
-from litellm.integrations.custom_logger import CustomLogger
-
-class MetaProbe(CustomLogger):
-    async def async_log_success_event(self, kwargs, response_obj, start_time, end_time):
-        self._dump(kwargs, "success")
-    async def async_log_failure_event(self, kwargs, response_obj, start_time, end_time):
-        self._dump(kwargs, "failure")
-    def _dump(self, kwargs, status):
-        slo = kwargs.get("standard_logging_object") or {}
-        row = {"status": status, "call_id": slo.get("litellm_call_id"), "request_tags": slo.get("request_tags"),
-               "spend_logs_metadata": (slo.get("metadata") or {}).get("spend_logs_metadata"),
-               "error": slo.get("error_information")}
-        with open(os.environ["META_PROBE_FILE"], "a") as fh:
-            fh.write(json.dumps(row, default=str) + "\\n")
-
-probe = MetaProbe()
-'''
-
 MAX_TICKETS = 4
 
 
@@ -68,17 +48,16 @@ def proxy(tmp_path_factory, upstream):
         "backlog_ops.callbacks.ticket_policy.ticket_policy",
         "backlog_ops.callbacks.metrics.metrics",
         OUR_CALLBACKS[1],  # spend_ledger
-        "meta_probe.probe",
+        "slo_probe.probe",  # write_config puts tests/slo_probe.py beside the config
     ]
     config = write_config(root / "config", upstream.base_url, ours=False, extra_callbacks=callbacks,
                           cache=True, cache_params={"type": "local"})
-    (root / "config" / "meta_probe.py").write_text(PROBE)
     doc = yaml.safe_load(config.read_text())
     # Tickets of project "tight" have a budget no call fits in: the ticket policy refuses with 402.
     doc["backlog_ops"] = {"policy": {"projects": {"tight": {"ticket_budget_usd": 0.00000001}}}}
     config.write_text(yaml.safe_dump(doc, sort_keys=False))
     probe = root / "probe.jsonl"
-    env = {"LITELLM_MASTER_KEY": "sk-test-" + uuid.uuid4().hex, "META_PROBE_FILE": str(probe),
+    env = {"LITELLM_MASTER_KEY": "sk-test-" + uuid.uuid4().hex, "SLO_PROBE_FILE": str(probe),
            "BACKLOG_METRICS_MAX_TICKETS": str(MAX_TICKETS)}
     proc = ProxyProcess(home, config=config, env=env).start()
     proc.store = ContextStore(home)
