@@ -844,10 +844,23 @@ def _resolver():
 def _writer():
     from .ledger import LedgerWriter, open_ledger
 
-    # The configured ledger: SQLite under this home, or PostgreSQL (BACKLOG_LEDGER_URL).
-    return _for_home(
-        "writer", lambda root: LedgerWriter(lambda: _PricingLedger(open_ledger()), spool_path=root / "ledger-spool.jsonl")
-    )
+    def make(root: Path) -> LedgerWriter:
+        # Import LiteLLM (~3 s, for its prices) in the background now, not when the writer first
+        # prices a row: that may be at interpreter exit, when LiteLLM can no longer be imported.
+        threading.Thread(target=_import_litellm, name="backlog-ops-pricing-warmup", daemon=True).start()
+        # The configured ledger: SQLite under this home, or PostgreSQL (BACKLOG_LEDGER_URL).
+        return LedgerWriter(lambda: _PricingLedger(open_ledger()), spool_path=root / "ledger-spool.jsonl")
+
+    return _for_home("writer", make)
+
+
+def _import_litellm() -> None:
+    if "litellm" not in sys.modules:
+        os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    try:
+        import litellm  # noqa: F401
+    except Exception:  # noqa: BLE001 - pricing will warn when it needs it
+        pass
 
 
 class _PricingLedger:
@@ -887,8 +900,7 @@ def price_usage(models: list[str], provider: str | None, prompt: int, completion
     Models missing from LiteLLM's map are not handed to LiteLLM at all: it would print its
     "Provider List" banner on stdout (spoiling a --json report, or the host app's output).
     """
-    if "litellm" not in sys.modules:
-        os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    _import_litellm()
     import litellm
 
     from .pricing import cost_from_usage
