@@ -28,6 +28,7 @@ bench: $(BIN)/.installed
 	$(BIN)/python bench/mcp_roundtrip.py
 	$(BIN)/python bench/guardrails_eval.py
 	$(BIN)/python bench/compression_eval.py
+	$(BIN)/python bench/callback_costs.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache .cache
