@@ -3,7 +3,7 @@
     .venv/bin/python bench/compression_eval.py [--json]
 
 For each prompt in bench/compression_corpus/*.json (a chat or Anthropic request body plus a
-description), it runs backlog_ops.compression.compress_request and prints:
+description), it runs backlog_ops.gateway.compression.compress_request and prints:
   * tokens of the whole request before/after (litellm.token_counter, gpt-4o-mini encoding;
     chars/4 if litellm is unavailable), and of the compressible part (the new turn);
   * what is lost: error-like lines, exception lines and file paths (project / library) of the
@@ -29,8 +29,8 @@ ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT.parent / "src"))
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-from backlog_ops.compression import CompressionOptions, is_important, compress_request, compressible_region  # noqa: E402
-from backlog_ops.guardrails import iter_texts  # noqa: E402
+from backlog_ops.gateway.compression import CompressionOptions, is_important, compress_request, compressible_region  # noqa: E402
+from backlog_ops.gateway.guardrails import iter_texts  # noqa: E402
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 _EXC = re.compile(r"^\s*(?:[\w$]+\.)*\w*(?:Error|Exception|Failure)\b.*$")

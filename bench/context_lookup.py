@@ -51,9 +51,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["BACKLOG_HOME"] = tmp
         os.environ.pop("BACKLOG_CONTEXT_FILE", None)
-        from backlog_ops.contextfile import Scope
-        from backlog_ops.resolver import ContextResolver
-        from backlog_ops.store import ContextStore
+        from backlog_ops.context.contextfile import Scope
+        from backlog_ops.context.resolver import ContextResolver
+        from backlog_ops.context.file_store import ContextStore
 
         store = ContextStore()
         ctx = {"ticket_id": "FEAT-001", "gate": "implement", "agent_type": "backend", "project": "my-api", "skill": "backlog-implementer"}

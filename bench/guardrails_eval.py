@@ -21,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
-from backlog_ops.guardrails import FAMILIES, Detector, evaluate, iter_texts  # noqa: E402
+from backlog_ops.gateway.guardrails import FAMILIES, Detector, evaluate, iter_texts  # noqa: E402
 
 DATA = ROOT / "tests" / "data" / "guardrails" / "labelled.jsonl"
 

@@ -13,7 +13,7 @@ injection, PII and secrets, and raise an ALERT. Never blocks, never changes the 
         allow_email_domains: [mycompany.test]
 
 An alert is, all at once:
-  1. one WARNING line on the `backlog_ops.guardrails` logger: kinds, counts, masked previews and
+  1. one WARNING line on the `backlog_ops.gateway.guardrails` logger: kinds, counts, masked previews and
      the ticket context; never the matched text;
   2. a flag that travels with the call: `spend_logs_metadata.backlog_guardrail_alerts` =
      "kind,kind" (LiteLLM's spend logs show it; the ledger reads it into `guardrail_alerts`);
@@ -36,14 +36,14 @@ from typing import Any, Callable
 
 from litellm.integrations.custom_logger import CustomLogger
 
-from backlog_ops.guardrails import Detector, Finding, iter_texts
-from backlog_ops.observability import context_labels, get_metrics
+from backlog_ops.gateway.guardrails import Detector, Finding, iter_texts
+from backlog_ops.gateway.observability import context_labels, get_metrics
 
 from ._warn_once import WarnOnce
 
 __all__ = ["Alert", "GuardrailAlerts", "SPEND_LOG_ALERTS", "guardrail_alerts", "request_new_texts"]
 
-log = logging.getLogger("backlog_ops.guardrails")
+log = logging.getLogger("backlog_ops.gateway.guardrails")
 
 SPEND_LOG_ALERTS = "backlog_guardrail_alerts"
 CONFIG_ENV = "BACKLOG_GUARDRAILS_FILE"

@@ -9,7 +9,7 @@ Needs `prometheus_client` (pip install prometheus_client). Loaded by the proxy, 
 /metrics on LiteLLM's app (unless something, e.g. LiteLLM's own `prometheus` callback, already
 serves it: both then share one registry). Like LiteLLM's, the endpoint has no auth: bind the proxy
 to 127.0.0.1 or put it behind your network policy. Series and label bounds: see
-backlog_ops.observability.
+backlog_ops.gateway.observability.
 
 Counted from LiteLLM's success/failure events (one per request; a retried call that failed then
 succeeded counts once per event, as LiteLLM logs it). A ticket-policy refusal (HTTP 402 raised in
@@ -25,7 +25,7 @@ from typing import Any
 
 from litellm.integrations.custom_logger import CustomLogger
 
-from backlog_ops.observability import context_labels, get_metrics, mount_metrics_endpoint
+from backlog_ops.gateway.observability import context_labels, get_metrics, mount_metrics_endpoint
 
 from ._warn_once import WarnOnce
 from .spend_ledger import HEALTH_CHECK_TAG, record_from_logging_object

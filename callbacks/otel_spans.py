@@ -30,7 +30,7 @@ from typing import Any
 
 from litellm.integrations.custom_logger import CustomLogger
 
-from backlog_ops.fields import TAG_PREFIXES
+from backlog_ops.context.fields import TAG_PREFIXES
 
 from ._warn_once import WarnOnce
 from .spend_ledger import HEALTH_CHECK_TAG

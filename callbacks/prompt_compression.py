@@ -17,7 +17,7 @@ Nothing is compressed unless an alias or a tag matches.
 
 Works on /chat/completions and /v1/messages bodies alike. Never touches `system`, `tools`, the
 earlier turns, or anything up to the last cache_control breakpoint: provider prompt caching sees
-the same prefix bytes as without compression (backlog_ops.compression). A compressed call
+the same prefix bytes as without compression (backlog_ops.gateway.compression). A compressed call
 carries `spend_logs_metadata.backlog_compression = "<chars before>-><chars after>"`, and
 `backlog_compression_saved_tokens_total` counts the estimated tokens saved (chars/4).
 """
@@ -30,14 +30,14 @@ from typing import Any
 
 from litellm.integrations.custom_logger import CustomLogger
 
-from backlog_ops.compression import CompressionOptions, compress_request
-from backlog_ops.observability import context_labels, get_metrics
+from backlog_ops.gateway.compression import CompressionOptions, compress_request
+from backlog_ops.gateway.observability import context_labels, get_metrics
 
 from ._warn_once import WarnOnce
 
 __all__ = ["PromptCompression", "prompt_compression"]
 
-log = logging.getLogger("backlog_ops.compression")
+log = logging.getLogger("backlog_ops.gateway.compression")
 
 SETTINGS_KEY = "backlog_compression"
 SPEND_LOG_KEY = "backlog_compression"

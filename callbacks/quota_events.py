@@ -46,8 +46,8 @@ from typing import Any
 
 from litellm.integrations.custom_logger import CustomLogger
 
-from backlog_ops.contextfile import format_time
-from backlog_ops.home import append_line, home_dir
+from backlog_ops.context.contextfile import format_time
+from backlog_ops.common.home import append_line, home_dir
 
 from .spend_ledger import HEALTH_CHECK_TAG, record_from_logging_object
 

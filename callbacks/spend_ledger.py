@@ -14,12 +14,12 @@ from typing import Any
 
 from litellm.integrations.custom_logger import CustomLogger
 
-from backlog_ops.contextfile import format_time
-from backlog_ops.fields import TAG_PREFIXES
-from backlog_ops.home import home
-from backlog_ops.identity import request_identity
+from backlog_ops.context.contextfile import format_time
+from backlog_ops.context.fields import TAG_PREFIXES
+from backlog_ops.common.home import home
+from backlog_ops.context.identity import request_identity
 from backlog_ops.ledger import CallRecord, LedgerWriter, open_ledger
-from backlog_ops.pricing import cost_from_usage
+from backlog_ops.capture.pricing import cost_from_usage
 
 from .ticket_tagger import SPEND_LOG_AGENT, SPEND_LOG_SESSION
 
@@ -62,7 +62,7 @@ class SpendLedger(CustomLogger):
 
     def _attribute(self, record: CallRecord) -> None:
         if self._resolver is None:
-            from backlog_ops.resolver import make_resolver
+            from backlog_ops.context.resolver import make_resolver
 
             self._resolver = make_resolver(warn=lambda m: log.warning("backlog-ops: %s", m))
         found = self._resolver.resolve(record.session_id, record.agent_id)

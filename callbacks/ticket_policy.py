@@ -29,7 +29,7 @@ from typing import Any
 
 from litellm.integrations.custom_logger import CustomLogger
 
-from backlog_ops.budgets import PolicyEngine, TicketPolicy, parse_policy_section, parse_routing_section
+from backlog_ops.policy.budgets import PolicyEngine, TicketPolicy, parse_policy_section, parse_routing_section
 
 from ._warn_once import WarnOnce
 

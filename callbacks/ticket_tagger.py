@@ -17,9 +17,9 @@ from typing import Any
 
 from litellm.integrations.custom_logger import CustomLogger
 
-from backlog_ops.fields import TAG_PREFIXES, check_field
-from backlog_ops.identity import request_identity
-from backlog_ops.resolver import ContextResolver, make_resolver
+from backlog_ops.context.fields import TAG_PREFIXES, check_field
+from backlog_ops.context.identity import request_identity
+from backlog_ops.context.resolver import ContextResolver, make_resolver
 
 from ._warn_once import WarnOnce
 

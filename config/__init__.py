@@ -1,1 +1,1 @@
-"""LiteLLM proxy configs shipped with backlog-ops (installed as backlog_ops.proxy_configs)."""
+"""LiteLLM proxy configs shipped with backlog-ops (installed as backlog_ops.config)."""

@@ -1,7 +1,7 @@
 """`backlog-ops hook [EVENT]`: the one entry point of every backlog-ops Claude Code hook.
 
 Claude Code runs it with the hook's JSON on stdin and waits for it, so it starts fast: it
-imports os, sys and backlog_ops.fastjson (JSON without `re`) here, and each event imports only
+imports os, sys and backlog_ops.common.fastjson (JSON without `re`) here, and each event imports only
 the light modules it needs (never pydantic, filelock, litellm, mcp or argparse). It never blocks and never breaks a session: on
 any internal error it prints ``{"systemMessage": ...}`` for the user and exits 0.
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import sys
 
-from backlog_ops import fastjson
+from backlog_ops.common import fastjson
 
 __all__ = ["main", "run"]
 

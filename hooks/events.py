@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 
-from backlog_ops import sessions
+from backlog_ops.claude import sessions
 
 __all__ = ["MCP_TOOLS", "SKILL_GATES", "handle", "is_backlog_mcp_tool", "ticket_from_args"]
 
@@ -55,7 +55,7 @@ def ticket_from_args(args: object) -> str | None:
     """The first ticket-looking word of a skill's arguments: FEAT-001, PROJ_12, BUG-7."""
     if not isinstance(args, str) or not args:
         return None
-    from backlog_ops.fields import find_ticket_id
+    from backlog_ops.context.fields import find_ticket_id
 
     return find_ticket_id(args)
 
@@ -64,7 +64,7 @@ def _slug(value: object) -> str | None:
     """A skill or agent type name made valid for a context field (plugin names keep their ':')."""
     if not isinstance(value, str):
         return None
-    from backlog_ops.fields import slugify
+    from backlog_ops.context.fields import slugify
 
     return slugify(value.strip(), namespaced=True, default=None)
 
@@ -85,8 +85,8 @@ def _cwd(data: dict) -> str:
 
 
 def _project(cwd: str) -> str:
-    from backlog_ops.fields import slugify
-    from backlog_ops.project import default_project
+    from backlog_ops.context.fields import slugify
+    from backlog_ops.project.file import default_project
 
     try:
         return default_project(cwd)
@@ -96,13 +96,13 @@ def _project(cwd: str) -> str:
 
 def _store():
     """The configured store: files under BACKLOG_HOME, or Redis for a team gateway (BACKLOG_CONTEXT_URL)."""
-    from backlog_ops.store import open_store
+    from backlog_ops.context.file_store import open_store
 
     return open_store()
 
 
 def _scope(session_id: str | None = None, agent_id: str | None = None):
-    from backlog_ops.contextfile import Scope
+    from backlog_ops.context.contextfile import Scope
 
     return Scope(session_id, agent_id)
 

@@ -19,8 +19,8 @@ import os
 from dataclasses import dataclass
 from typing import Mapping
 
-from backlog_ops import sessions
-from backlog_ops.contextfile import Scope
+from backlog_ops.claude import sessions
+from backlog_ops.context.contextfile import Scope
 from backlog_ops.errors import InvalidContext
 
 __all__ = ["TOOL_USE_ID_META", "Caller", "CallerResolver"]

@@ -12,10 +12,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from backlog_ops import sessions
-from backlog_ops.context import ContextInput
+from backlog_ops.claude import sessions
+from backlog_ops.context.model import ContextInput
 from backlog_ops.errors import BacklogOpsError
-from backlog_ops.fields import check_field, context_tags
+from backlog_ops.context.fields import check_field, context_tags
 
 from .caller import Caller
 
@@ -215,7 +215,7 @@ class SpendInput(BaseModel):
     def _since(cls, value: str | None) -> str | None:
         if not value:
             return None
-        from backlog_ops.timeparse import parse_since
+        from backlog_ops.common.times import parse_since
 
         return parse_since(value)
 
@@ -252,14 +252,14 @@ _SPEND_HINTS = {
 
 def _store():
     """The configured store: files under BACKLOG_HOME, or Redis for a team gateway (BACKLOG_CONTEXT_URL)."""
-    from backlog_ops.store import open_store
+    from backlog_ops.context.file_store import open_store
 
     return open_store()
 
 
 def _resolver(warnings: list[str] | None = None):
     """The resolver the proxy uses for this store, so get_context answers what calls are tagged with."""
-    from backlog_ops.resolver import make_resolver
+    from backlog_ops.context.resolver import make_resolver
 
     return make_resolver(warn=warnings.append if warnings is not None else None)
 
@@ -269,7 +269,7 @@ def _default_project(caller: Caller) -> str:
     project = (record or {}).get("project")
     if isinstance(project, str) and project:
         return project
-    from backlog_ops.project import default_project
+    from backlog_ops.project.file import default_project
 
     try:
         return default_project(Path(caller.cwd))
@@ -342,7 +342,7 @@ def ticket_spend(data: SpendInput, caller: Caller) -> SpendResult:
             raise ToolInputError(
                 "No ticket is in force for this session: send ticket_id, e.g. ticket_id='FEAT-001'"
             )
-    from backlog_ops.spend import spend_report
+    from backlog_ops.reports.spend import spend_report
 
     try:
         report = spend_report(ticket, by=data.group_by, since=data.since)
@@ -371,9 +371,9 @@ def ticket_spend(data: SpendInput, caller: Caller) -> SpendResult:
 
 
 def _budget(ticket: str, caller: Caller, warnings: list[str]) -> dict | None:
-    """The ticket's budget from backlog_ops.budgets (per backlog.config.json), when that module exists."""
+    """The ticket's budget from backlog_ops.policy.budgets (per backlog.config.json), when that module exists."""
     try:
-        from backlog_ops.budgets import ticket_budget
+        from backlog_ops.policy.budgets import ticket_budget
     except ImportError:
         return None
     try:

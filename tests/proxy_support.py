@@ -11,7 +11,7 @@ from pathlib import Path
 import yaml
 
 from backlog_ops.ledger import SqliteLedger
-from backlog_ops.proxy_process import ProxyProcess
+from backlog_ops.gateway.process import ProxyProcess
 
 TESTS = Path(__file__).resolve().parent
 OUR_CALLBACKS = [

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from backlog_ops.budgets import (
+from backlog_ops.policy.budgets import (
     PolicyEngine,
     TicketPolicy,
     format_budget,

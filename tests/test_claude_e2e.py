@@ -24,9 +24,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from backlog_ops.contextfile import Scope
+from backlog_ops.context.contextfile import Scope
 from backlog_ops.ledger import SqliteLedger
-from backlog_ops.store import ContextStore
+from backlog_ops.context.file_store import ContextStore
 
 from claude_support import ScriptedModel, claude_env, find_claude
 from conftest import in_ci

@@ -16,9 +16,9 @@ import pytest
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-from backlog_ops.compression import (  # noqa: E402
+from backlog_ops.gateway.compression import (  # noqa: E402
     CompressionOptions, compress_request, compress_text, compressible_region, is_important)
-from backlog_ops.mock_upstream import MockUpstream  # noqa: E402
+from backlog_ops.testing.mock_upstream import MockUpstream  # noqa: E402
 
 from proxy_support import start_proxy, write_config  # noqa: E402
 
@@ -105,7 +105,7 @@ def test_corpus_ratio_and_nothing_important_lost() -> None:
         after += len(compressed)
         orig_text = json.loads(original)
         new_text = json.loads(compressed)
-        from backlog_ops.guardrails import iter_texts
+        from backlog_ops.gateway.guardrails import iter_texts
 
         new_lines = set("\n".join(iter_texts([new_text])).splitlines())
         for line in "\n".join(iter_texts([orig_text])).splitlines():

@@ -9,9 +9,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from backlog_ops.contextfile import Scope
-from backlog_ops.proxy_process import ProxyProcess
-from backlog_ops.store import ContextStore
+from backlog_ops.context.contextfile import Scope
+from backlog_ops.gateway.process import ProxyProcess
+from backlog_ops.context.file_store import ContextStore
 
 from proxy_support import wait_for_rows
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from backlog_ops.direct_calls import check_paths, check_source, run_check
+from backlog_ops.checks.direct_calls import check_paths, check_source, run_check
 
 CORPUS = Path(__file__).parent / "data" / "direct_calls"
 REPO = Path(__file__).resolve().parent.parent
@@ -98,7 +98,7 @@ def test_configured_gateway_and_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_tracked_calls_and_pragmas() -> None:
-    base = "from openai import OpenAI\nfrom backlog_ops.tracking import track_llm_call\nc = OpenAI()\n"
+    base = "from openai import OpenAI\nfrom backlog_ops.capture.tracking import track_llm_call\nc = OpenAI()\n"
     assert findings(base + "with track_llm_call(model='m') as call:\n    call.record(c.chat.completions.create(model='m'))\n") == []
     assert findings(base + "async def f():\n    async with self.tracker.track_llm_call() as t:\n        await c.chat.completions.create()\n") == []
     assert findings(base + "@track_llm_call(model='m')\ndef f():\n    return c.chat.completions.create(model='m')\n") == []

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from backlog_ops.cli import main
+from backlog_ops.cli.main import main
 from backlog_ops.errors import ConfigError
-from backlog_ops.gateway_config import (
+from backlog_ops.gateway.render import (
     check_backlog_config,
     check_proxy_config,
     load_backlog_config,

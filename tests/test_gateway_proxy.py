@@ -20,12 +20,12 @@ import httpx
 import pytest
 import yaml
 
-from backlog_ops.contextfile import Scope
-from backlog_ops.gateway_config import load_backlog_config, render_proxy_config
+from backlog_ops.context.contextfile import Scope
+from backlog_ops.gateway.render import load_backlog_config, render_proxy_config
 from backlog_ops.ledger import SqliteLedger
-from backlog_ops.mock_upstream import MockUpstream, Reply
-from backlog_ops.proxy_process import ProxyProcess
-from backlog_ops.store import ContextStore
+from backlog_ops.testing.mock_upstream import MockUpstream, Reply
+from backlog_ops.gateway.process import ProxyProcess
+from backlog_ops.context.file_store import ContextStore
 
 from conftest import in_ci
 from proxy_support import wait_for_rows

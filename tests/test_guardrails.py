@@ -16,7 +16,7 @@ import pytest
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no price-map download when litellm loads
 
-from backlog_ops.guardrails import FAMILIES, Detector, evaluate, luhn_ok
+from backlog_ops.gateway.guardrails import FAMILIES, Detector, evaluate, luhn_ok
 
 DATA = Path(__file__).parent / "data" / "guardrails" / "labelled.jsonl"
 ITEMS = [json.loads(line) for line in DATA.read_text().splitlines() if line.strip()]
@@ -116,7 +116,7 @@ def test_callback_alerts_four_ways_and_never_blocks(caplog: pytest.LogCaptureFix
     labels = {"ticket": "G-1", "gate": "implement", "project": "p", "agent": "dev", "kind": "secret.github"}
     before = REGISTRY.get_sample_value("backlog_guardrail_alerts_total", labels) or 0
     messages_before = json.dumps(data["messages"])
-    with caplog.at_level(logging.WARNING, logger="backlog_ops.guardrails"):
+    with caplog.at_level(logging.WARNING, logger="backlog_ops.gateway.guardrails"):
         out = asyncio.run(cb.async_pre_call_hook(None, None, data, "anthropic_messages"))
     assert out is data and json.dumps(data["messages"]) == messages_before  # not blocked, not changed
     assert data["litellm_metadata"]["spend_logs_metadata"]["backlog_guardrail_alerts"] == "secret.github"  # only the new turn

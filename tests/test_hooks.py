@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from backlog_ops import sessions
-from backlog_ops.contextfile import Scope
+from backlog_ops.claude import sessions
+from backlog_ops.context.contextfile import Scope
 from backlog_ops.hooks.events import SKILL_GATES, handle, is_backlog_mcp_tool, ticket_from_args
-from backlog_ops.store import ContextStore
+from backlog_ops.context.file_store import ContextStore
 
 BIN = Path(sys.executable).parent
 SID, SID2, AGENT = "4542a6ff-4e36-481a-b119-ba2bea61312e", "01f9e3b5-729d-4e92-8f0e-de7c049eadbb", "a470226e09ef4e5b7"
@@ -269,7 +269,7 @@ def test_the_hook_path_imports_nothing_heavy(project_dir) -> None:
     ]
     code = (
         "import io, json, sys\n"
-        "from backlog_ops.cli import main\n"
+        "from backlog_ops.cli.main import main\n"
         f"for data in json.loads({json.dumps(json.dumps(events))}):\n"
         "    sys.stdin = io.TextIOWrapper(io.BytesIO(json.dumps(data).encode()))\n"
         "    assert main(['hook']) == 0\n"
@@ -299,7 +299,7 @@ def test_hooks_json_wires_every_event_to_the_hook_command() -> None:
 
 
 def test_the_session_registry_lives_in_backlog_home(monkeypatch, tmp_path) -> None:
-    from backlog_ops.home import home
+    from backlog_ops.common.home import home
 
     assert Path(sessions.state_dir()) == home() / "claude-code"
     monkeypatch.delenv("BACKLOG_HOME")
@@ -315,9 +315,9 @@ def test_the_mcp_claim_path_imports_neither_json_nor_the_store(project_dir) -> N
         "del sys.modules['json'], sys.modules['json.decoder'], sys.modules['json.scanner'], sys.modules['json.encoder']\n"
         "before = set(sys.modules)\n"
         f"sys.stdin = io.TextIOWrapper(io.BytesIO({json.dumps(data).encode()!r}))\n"
-        "from backlog_ops.cli import main\n"
+        "from backlog_ops.cli.main import main\n"
         "assert main(['hook']) == 0\n"
-        "print(' '.join(sorted(m for m in set(sys.modules) - before if m.split('.')[0] in ('json', 'typing', 'pathlib', 'datetime') or m in ('backlog_ops.store', 'backlog_ops.fields'))))\n"
+        "print(' '.join(sorted(m for m in set(sys.modules) - before if m.split('.')[0] in ('json', 'typing', 'pathlib', 'datetime') or m in ('backlog_ops.context.file_store', 'backlog_ops.context.fields'))))\n"
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=project_dir)
     assert r.returncode == 0, r.stderr

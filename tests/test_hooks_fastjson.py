@@ -1,4 +1,4 @@
-"""backlog_ops.fastjson: the hook path's JSON without `re`, equal to the standard json."""
+"""backlog_ops.common.fastjson: the hook path's JSON without `re`, equal to the standard json."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from backlog_ops import fastjson
+from backlog_ops.common import fastjson
 
 SAMPLES = [
     {"session_id": "4542a6ff", "tool_input": {"ticket_id": "FEAT-1", "n": [1, 2.5, -3e-7, True, False, None]}},

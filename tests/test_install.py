@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from backlog_ops.errors import ConfigError
-from backlog_ops.install import HOOK_EVENTS, MCP_TOOL_PERMISSIONS, InstallTarget, install, remove
+from backlog_ops.claude.install import HOOK_EVENTS, MCP_TOOL_PERMISSIONS, InstallTarget, install, remove
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent

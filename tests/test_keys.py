@@ -21,10 +21,10 @@ import httpx
 import jsonschema
 import pytest
 
-from backlog_ops.cli import main
+from backlog_ops.cli.main import main
 from backlog_ops.errors import ConfigError
-from backlog_ops.keys import load_keys_file
-from backlog_ops.proxy_process import free_port
+from backlog_ops.gateway.keys import load_keys_file
+from backlog_ops.gateway.process import free_port
 
 from fake_key_api import FakeKeyAPI
 from proxy_support import start_proxy, write_config

@@ -160,10 +160,10 @@ def test_spend_cli_reads_postgres(pg) -> None:
 def test_proxy_writes_its_ledger_to_postgres(pg, tmp_path: Path) -> None:
     import httpx
 
-    from backlog_ops.contextfile import Scope
-    from backlog_ops.mock_upstream import MockUpstream
-    from backlog_ops.proxy_process import ProxyProcess
-    from backlog_ops.store import ContextStore
+    from backlog_ops.context.contextfile import Scope
+    from backlog_ops.testing.mock_upstream import MockUpstream
+    from backlog_ops.gateway.process import ProxyProcess
+    from backlog_ops.context.file_store import ContextStore
     from proxy_support import write_config
 
     url, schema = pg
@@ -185,8 +185,8 @@ def test_proxy_writes_its_ledger_to_postgres(pg, tmp_path: Path) -> None:
 
 def test_direct_sdk_calls_land_in_the_configured_postgres_ledger(pg) -> None:
     """track_llm_call writes to the same ledger as the proxy: PostgreSQL when it is configured."""
-    from backlog_ops import tracking
-    from backlog_ops.store import ContextStore
+    from backlog_ops.capture import tracking
+    from backlog_ops.context.file_store import ContextStore
 
     ContextStore().set({"ticket_id": "FEAT-PGD", "gate": "implement", "agent_type": "script"})
     with tracking.track_llm_call(model="gpt-4o-mini", provider="openai") as call:

@@ -18,14 +18,14 @@ import pytest
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 
-from backlog_ops import sessions
-from backlog_ops.contextfile import Scope
+from backlog_ops.claude import sessions
+from backlog_ops.context.contextfile import Scope
 from backlog_ops.hooks.events import handle
 from backlog_ops.ledger import CallRecord, open_ledger
 from backlog_ops.mcp_server import core
 from backlog_ops.mcp_server.caller import TOOL_USE_ID_META, Caller, CallerResolver
 from backlog_ops.mcp_server.server import build_server
-from backlog_ops.store import ContextStore
+from backlog_ops.context.file_store import ContextStore
 
 BIN = Path(sys.executable).parent
 SPAWNED, CURRENT = "11111111-aaaa-4bbb-8ccc-000000000001", "22222222-aaaa-4bbb-8ccc-000000000002"
@@ -189,7 +189,7 @@ def test_ticket_spend_shows_the_budget_when_budgets_exist(server, monkeypatch, p
         seen.append((ticket_id, Path(project_dir)))
         return {"limit_usd": 2.0, "source": "backlog.config.json"}
 
-    monkeypatch.setitem(sys.modules, "backlog_ops.budgets", types.SimpleNamespace(ticket_budget=ticket_budget))
+    monkeypatch.setitem(sys.modules, "backlog_ops.policy.budgets", types.SimpleNamespace(ticket_budget=ticket_budget))
     _ledger_rows(("FEAT-6", "plan", "backend", "m", 0.5, 1))
     result = call(server, "ticket_spend", {"ticket_id": "FEAT-6"})
     out = ok(result)
@@ -277,8 +277,8 @@ def test_backlog_ops_mcp_over_stdio(backlog_home, project_dir, store) -> None:
 
 
 def test_ticket_spend_with_the_projects_real_budget(server, project_dir) -> None:
-    """backlog.config.json's llmOps.budgets (issue 4) as backlog_ops.budgets reads it."""
-    pytest.importorskip("backlog_ops.budgets")
+    """backlog.config.json's llmOps.budgets (issue 4) as backlog_ops.policy.budgets reads it."""
+    pytest.importorskip("backlog_ops.policy.budgets")
     (project_dir / "backlog.config.json").write_text(json.dumps({
         "project": {"name": "my-api"},
         "llmOps": {"routing": {"maxEscalationsPerTicket": 3}, "budgets": {"perTicketUSD": 5, "tickets": {"FEAT-12": 2}}},

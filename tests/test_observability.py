@@ -21,11 +21,11 @@ pytest.importorskip("prometheus_client")
 
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
-from backlog_ops.contextfile import Scope  # noqa: E402
-from backlog_ops.mock_upstream import MockUpstream  # noqa: E402
-from backlog_ops.observability import LabelLimiter, context_labels  # noqa: E402
-from backlog_ops.proxy_process import ProxyProcess  # noqa: E402
-from backlog_ops.store import ContextStore  # noqa: E402
+from backlog_ops.context.contextfile import Scope  # noqa: E402
+from backlog_ops.testing.mock_upstream import MockUpstream  # noqa: E402
+from backlog_ops.gateway.observability import LabelLimiter, context_labels  # noqa: E402
+from backlog_ops.gateway.process import ProxyProcess  # noqa: E402
+from backlog_ops.context.file_store import ContextStore  # noqa: E402
 
 from proxy_support import OUR_CALLBACKS, write_config  # noqa: E402
 

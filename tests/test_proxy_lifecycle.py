@@ -9,10 +9,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from backlog_ops.contextfile import Scope
+from backlog_ops.context.contextfile import Scope
 from backlog_ops.ledger import CallRecord, LedgerWriter, SqliteLedger
-from backlog_ops.mock_upstream import MockUpstream
-from backlog_ops.store import ContextStore
+from backlog_ops.testing.mock_upstream import MockUpstream
+from backlog_ops.context.file_store import ContextStore
 
 from proxy_support import start_proxy, write_config
 

@@ -21,10 +21,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from backlog_ops.contextfile import Scope
-from backlog_ops.mock_upstream import MockUpstream, Reply
-from backlog_ops.proxy_process import free_port
-from backlog_ops.store import ContextStore
+from backlog_ops.context.contextfile import Scope
+from backlog_ops.testing.mock_upstream import MockUpstream, Reply
+from backlog_ops.gateway.process import free_port
+from backlog_ops.context.file_store import ContextStore
 
 from conftest import require_service
 from proxy_support import start_proxy, write_config

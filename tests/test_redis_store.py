@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from backlog_ops.contextfile import Scope
+from backlog_ops.context.contextfile import Scope
 from backlog_ops.errors import HomeError, InvalidContext
-from backlog_ops.redis_store import RedisContextResolver, RedisContextStore
+from backlog_ops.context.redis_store import RedisContextResolver, RedisContextStore
 
 pytestmark = pytest.mark.services
 
@@ -140,8 +140,8 @@ def test_proxy_tags_from_the_shared_redis_store(store: RedisContextStore, redis_
     """A context set on a developer's machine tags calls in a proxy that shares only Redis."""
     import httpx
 
-    from backlog_ops.mock_upstream import MockUpstream
-    from backlog_ops.proxy_process import ProxyProcess
+    from backlog_ops.testing.mock_upstream import MockUpstream
+    from backlog_ops.gateway.process import ProxyProcess
     from proxy_support import wait_for_rows, write_config
 
     sid = str(uuid.uuid4())

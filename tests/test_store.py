@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from backlog_ops.contextfile import Scope
+from backlog_ops.context.contextfile import Scope
 from backlog_ops.errors import ContextFileError, InvalidContext
-from backlog_ops.resolver import ContextResolver
-from backlog_ops.store import ContextStore
+from backlog_ops.context.resolver import ContextResolver
+from backlog_ops.context.file_store import ContextStore
 
 CTX = {"ticket_id": "FEAT-001", "gate": "implement", "agent_type": "backend", "project": "my-api", "skill": "backlog-implementer"}
 
@@ -137,7 +137,7 @@ def test_expired_session_files_are_pruned_on_the_next_write(backlog_home: Path) 
 def test_default_ttl_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BACKLOG_CONTEXT_TTL", "120")
     ctx = ContextStore().set(CTX).new
-    from backlog_ops.contextfile import parse_time
+    from backlog_ops.context.contextfile import parse_time
 
     assert parse_time(ctx["expires_at"], "e") - parse_time(ctx["updated_at"], "u") == pytest.approx(120, abs=0.01)
     monkeypatch.setenv("BACKLOG_CONTEXT_TTL", "soon")

@@ -15,8 +15,8 @@ READERS = 2
 
 def _writer(home: str, index: int, ops: int) -> None:
     os.environ["BACKLOG_HOME"] = home
-    from backlog_ops.contextfile import Scope
-    from backlog_ops.store import ContextStore
+    from backlog_ops.context.contextfile import Scope
+    from backlog_ops.context.file_store import ContextStore
 
     store = ContextStore()
     # Writers share the global scope and each have their own session and agent scope.
@@ -31,7 +31,7 @@ def _writer(home: str, index: int, ops: int) -> None:
 
 def _reader(home: str, stop: "mp.Event", result: "mp.Queue") -> None:
     os.environ["BACKLOG_HOME"] = home
-    from backlog_ops.resolver import ContextResolver
+    from backlog_ops.context.resolver import ContextResolver
 
     paths = [Path(home) / "current-context.json"] + [Path(home) / "contexts" / f"sess-{i}.json" for i in range(WRITERS)]
     reads = torn = 0

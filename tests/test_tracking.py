@@ -15,13 +15,13 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 openai = pytest.importorskip("openai")
 anthropic = pytest.importorskip("anthropic", reason="pip install anthropic (see the dependency note in the README)")
 
-from backlog_ops import tracking  # noqa: E402
-from backlog_ops.contextfile import Scope  # noqa: E402
+from backlog_ops.capture import tracking  # noqa: E402
+from backlog_ops.context.contextfile import Scope  # noqa: E402
 from backlog_ops.ledger import SqliteLedger  # noqa: E402
-from backlog_ops.mock_upstream import MockUpstream, Reply  # noqa: E402
-from backlog_ops.pricing import cost_from_usage  # noqa: E402
-from backlog_ops.store import ContextStore  # noqa: E402
-from backlog_ops.tracking import current_call, track_llm_call  # noqa: E402
+from backlog_ops.testing.mock_upstream import MockUpstream, Reply  # noqa: E402
+from backlog_ops.capture.pricing import cost_from_usage  # noqa: E402
+from backlog_ops.context.file_store import ContextStore  # noqa: E402
+from backlog_ops.capture.tracking import current_call, track_llm_call  # noqa: E402
 
 PROMPT, COMPLETION, CACHE_READ, CACHE_WRITE = 1000, 200, 300, 50
 
@@ -293,7 +293,7 @@ def test_internal_errors_never_reach_the_caller(up, backlog_home: Path, caplog: 
         def __getattr__(self, name):
             raise RuntimeError("boom")
 
-    caplog.set_level(logging.WARNING, logger="backlog_ops.tracking")
+    caplog.set_level(logging.WARNING, logger="backlog_ops.capture.tracking")
     tracking._warned.clear()
     with track_llm_call(component="not a slug!") as call:
         assert call.record(Hostile()) is not None

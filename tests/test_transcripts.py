@@ -14,13 +14,13 @@ import pytest
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-from backlog_ops.cli import main  # noqa: E402
-from backlog_ops.contextfile import Scope, format_time  # noqa: E402
+from backlog_ops.cli.main import main  # noqa: E402
+from backlog_ops.context.contextfile import Scope, format_time  # noqa: E402
 from backlog_ops.ledger import CallRecord, SqliteLedger  # noqa: E402
-from backlog_ops.pricing import cost_from_usage  # noqa: E402
-from backlog_ops.spend import spend_report  # noqa: E402
-from backlog_ops.store import ContextStore  # noqa: E402
-from backlog_ops.transcripts import _Progress, import_transcripts, render_report  # noqa: E402
+from backlog_ops.capture.pricing import cost_from_usage  # noqa: E402
+from backlog_ops.reports.spend import spend_report  # noqa: E402
+from backlog_ops.context.file_store import ContextStore  # noqa: E402
+from backlog_ops.capture.transcripts import _Progress, import_transcripts, render_report  # noqa: E402
 
 T0 = 1_780_000_000.0  # 2026-05-28T20:26:40Z
 MODEL = "claude-sonnet-4-5-20250929"

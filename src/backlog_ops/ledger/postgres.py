@@ -12,11 +12,11 @@ import time
 from contextlib import contextmanager
 from typing import Iterable
 
-from ..contextfile import format_time
-from ..errors import LedgerError
-from .base import UPSERT, LedgerQueries
-from .migrations import MIGRATIONS, MigrationConnection
-from .record import COLUMNS, CallRecord
+from backlog_ops.context.contextfile import format_time
+from backlog_ops.errors import LedgerError
+from backlog_ops.ledger.queries import UPSERT, LedgerQueries
+from backlog_ops.ledger.migrations import MIGRATIONS, MigrationConnection
+from backlog_ops.ledger.record import COLUMNS, CallRecord
 
 __all__ = ["PostgresLedger"]
 

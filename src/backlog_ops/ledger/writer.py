@@ -18,9 +18,9 @@ from collections import deque
 from pathlib import Path
 from typing import Callable
 
-from ..errors import BacklogOpsError
-from ..home import append_line
-from .record import CallRecord
+from backlog_ops.errors import BacklogOpsError
+from backlog_ops.common.home import append_line
+from backlog_ops.ledger.record import CallRecord
 
 __all__ = ["LedgerWriter"]
 

@@ -5,7 +5,7 @@ from anthropic import Anthropic
 from crewai.tools import tool
 from litellm import acompletion, completion
 
-from backlog_ops.tracking import track_llm_call
+from backlog_ops.capture.tracking import track_llm_call
 
 client = Anthropic()
 

@@ -1,0 +1,1 @@
+"""Static checks of a user's code (direct provider calls that bypass the gateway)."""

@@ -1,0 +1,1 @@
+"""Claude Code integration: session records the hooks keep, install and uninstall."""

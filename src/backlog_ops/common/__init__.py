@@ -1,0 +1,1 @@
+"""Plumbing every part shares: the state directory, atomic writes, locks, JSON, times."""

@@ -1,0 +1,180 @@
+"""The rules a context's fields obey, in plain Python.
+
+The pydantic models (`backlog_ops.context.model`) and the light paths that must not import pydantic
+(Claude Code hooks, the proxy's hot path) both validate through these functions, so the rules
+exist once.
+"""
+
+from __future__ import annotations
+
+from backlog_ops.errors import InvalidContext
+
+__all__ = [
+    "CONTEXT_FIELDS",
+    "MAX_LEN",
+    "TAG_PREFIXES",
+    "check_field",
+    "check_id",
+    "context_tags",
+    "normalize_context_fields",
+    "fields_from_tags",
+    "find_ticket_id",
+    "slugify",
+]
+
+MAX_LEN = 64
+_ID_MAX_LEN = 128
+
+# Ticket ids: FEAT-001, PROJ_12, v2.3-hotfix. Slugs: implement, security-reviewer,
+# backlog-ops:backlog-implementer (plugin skills and agents are namespaced with a colon).
+# Plain character sets, not regular expressions: importing `re` costs a Claude Code hook ~6 ms.
+_ALNUM = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+_WORD = _ALNUM | frozenset("._-")
+_NAMESPACED = _WORD | frozenset(":")
+
+
+class _Shape:
+    """A first character that is a letter or digit, then characters from `rest`, up to `max_len`."""
+
+    __slots__ = ("rest", "max_len")
+
+    def __init__(self, rest: frozenset, max_len: int) -> None:
+        self.rest = rest
+        self.max_len = max_len
+
+    def fullmatch(self, value: str) -> bool:
+        return 0 < len(value) <= self.max_len and value[0] in _ALNUM and all(c in self.rest for c in value)
+
+
+_TICKET = _Shape(_WORD, 64)
+_SLUG = _Shape(_WORD, 64)
+_NAMESPACED_SLUG = _Shape(_NAMESPACED, 64)
+# Session and agent ids become file names: no separators, no leading dot.
+_ID = _Shape(_WORD, 128)
+
+_TICKET_RULE = "letters, digits, '-', '_' or '.', starting with a letter or digit, at most 64 characters (e.g. FEAT-001)"
+_SLUG_RULE = "a short slug: letters, digits, '-', '_' or '.', starting with a letter or digit, at most 64 characters (e.g. implement)"
+_NS_SLUG_RULE = "a short slug: letters, digits, '-', '_', '.' or ':', starting with a letter or digit, at most 64 characters (e.g. backlog-implementer)"
+
+# field name -> (shape, rule text, required)
+_RULES: dict[str, tuple[_Shape, str, bool]] = {
+    "ticket_id": (_TICKET, _TICKET_RULE, False),
+    "gate": (_SLUG, _SLUG_RULE, True),
+    "agent_type": (_NAMESPACED_SLUG, _NS_SLUG_RULE, True),
+    "project": (_SLUG, _SLUG_RULE, False),
+    "skill": (_NAMESPACED_SLUG, _NS_SLUG_RULE, False),
+    "component": (_SLUG, _SLUG_RULE, False),
+}
+
+CONTEXT_FIELDS = tuple(_RULES)
+
+# Context field -> tag prefix, in the order tags are emitted.
+TAG_PREFIXES = (
+    ("ticket_id", "ticket"),
+    ("gate", "gate"),
+    ("project", "project"),
+    ("agent_type", "agent"),
+    ("skill", "skill"),
+    ("component", "component"),
+)
+
+
+def check_field(name: str, value: object) -> str | None:
+    """Return the field's value, or None for an empty optional field; raise InvalidContext otherwise."""
+    pattern, rule, required = _RULES[name]
+    if value is None or value == "":
+        if required:
+            raise InvalidContext(f"{name} is required: {rule}")
+        return None
+    if not isinstance(value, str):
+        raise InvalidContext(f"{name} must be a string, got {type(value).__name__}: {rule}")
+    if not pattern.fullmatch(value):
+        shown = value if len(value) <= 80 else value[:77] + "..."
+        raise InvalidContext(f"{name} {shown!r} is not allowed: {rule}")
+    return value
+
+
+def check_id(kind: str, value: object) -> str:
+    """Validate a session or agent id (they name files, so the rule is strict)."""
+    if not isinstance(value, str) or not _ID.fullmatch(value):
+        shown = repr(value) if not isinstance(value, str) or len(value) <= 80 else repr(value[:77] + "...")
+        raise InvalidContext(
+            f"{kind} {shown} is not allowed: letters, digits, '-', '_' or '.', "
+            f"starting with a letter or digit, at most {_ID_MAX_LEN} characters"
+        )
+    return value
+
+
+def normalize_context_fields(fields: dict) -> dict:
+    """Validate the six context fields of `fields` and return them (absent optional ones as None)."""
+    return {name: check_field(name, fields.get(name)) for name in CONTEXT_FIELDS}
+
+
+def context_tags(ctx: dict) -> list[str]:
+    """The LiteLLM tags for a context: ticket:…, gate:…, project:…, agent:…, skill:…, component:…"""
+    return [f"{prefix}:{ctx[key]}" for key, prefix in TAG_PREFIXES if ctx.get(key)]
+
+
+def slugify(text: str, *, namespaced: bool = False, default: str | None = "default") -> str | None:
+    """Turn a free-form name (a directory, a skill or agent type) into a valid slug.
+
+    Runs of other characters become one '-'; `namespaced` keeps ':' (plugin names); an empty
+    result gives `default`.
+    """
+    allowed = _NAMESPACED if namespaced else _WORD
+    out: list[str] = []
+    for c in text:
+        if c in allowed:
+            out.append(c)
+        elif not out or out[-1] != "-":
+            out.append("-")
+    strip = "-._:" if namespaced else "-._"
+    slug = "".join(out).strip(strip)[:MAX_LEN].rstrip(strip)
+    return slug or default
+
+
+def find_ticket_id(text: str) -> str | None:
+    """The first ticket-looking word in free text: FEAT-001, PROJ_12, BUG-7 (upper-case key, digits)."""
+    word: list[str] = []
+    for c in text + " ":
+        if c in _WORD:
+            word.append(c)
+            continue
+        if word and _looks_like_ticket("".join(word).rstrip(".")):
+            return "".join(word).rstrip(".")
+        word = []
+    return None
+
+
+_UPPER = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+_UPPER_DIGIT = _UPPER | frozenset("0123456789")
+
+
+def _looks_like_ticket(word: str) -> bool:
+    for sep in "-_":
+        key, found, number = word.partition(sep)
+        if (found and key and key[0] in _UPPER and len(key) <= 16 and all(c in _UPPER_DIGIT for c in key)
+                and 0 < len(number) <= 9 and number.isdigit() and number.isascii()):
+            return True
+    return False
+
+
+_FIELD_OF_PREFIX = {prefix: key for key, prefix in TAG_PREFIXES}
+
+
+def fields_from_tags(tags) -> dict:
+    """The context fields carried by ticket:/gate:/project:/agent:/skill:/component: tags.
+
+    The first tag of each prefix wins (the caller's own tags come before the tagger's); fields
+    with no tag are absent from the result. Values are taken as they are: callers that store or
+    print them validate them first.
+    """
+    context: dict = {}
+    for tag in tags or ():
+        if not isinstance(tag, str):
+            continue
+        prefix, sep, value = tag.partition(":")
+        field = _FIELD_OF_PREFIX.get(prefix) if sep else None
+        if field and value and field not in context:
+            context[field] = value
+    return context

@@ -1,0 +1,1 @@
+"""The LiteLLM gateway: config render and lint, virtual keys, the proxy process, guardrails, compression, metrics."""

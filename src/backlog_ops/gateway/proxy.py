@@ -1,0 +1,110 @@
+"""`backlog-ops proxy`: the real LiteLLM proxy with the backlog-ops callbacks registered.
+
+With no --config it runs the shipped offline development config: the aliases cheap, balanced
+and frontier answered by a local mock provider (backlog_ops.testing.mock_upstream) that reports usage in
+proportion to the request, so spend looks like spend without any provider key.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import sys
+from importlib import resources
+from pathlib import Path
+
+from backlog_ops.errors import ConfigError, HomeError
+from backlog_ops.common.home import ensure_dir, home, write_atomic
+
+__all__ = ["DEV_CONFIG", "master_key", "run_proxy"]
+
+DEV_CONFIG = "dev.yaml"
+MOCK_BASE_ENV = "BACKLOG_MOCK_API_BASE"
+_KEY_FILE = "master-key"
+
+
+def dev_config_path() -> Path:
+    return Path(str(resources.files("backlog_ops.config").joinpath(DEV_CONFIG)))
+
+
+def master_key() -> tuple[str, str]:
+    """(key, where it came from): $LITELLM_MASTER_KEY, else a key generated once and kept 0600."""
+    key = os.environ.get("LITELLM_MASTER_KEY")
+    if key:
+        return key, "LITELLM_MASTER_KEY"
+    path = home() / _KEY_FILE
+    try:
+        key = path.read_text().strip()
+    except FileNotFoundError:
+        key = ""
+    except OSError as exc:
+        raise HomeError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    if not key:
+        ensure_dir(path.parent)
+        key = "sk-" + secrets.token_urlsafe(32)
+        write_atomic(path, (key + "\n").encode())
+    return key, str(path)
+
+
+def run_proxy(*, config: str | None, host: str, port: int) -> int:
+    """Run the proxy in this process until it is stopped (Ctrl-C or SIGTERM)."""
+    if config is None:
+        config_path = dev_config_path()
+    else:
+        config_path = Path(config).expanduser()
+        if not config_path.is_file():
+            raise ConfigError(f"proxy config {config_path} does not exist")
+    key, key_source = master_key()
+    os.environ["LITELLM_MASTER_KEY"] = key
+    # The price map ships with litellm; fetching it at start costs ~7 s and needs the internet.
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+    mock = None
+    if config is None:
+        _dev_policy_from_project()
+        from backlog_ops.testing.mock_upstream import MockUpstream
+
+        mock = MockUpstream(estimate_usage=True)
+        os.environ[MOCK_BASE_ENV] = mock.start()
+
+    print(f"backlog-ops: LiteLLM proxy on http://{host}:{port} with config {config_path}", file=sys.stderr)
+    print(f"backlog-ops: master key from {key_source} (use it as the API key; it is not printed)", file=sys.stderr)
+    print(f"backlog-ops: ledger {home() / 'ledger.db'}", file=sys.stderr)
+    from litellm.proxy.proxy_cli import run_server
+
+    # uvicorn shuts down gracefully on SIGTERM, then re-raises the signal to the handler it found:
+    # with the default one the process dies before atexit, and the ledger's last rows with it.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+
+    try:
+        run_server.main(
+            args=["--config", str(config_path), "--host", host, "--port", str(port)],
+            standalone_mode=False,
+        )
+    finally:
+        if mock is not None:
+            mock.stop()
+    return 0
+
+
+def _dev_policy_from_project() -> None:
+    """Let the offline proxy enforce ./backlog.config.json's ticket budgets, as a rendered config would."""
+    from backlog_ops.project.file import CONFIG_FILE
+
+    source = Path.cwd() / CONFIG_FILE
+    if os.environ.get("BACKLOG_POLICY_FILE") or not source.is_file():
+        return
+    import yaml
+
+    from backlog_ops.gateway.render import load_backlog_config, render_proxy_config
+
+    section = render_proxy_config(load_backlog_config(source), source=source)["backlog_ops"]
+    policy_file = home() / "dev-policy.yaml"
+    write_atomic(policy_file, yaml.safe_dump({"backlog_ops": section}, sort_keys=False).encode())
+    os.environ["BACKLOG_POLICY_FILE"] = str(policy_file)
+    print(f"backlog-ops: ticket budgets from {source}", file=sys.stderr)
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(0)

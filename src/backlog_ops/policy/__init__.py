@@ -1,0 +1,1 @@
+"""Per-ticket budgets and escalation limits: parsing, the engine, the messages."""
