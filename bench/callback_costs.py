@@ -41,7 +41,7 @@ def main() -> None:
 
     from backlog_ops.policy.budgets import PolicyEngine, ledger_usage_reader, parse_policy_section
     from backlog_ops.callbacks.quota_events import QuotaEvents, build_event
-    from backlog_ops.callbacks.spend_ledger import record_from_logging_object
+    from backlog_ops.capture.proxy_record import record_from_logging_object
     from backlog_ops.ledger import CallRecord, SqliteLedger
 
     ledger_path = Path(tmp) / "ledger.db"

@@ -51,7 +51,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["BACKLOG_HOME"] = tmp
         os.environ.pop("BACKLOG_CONTEXT_FILE", None)
-        from backlog_ops.context.contextfile import Scope
+        from backlog_ops.context.scope import Scope
         from backlog_ops.context.resolver import ContextResolver
         from backlog_ops.context.file_store import ContextStore
 

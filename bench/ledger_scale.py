@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from backlog_ops.context.contextfile import format_time
+from backlog_ops.common.times import format_time
 from backlog_ops.ledger import CallRecord, LedgerWriter
 
 GATES = ["plan", "implement", "lint", "review", "commit"]

@@ -28,7 +28,7 @@ from litellm.integrations.custom_logger import CustomLogger
 from backlog_ops.gateway.observability import context_labels, get_metrics, mount_metrics_endpoint
 
 from ._warn_once import WarnOnce
-from .spend_ledger import HEALTH_CHECK_TAG, record_from_logging_object
+from backlog_ops.capture.proxy_record import HEALTH_CHECK_TAG, record_from_logging_object
 
 __all__ = ["MetricsCallback", "metrics"]
 

@@ -33,7 +33,7 @@ from litellm.integrations.custom_logger import CustomLogger
 from backlog_ops.context.fields import TAG_PREFIXES
 
 from ._warn_once import WarnOnce
-from .spend_ledger import HEALTH_CHECK_TAG
+from backlog_ops.capture.proxy_record import HEALTH_CHECK_TAG
 
 __all__ = ["OtelSpans", "otel_spans", "span_attributes"]
 

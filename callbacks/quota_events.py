@@ -46,10 +46,10 @@ from typing import Any
 
 from litellm.integrations.custom_logger import CustomLogger
 
-from backlog_ops.context.contextfile import format_time
+from backlog_ops.common.times import format_time
 from backlog_ops.common.home import append_line, home_dir
 
-from .spend_ledger import HEALTH_CHECK_TAG, record_from_logging_object
+from backlog_ops.capture.proxy_record import HEALTH_CHECK_TAG, record_from_logging_object
 
 __all__ = ["QuotaEvents", "build_event", "quota_events"]
 

@@ -18,18 +18,15 @@ from typing import Any
 from litellm.integrations.custom_logger import CustomLogger
 
 from backlog_ops.context.fields import TAG_PREFIXES, check_field
-from backlog_ops.context.identity import request_identity
-from backlog_ops.context.resolver import ContextResolver, make_resolver
+from backlog_ops.context.identity import SPEND_LOG_AGENT, SPEND_LOG_SESSION, request_identity
+from backlog_ops.context.resolver import ContextResolver
+from backlog_ops.context.backend import make_resolver
 
 from ._warn_once import WarnOnce
 
 __all__ = ["TicketTagger", "ticket_tagger"]
 
 log = logging.getLogger("backlog_ops.tagger")
-
-# Where the session and agent ids travel with the request, for the spend ledger and LiteLLM's UI.
-SPEND_LOG_SESSION = "backlog_session_id"
-SPEND_LOG_AGENT = "backlog_agent_id"
 
 _OUR_PREFIXES = tuple(prefix + ":" for _, prefix in TAG_PREFIXES)
 

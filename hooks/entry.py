@@ -14,6 +14,7 @@ import os
 import sys
 
 from backlog_ops.common import fastjson
+from backlog_ops.common.settings import settings
 
 __all__ = ["main", "run"]
 
@@ -24,7 +25,7 @@ EVENTS = frozenset({"SessionStart", "PreToolUse", "UserPromptExpansion", "Subage
 def main(argv: list[str]) -> int:
     event = argv[0] if argv else None
     try:
-        if os.environ.get("BACKLOG_HOOKS_DISABLED", "").lower() in ("1", "true", "yes"):
+        if settings().hooks_disabled:
             return 0
         raw = sys.stdin.buffer.read(MAX_INPUT) if not sys.stdin.isatty() else b""
         data = fastjson.loads(raw) if raw.strip() else {}

@@ -96,14 +96,13 @@ def _project(cwd: str) -> str:
 
 def _store():
     """The configured store: files under BACKLOG_HOME, or Redis for a team gateway (BACKLOG_CONTEXT_URL)."""
-    from backlog_ops.context.file_store import open_store
+    from backlog_ops.context.backend import open_store
 
     return open_store()
 
 
 def _scope(session_id: str | None = None, agent_id: str | None = None):
-    from backlog_ops.context.contextfile import Scope
-
+    from backlog_ops.context.scope import Scope
     return Scope(session_id, agent_id)
 
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Mapping
 
 from backlog_ops.claude import sessions
-from backlog_ops.context.contextfile import Scope
+from backlog_ops.context.scope import Scope
 from backlog_ops.errors import InvalidContext
 
 __all__ = ["TOOL_USE_ID_META", "Caller", "CallerResolver"]

@@ -252,14 +252,14 @@ _SPEND_HINTS = {
 
 def _store():
     """The configured store: files under BACKLOG_HOME, or Redis for a team gateway (BACKLOG_CONTEXT_URL)."""
-    from backlog_ops.context.file_store import open_store
+    from backlog_ops.context.backend import open_store
 
     return open_store()
 
 
 def _resolver(warnings: list[str] | None = None):
     """The resolver the proxy uses for this store, so get_context answers what calls are tagged with."""
-    from backlog_ops.context.resolver import make_resolver
+    from backlog_ops.context.backend import make_resolver
 
     return make_resolver(warn=warnings.append if warnings is not None else None)
 

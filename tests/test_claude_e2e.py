@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from backlog_ops.context.contextfile import Scope
+from backlog_ops.context.scope import Scope
 from backlog_ops.ledger import SqliteLedger
 from backlog_ops.context.file_store import ContextStore
 

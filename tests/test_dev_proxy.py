@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from backlog_ops.context.contextfile import Scope
+from backlog_ops.context.scope import Scope
 from backlog_ops.gateway.process import ProxyProcess
 from backlog_ops.context.file_store import ContextStore
 

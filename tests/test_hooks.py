@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from backlog_ops.claude import sessions
-from backlog_ops.context.contextfile import Scope
+from backlog_ops.context.scope import Scope
 from backlog_ops.hooks.events import SKILL_GATES, handle, is_backlog_mcp_tool, ticket_from_args
 from backlog_ops.context.file_store import ContextStore
 

@@ -160,7 +160,7 @@ def test_spend_cli_reads_postgres(pg) -> None:
 def test_proxy_writes_its_ledger_to_postgres(pg, tmp_path: Path) -> None:
     import httpx
 
-    from backlog_ops.context.contextfile import Scope
+    from backlog_ops.context.scope import Scope
     from backlog_ops.testing.mock_upstream import MockUpstream
     from backlog_ops.gateway.process import ProxyProcess
     from backlog_ops.context.file_store import ContextStore

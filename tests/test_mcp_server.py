@@ -19,7 +19,7 @@ from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 
 from backlog_ops.claude import sessions
-from backlog_ops.context.contextfile import Scope
+from backlog_ops.context.scope import Scope
 from backlog_ops.hooks.events import handle
 from backlog_ops.ledger import CallRecord, open_ledger
 from backlog_ops.mcp_server import core

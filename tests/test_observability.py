@@ -25,7 +25,7 @@ from backlog_ops.context.contextfile import Scope  # noqa: E402
 from backlog_ops.testing.mock_upstream import MockUpstream  # noqa: E402
 from backlog_ops.gateway.observability import LabelLimiter, context_labels  # noqa: E402
 from backlog_ops.gateway.process import ProxyProcess  # noqa: E402
-from backlog_ops.context.file_store import ContextStore  # noqa: E402
+from backlog_ops.context.file_store import ContextStore
 
 from proxy_support import OUR_CALLBACKS, write_config  # noqa: E402
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from backlog_ops.context.contextfile import Scope
+from backlog_ops.context.scope import Scope
 from backlog_ops.ledger import CallRecord, LedgerWriter, SqliteLedger
 from backlog_ops.testing.mock_upstream import MockUpstream
 from backlog_ops.context.file_store import ContextStore

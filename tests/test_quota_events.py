@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from backlog_ops.context.contextfile import Scope
+from backlog_ops.context.scope import Scope
 from backlog_ops.testing.mock_upstream import MockUpstream, Reply
 from backlog_ops.gateway.process import free_port
 from backlog_ops.context.file_store import ContextStore

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from backlog_ops.context.contextfile import Scope
+from backlog_ops.context.scope import Scope
 from backlog_ops.errors import HomeError, InvalidContext
 from backlog_ops.context.redis_store import RedisContextResolver, RedisContextStore
 

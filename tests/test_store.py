@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from backlog_ops.context.contextfile import Scope
+from backlog_ops.context.scope import Scope
 from backlog_ops.errors import ContextFileError, InvalidContext
 from backlog_ops.context.resolver import ContextResolver
 from backlog_ops.context.file_store import ContextStore
@@ -137,8 +137,7 @@ def test_expired_session_files_are_pruned_on_the_next_write(backlog_home: Path) 
 def test_default_ttl_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BACKLOG_CONTEXT_TTL", "120")
     ctx = ContextStore().set(CTX).new
-    from backlog_ops.context.contextfile import parse_time
-
+    from backlog_ops.common.times import parse_time
     assert parse_time(ctx["expires_at"], "e") - parse_time(ctx["updated_at"], "u") == pytest.approx(120, abs=0.01)
     monkeypatch.setenv("BACKLOG_CONTEXT_TTL", "soon")
     with pytest.raises(InvalidContext, match="BACKLOG_CONTEXT_TTL"):

@@ -15,7 +15,7 @@ READERS = 2
 
 def _writer(home: str, index: int, ops: int) -> None:
     os.environ["BACKLOG_HOME"] = home
-    from backlog_ops.context.contextfile import Scope
+    from backlog_ops.context.scope import Scope
     from backlog_ops.context.file_store import ContextStore
 
     store = ContextStore()

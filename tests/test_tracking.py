@@ -19,8 +19,8 @@ from backlog_ops.capture import tracking  # noqa: E402
 from backlog_ops.context.contextfile import Scope  # noqa: E402
 from backlog_ops.ledger import SqliteLedger  # noqa: E402
 from backlog_ops.testing.mock_upstream import MockUpstream, Reply  # noqa: E402
-from backlog_ops.capture.pricing import cost_from_usage  # noqa: E402
-from backlog_ops.context.file_store import ContextStore  # noqa: E402
+from backlog_ops.common.prices import cost_from_usage  # noqa: E402
+from backlog_ops.context.file_store import ContextStore
 from backlog_ops.capture.tracking import current_call, track_llm_call  # noqa: E402
 
 PROMPT, COMPLETION, CACHE_READ, CACHE_WRITE = 1000, 200, 300, 50

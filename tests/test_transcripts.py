@@ -15,11 +15,12 @@ import pytest
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 from backlog_ops.cli.main import main  # noqa: E402
-from backlog_ops.context.contextfile import Scope, format_time  # noqa: E402
+from backlog_ops.context.contextfile import format_time  # noqa: E402
+from backlog_ops.context.scope import Scope
 from backlog_ops.ledger import CallRecord, SqliteLedger  # noqa: E402
-from backlog_ops.capture.pricing import cost_from_usage  # noqa: E402
+from backlog_ops.common.prices import cost_from_usage  # noqa: E402
 from backlog_ops.reports.spend import spend_report  # noqa: E402
-from backlog_ops.context.file_store import ContextStore  # noqa: E402
+from backlog_ops.context.file_store import ContextStore
 from backlog_ops.capture.transcripts import _Progress, import_transcripts, render_report  # noqa: E402
 
 T0 = 1_780_000_000.0  # 2026-05-28T20:26:40Z

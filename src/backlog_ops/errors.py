@@ -7,6 +7,7 @@ __all__ = [
     "HomeError",
     "InvalidContext",
     "LedgerError",
+    "MissingExtra",
 ]
 
 
@@ -32,3 +33,7 @@ class LedgerError(BacklogOpsError):
 
 class ConfigError(BacklogOpsError):
     """A configuration file (backlog.config.json, proxy config) is missing or invalid."""
+
+
+class MissingExtra(BacklogOpsError):
+    """A feature needs an optional dependency that is not installed (pip install 'backlog-ops[EXTRA]')."""

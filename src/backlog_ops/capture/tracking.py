@@ -409,7 +409,7 @@ class TrackedCall:
         _writer().submit(record)
 
     def _build_record(self):
-        from backlog_ops.context.contextfile import format_time
+        from backlog_ops.common.times import format_time
         from backlog_ops.ledger import CallRecord
 
         cache_read = _int(self.cache_read_tokens)
@@ -835,7 +835,7 @@ def _for_home(kind: str, make: Callable[[Path], Any]) -> Any:
 
 
 def _resolver():
-    from backlog_ops.context.resolver import make_resolver
+    from backlog_ops.context.backend import make_resolver
 
     # The configured store: files, or Redis when BACKLOG_CONTEXT_URL is set.
     return _for_home("resolver", lambda root: make_resolver(warn=lambda m: _warn("context", m)))
@@ -903,7 +903,7 @@ def price_usage(models: list[str], provider: str | None, prompt: int, completion
     _import_litellm()
     import litellm
 
-    from backlog_ops.capture.pricing import cost_from_usage
+    from backlog_ops.common.prices import cost_from_usage
 
     known = litellm.model_cost
     for model in models:

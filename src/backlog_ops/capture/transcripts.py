@@ -64,7 +64,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterable, TextIO
 
-from backlog_ops.context.contextfile import default_ttl, format_time, parse_time
+from backlog_ops.context.contextfile import default_ttl
+
+from backlog_ops.common.times import format_time, parse_time
 from backlog_ops.errors import BacklogOpsError, ContextFileError
 from backlog_ops.common.home import home, write_atomic
 
@@ -270,7 +272,7 @@ def _item(entry: dict, where: str, fallback_session: str | None, fallback_agent:
             return None
         counts.append(value)
     try:
-        at = parse_time(entry.get("timestamp"), "timestamp")
+        at = parse_time(entry.get("timestamp"), "timestamp", ContextFileError)
     except ContextFileError as exc:
         _malformed(report, where, str(exc))
         return None
@@ -358,7 +360,7 @@ class _History:
             expires = 0.0
             if isinstance(new, dict):
                 try:
-                    expires = parse_time(new["expires_at"], "expires_at") if new.get("expires_at") else at + default_ttl()
+                    expires = parse_time(new["expires_at"], "expires_at", ContextFileError) if new.get("expires_at") else at + default_ttl()
                 except (ContextFileError, BacklogOpsError):
                     expires = at + default_ttl()
             else:
@@ -401,7 +403,7 @@ class _ProxyRows:
         self.claimed: set[str] = set()
         for row in rows:
             try:
-                row["_at"] = parse_time(row["started_at"], "started_at")
+                row["_at"] = parse_time(row["started_at"], "started_at", ContextFileError)
             except (ContextFileError, KeyError):
                 continue
             (self.by_session.setdefault(row["session_id"], []) if row.get("session_id") else self.anonymous).append(row)
@@ -468,7 +470,7 @@ def _open_ledger(dry_run: bool):
 
 def _build(requests: list[_Request], ledger, report: dict) -> list:
     from backlog_ops.ledger import CallRecord
-    from backlog_ops.context.file_store import open_store
+    from backlog_ops.context.backend import open_store
 
     if not requests:
         return []
@@ -497,7 +499,7 @@ def _build(requests: list[_Request], ledger, report: dict) -> list:
             req.cache_read = max(req.cache_read, old["cache_read_tokens"])
             req.cache_write = max(req.cache_write, old["cache_write_tokens"])
             try:
-                req.at = min(req.at, parse_time(old["started_at"], "started_at"))
+                req.at = min(req.at, parse_time(old["started_at"], "started_at", ContextFileError))
             except ContextFileError:
                 pass
             report["updated"] += 1

@@ -58,7 +58,7 @@ def run_demo(*, port: int = 0, keep_home: bool = False) -> int:
 def _play_scenario(base: str, key: str) -> None:
     import httpx
 
-    from backlog_ops.context.contextfile import Scope
+    from backlog_ops.context.scope import Scope
     from backlog_ops.project.file import default_project
     from backlog_ops.context.file_store import ContextStore
 

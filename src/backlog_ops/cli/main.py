@@ -80,7 +80,7 @@ def _parser(argparse):
 
     p = sub.add_parser("spend", help="what tickets have cost, from the ledger")
     p.add_argument("ticket", metavar="TICKET", nargs="?", help="one ticket; '-' for calls made with no ticket")
-    from backlog_ops.ledger.sqlite import GROUPS
+    from backlog_ops.ledger.queries import GROUPS
 
     p.add_argument("--by", choices=sorted(GROUPS), default="gate", help="breakdown for one ticket (default: gate)")
     p.add_argument("--project")
@@ -186,8 +186,7 @@ def _since(text: str) -> str:
 
 
 def _scope(args):
-    from backlog_ops.context.contextfile import Scope
-
+    from backlog_ops.context.scope import Scope
     return Scope(args.session or None, args.agent_id or None)
 
 
@@ -196,7 +195,7 @@ def _context_set(args) -> int:
     from pathlib import Path
 
     from backlog_ops.project.file import default_project
-    from backlog_ops.context.file_store import open_store
+    from backlog_ops.context.backend import open_store
 
     scope = _scope(args)
     project = args.project or default_project()
@@ -220,7 +219,7 @@ def _context_set(args) -> int:
 def _context_clear(args) -> int:
     from pathlib import Path
 
-    from backlog_ops.context.file_store import open_store
+    from backlog_ops.context.backend import open_store
 
     scope = _scope(args)
     store = open_store()
@@ -242,7 +241,7 @@ def _context_clear(args) -> int:
 def _context_show(args) -> int:
     import json
 
-    from backlog_ops.context.resolver import make_resolver
+    from backlog_ops.context.backend import make_resolver
 
     scope = _scope(args)
     resolver = make_resolver(warn=lambda m: print(f"backlog-ops: warning: {m}", file=sys.stderr))
@@ -262,7 +261,7 @@ def _context_show(args) -> int:
 def _context_history(args) -> int:
     import json
 
-    from backlog_ops.context.file_store import open_store
+    from backlog_ops.context.backend import open_store
     from backlog_ops.common.times import iso_to_epoch
 
     since = iso_to_epoch(args.since) if args.since else None

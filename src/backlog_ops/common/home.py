@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 
+from backlog_ops.common.settings import DEFAULT_HOME, settings
 from backlog_ops.errors import HomeError
 
 __all__ = [
@@ -25,12 +26,9 @@ __all__ = [
     "write_atomic",
 ]
 
-DEFAULT_HOME = "~/.backlog-toolkit"
-
-
 def home_dir() -> str:
     """The toolkit home: $BACKLOG_HOME, else ~/.backlog-toolkit."""
-    return os.path.expanduser(os.environ.get("BACKLOG_HOME") or DEFAULT_HOME)
+    return settings().home
 
 
 def home():
@@ -42,8 +40,7 @@ def home():
 
 def global_context_file() -> str:
     """The global context file: $BACKLOG_CONTEXT_FILE (the design's override), else HOME/current-context.json."""
-    override = os.environ.get("BACKLOG_CONTEXT_FILE")
-    return os.path.expanduser(override) if override else os.path.join(home_dir(), "current-context.json")
+    return settings().context_file
 
 
 def global_context_path():

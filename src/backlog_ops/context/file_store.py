@@ -12,28 +12,16 @@ import os
 import time
 
 from backlog_ops.common import fastjson
-from backlog_ops.context.contextfile import Scope, default_ttl, format_time, read_context_file, render_context
+from backlog_ops.context.contextfile import default_ttl, read_context_file, render_context
+from backlog_ops.context.scope import Scope
+from backlog_ops.common.times import format_time
 from backlog_ops.errors import ContextFileError, HomeError, InvalidContext
 from backlog_ops.common.home import append_line, ensure_dir, global_context_file, home_dir, write_atomic
 from backlog_ops.common.lock import ExclusiveLock
+from backlog_ops.context.change import ContextChange, check_ttl, update_audit_copy
 
-__all__ = ["AUDIT_DIR", "ContextChange", "ContextStore", "check_ttl", "open_store", "update_audit_copy"]
+__all__ = ["ContextStore"]
 
-AUDIT_DIR = ".backlog-ops"
-_AUDIT_FILE = "current-context.json"
-_MAX_TTL = 30 * 24 * 3600
-
-
-class ContextChange:
-    """What one set or clear did: the scope, the context before and after, and any warnings."""
-
-    __slots__ = ("scope", "old", "new", "warnings")
-
-    def __init__(self, scope: Scope, old: dict | None, new: dict | None) -> None:
-        self.scope = scope
-        self.old = old
-        self.new = new
-        self.warnings: list[str] = []
 
 
 class ContextStore:
@@ -189,63 +177,6 @@ class ContextStore:
                     os.unlink(entry.path)
             except (ContextFileError, OSError):
                 continue  # someone else's file: leave it for a person to look at
-
-def check_ttl(ttl: int | None) -> int:
-    """The TTL to use for a set: the given one if valid, else the default."""
-    ttl = default_ttl() if ttl is None else ttl
-    if isinstance(ttl, bool) or not isinstance(ttl, int) or not 0 < ttl <= _MAX_TTL:
-        raise InvalidContext(f"ttl must be a whole number of seconds from 1 to {_MAX_TTL}, got {ttl!r}")
-    return ttl
-
-
-def update_audit_copy(project_dir: Path | None, change: ContextChange) -> None:
-    """Mirror the latest change into PROJECT/.backlog-ops/current-context.json (git-ignored).
-
-    The audit copy is a convenience: failing to write it warns, it never undoes the change.
-    """
-    if project_dir is None:
-        return
-    audit_dir = os.path.join(os.fspath(project_dir), AUDIT_DIR)
-    audit_file = os.path.join(audit_dir, _AUDIT_FILE)
-    try:
-        ensure_dir(audit_dir)
-        ignore = os.path.join(audit_dir, ".gitignore")
-        if not os.path.exists(ignore):
-            # '*' ignores the directory's every file, itself included, without touching the
-            # project's own .gitignore.
-            write_atomic(ignore, b"# written by backlog-ops: local state, never committed\n*\n", mode=0o644)
-        if change.new is not None:
-            write_atomic(audit_file, (fastjson.dumps({**change.new, **change.scope.as_dict()}) + "\n").encode(), durable=False)
-        else:
-            current = _read_json(audit_file)
-            same_scope = current is not None and all(current.get(k) == v for k, v in change.scope.as_dict().items())
-            if same_scope:
-                os.unlink(audit_file)
-    except (HomeError, OSError) as exc:
-        change.warnings.append(f"could not update the audit copy {audit_file}: {exc}")
-
-
-def open_store():
-    """The configured store: Redis when BACKLOG_CONTEXT_URL is set (a team gateway), else files.
-
-    BACKLOG_CONTEXT_PREFIX (default 'backlog:') namespaces the keys, for several teams on one Redis.
-    """
-    url = os.environ.get("BACKLOG_CONTEXT_URL")
-    if url:
-        from backlog_ops.context.redis_store import RedisContextStore
-
-        return RedisContextStore(url, prefix=os.environ.get("BACKLOG_CONTEXT_PREFIX") or "backlog:")
-    return ContextStore()
-
-
-def _read_json(path: str) -> dict | None:
-    try:
-        with open(path, "rb") as fh:
-            data = fastjson.loads(fh.read())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
 
 def _as_path(path: str):
     from pathlib import Path

@@ -6,7 +6,12 @@ import json
 import re
 from typing import Mapping
 
-__all__ = ["SESSION_HEADERS", "AGENT_HEADERS", "request_identity"]
+__all__ = ["AGENT_HEADERS", "SESSION_HEADERS", "SPEND_LOG_AGENT", "SPEND_LOG_SESSION", "request_identity"]
+
+# Where the tagger puts the session and agent ids on a request (spend_logs_metadata), for the
+# ledger and LiteLLM's own spend logs.
+SPEND_LOG_SESSION = "backlog_session_id"
+SPEND_LOG_AGENT = "backlog_agent_id"
 
 # Most specific first. Claude Code sends x-claude-code-session-id on every request and
 # x-claude-code-agent-id from subagents; x-backlog-* lets any other client name its session.

@@ -21,11 +21,15 @@ import time
 from pathlib import Path
 from typing import Callable, Iterator
 
-from backlog_ops.context.contextfile import MAX_CONTEXT_FILE_BYTES, Scope, format_time, parse_context, render_context
+from backlog_ops.context.contextfile import MAX_CONTEXT_FILE_BYTES, parse_context, render_context
+
+from backlog_ops.context.scope import Scope, scope_chain
+
+from backlog_ops.common.times import format_time
 from backlog_ops.errors import ContextFileError, HomeError
 from backlog_ops.context.fields import context_tags
 from backlog_ops.context.resolver import Resolved
-from backlog_ops.context.file_store import ContextChange, check_ttl, update_audit_copy
+from backlog_ops.context.change import ContextChange, check_ttl, update_audit_copy
 
 __all__ = ["RedisContextResolver", "RedisContextStore"]
 
@@ -179,7 +183,7 @@ class RedisContextResolver:
         if now < self._down_until:
             return None
         self._ensure_listener()
-        chain = _chain(session_id, agent_id)
+        chain = scope_chain(session_id, agent_id)
         try:
             raws = self._redis.mget([self.store.key(scope) for scope in chain])
         except Exception as exc:  # noqa: BLE001 - an outage must not fail the call
@@ -231,19 +235,6 @@ class RedisContextResolver:
             self._warn(message)
         else:
             log.warning("backlog-ops: %s", message)
-
-
-def _chain(session_id: str | None, agent_id: str | None) -> list[Scope]:
-    """Agent, session, global: scopes whose ids are not valid ids are left out."""
-    chain = []
-    if session_id:
-        for aid in ((agent_id, None) if agent_id else (None,)):
-            try:
-                chain.append(Scope(session_id, aid))
-            except ValueError:
-                pass
-    chain.append(Scope())
-    return chain
 
 
 def _parse_with_expiry(raw: bytes | None, label: str, now: float) -> tuple[dict, float] | None:

@@ -14,12 +14,14 @@ import os
 import threading
 import time
 
-from backlog_ops.context.contextfile import MAX_CONTEXT_FILE_BYTES, Scope, parse_context
+from backlog_ops.context.contextfile import MAX_CONTEXT_FILE_BYTES, parse_context
+
+from backlog_ops.context.scope import Scope, scope_chain
 from backlog_ops.errors import ContextFileError
 from backlog_ops.context.fields import context_tags
 from backlog_ops.context.file_store import ContextStore
 
-__all__ = ["ContextResolver", "Resolved", "make_resolver"]
+__all__ = ["ContextResolver", "Resolved"]
 
 _RACY_NS = 100_000_000  # 100 ms: several kernel ticks on any configuration
 
@@ -80,14 +82,7 @@ class ContextResolver:
         return None
 
     def _chain(self, session_id: str | None, agent_id: str | None) -> tuple[tuple[Scope, str], ...]:
-        scopes = [Scope()]
-        session = _valid_scope(session_id, None)
-        if session is not None:
-            scopes.insert(0, session)
-            agent = _valid_scope(session_id, agent_id) if agent_id else None
-            if agent is not None:
-                scopes.insert(0, agent)
-        chain = tuple((scope, self.store.file_for(scope)) for scope in scopes)
+        chain = tuple((scope, self.store.file_for(scope)) for scope in scope_chain(session_id, agent_id))
         with self._lock:
             if len(self._chains) > 4096:
                 self._chains.clear()
@@ -151,22 +146,3 @@ class ContextResolver:
             self._warned.add(key)
         if self._warn is not None:
             self._warn(message)
-
-
-def _valid_scope(session_id: str | None, agent_id: str | None) -> Scope | None:
-    if not session_id:
-        return None
-    try:
-        return Scope(session_id, agent_id)
-    except ValueError:
-        return None
-
-
-def make_resolver(warn=None):
-    """The resolver for the configured store: Redis when BACKLOG_CONTEXT_URL is set, else files."""
-    if os.environ.get("BACKLOG_CONTEXT_URL"):
-        from backlog_ops.context.redis_store import RedisContextResolver
-        from backlog_ops.context.file_store import open_store
-
-        return RedisContextResolver(open_store(), warn=warn)
-    return ContextResolver(warn=warn)

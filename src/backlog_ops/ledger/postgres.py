@@ -12,7 +12,7 @@ import time
 from contextlib import contextmanager
 from typing import Iterable
 
-from backlog_ops.context.contextfile import format_time
+from backlog_ops.common.times import format_time
 from backlog_ops.errors import LedgerError
 from backlog_ops.ledger.queries import UPSERT, LedgerQueries
 from backlog_ops.ledger.migrations import MIGRATIONS, MigrationConnection

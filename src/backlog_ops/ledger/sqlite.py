@@ -9,28 +9,18 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable
 
-from backlog_ops.context.contextfile import format_time
+from backlog_ops.common.times import format_time
 from backlog_ops.errors import LedgerError
 from backlog_ops.common.home import ensure_dir, home
-from backlog_ops.ledger.queries import GROUPS, UPSERT, LedgerQueries
+from backlog_ops.ledger.queries import UPSERT, LedgerQueries
 from backlog_ops.ledger.migrations import MIGRATIONS, MigrationConnection
 from backlog_ops.ledger.record import CallRecord
 
-__all__ = ["GROUPS", "SqliteLedger", "default_ledger_path", "open_ledger"]
+__all__ = ["SqliteLedger", "default_ledger_path"]
 
 
 def default_ledger_path() -> Path:
     return home() / "ledger.db"
-
-
-def open_ledger(path: Path | None = None):
-    """The configured ledger: PostgreSQL when BACKLOG_LEDGER_URL is set, else SQLite under BACKLOG_HOME."""
-    url = os.environ.get("BACKLOG_LEDGER_URL")
-    if path is None and url:
-        from backlog_ops.ledger.postgres import PostgresLedger
-
-        return PostgresLedger(url, schema=os.environ.get("BACKLOG_LEDGER_SCHEMA") or "backlog_ops")
-    return SqliteLedger(default_ledger_path() if path is None else path)
 
 
 class SqliteLedger(LedgerQueries):

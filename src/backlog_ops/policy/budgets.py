@@ -371,7 +371,7 @@ def ticket_budget(ticket_id: str, project_dir: str | Path | None = None) -> dict
     None when the project has no backlog.config.json or sets neither a budget for the ticket nor
     an escalation limit. Raises ConfigError for an invalid backlog.config.json.
     """
-    from backlog_ops.gateway.render import load_backlog_config, policy_section
+    from backlog_ops.project.schema import load_backlog_config, policy_section
     from backlog_ops.ledger import open_ledger
     from backlog_ops.project.file import default_project
 

@@ -1,0 +1,97 @@
+"""The one reading of LiteLLM's logging object (StandardLoggingPayload) into a ledger row.
+
+The spend ledger, the metrics and the quota events all read a finished call through
+`record_from_logging_object`, so they agree on its cost, tokens and context.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from backlog_ops.common.prices import cost_from_usage
+from backlog_ops.common.times import format_time
+from backlog_ops.context.fields import fields_from_tags
+from backlog_ops.context.identity import SPEND_LOG_AGENT, SPEND_LOG_SESSION, request_identity
+from backlog_ops.ledger.record import CallRecord
+
+__all__ = ["HEALTH_CHECK_TAG", "record_from_logging_object"]
+
+# LiteLLM tags its own deployment probes (GET /health) with this: nobody's work, never recorded.
+HEALTH_CHECK_TAG = "litellm-internal-health-check"
+
+
+def record_from_logging_object(slo: dict, *, status: str, source: str = "proxy") -> CallRecord:
+    """Build a ledger row from LiteLLM's StandardLoggingPayload."""
+    meta = slo.get("metadata") or {}
+    context = fields_from_tags(slo.get("request_tags") or [])
+    spend_meta = meta.get("spend_logs_metadata") or {}
+    session_id = spend_meta.get(SPEND_LOG_SESSION)
+    agent_id = spend_meta.get(SPEND_LOG_AGENT)
+    if session_id is None:
+        session_id, agent_id = request_identity(meta.get("requester_custom_headers"))
+
+    usage = meta.get("usage_object") or (slo.get("hidden_params") or {}).get("usage_object") or {}
+    prompt = _int(slo.get("prompt_tokens"))
+    completion = _int(slo.get("completion_tokens"))
+    cache_read, cache_write = _cache_tokens(usage)
+    cache_hit = bool(slo.get("cache_hit"))
+    model = slo.get("model") or None
+    provider = slo.get("custom_llm_provider") or None
+    cost = _float(slo.get("response_cost"))
+    if cost == 0.0 and not cache_hit and status == "success" and (prompt or completion):
+        # Some paths (mock responses, custom deployments) report 0: price the usage ourselves.
+        cost = cost_from_usage(model, provider, prompt, completion, cache_read, cache_write)
+
+    started = _float(slo.get("startTime")) or time.time()
+    ended = _float(slo.get("endTime"))
+    error = slo.get("error_information") or {}
+    return CallRecord(
+        # litellm_call_id is the x-litellm-call-id a client sees; `id` is the provider's response id.
+        call_id=str(slo.get("litellm_call_id") or slo.get("id") or f"unknown-{time.time_ns()}"),
+        started_at=format_time(started),
+        status=status,
+        source=source,
+        session_id=session_id,
+        agent_id=agent_id,
+        model=model,
+        model_group=slo.get("model_group") or None,
+        provider=provider,
+        prompt_tokens=prompt,
+        completion_tokens=completion,
+        cache_read_tokens=cache_read,
+        cache_write_tokens=cache_write,
+        cost_usd=cost,
+        cache_hit=cache_hit,
+        saved_cost_usd=_float(slo.get("saved_cache_cost")),
+        latency_ms=round((ended - started) * 1000, 3) if ended else None,
+        error_class=(error.get("error_class") or None) if status == "failure" else None,
+        key_alias=meta.get("user_api_key_alias") or None,
+        team_id=meta.get("user_api_key_team_id") or None,
+        guardrail_alerts=spend_meta.get("backlog_guardrail_alerts") or None,
+        **context,
+    )
+
+
+def _cache_tokens(usage: dict) -> tuple[int, int]:
+    """(cache read, cache write) input tokens, whichever provider's names the usage carries."""
+    read = _int(usage.get("cache_read_input_tokens"))
+    write = _int(usage.get("cache_creation_input_tokens"))
+    details = usage.get("prompt_tokens_details") or {}
+    if not read and isinstance(details, dict):
+        read = _int(details.get("cached_tokens"))
+    return read, write
+
+
+def _int(value: Any) -> int:
+    try:
+        return int(value or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
+def _float(value: Any) -> float:
+    try:
+        return float(value or 0.0)
+    except (TypeError, ValueError):
+        return 0.0

@@ -1,0 +1,72 @@
+"""Model prices from LiteLLM's own price map: one home for every price lookup.
+
+`model_price` reads the map LiteLLM ships (model_prices_and_context_window_backup.json) without
+importing litellm, which costs ~4 s; `cost_from_usage` asks litellm itself, for the cost of a call
+whose reported cost is missing.
+"""
+
+from __future__ import annotations
+
+import json
+from importlib.util import find_spec
+from pathlib import Path
+from typing import Any
+
+__all__ = ["cost_from_usage", "model_price", "prices_known"]
+
+_PRICES: dict | None = None
+
+
+def _prices() -> dict:
+    """LiteLLM's bundled price map, read without importing litellm (that costs ~4 s)."""
+    global _PRICES
+    if _PRICES is None:
+        try:
+            # find_spec locates the package without importing it (resources.files would import it).
+            spec = find_spec("litellm")
+            location = Path(list(spec.submodule_search_locations)[0])
+            _PRICES = json.loads((location / "model_prices_and_context_window_backup.json").read_text())
+        except (AttributeError, IndexError, TypeError, ModuleNotFoundError, OSError, ValueError):
+            _PRICES = {}
+    return _PRICES
+
+
+def prices_known() -> bool:
+    """Whether LiteLLM's price map could be read (without it no model can be checked)."""
+    return bool(_prices())
+
+
+def model_price(model: str) -> dict | None:
+    prices = _prices()
+    if model in prices:
+        return prices[model]
+    if "/" in model:
+        return prices.get(model.split("/", 1)[1])
+    return None
+
+
+def cost_from_usage(
+    model: str | None,
+    provider: str | None,
+    prompt_tokens: int,
+    completion_tokens: int,
+    cache_read_tokens: int = 0,
+    cache_write_tokens: int = 0,
+) -> float:
+    """USD for the usage at LiteLLM's prices; 0.0 for a model LiteLLM has no price for."""
+    if not model:
+        return 0.0
+    import litellm  # heavy: only where a price is really needed
+
+    try:
+        prompt_cost, completion_cost = litellm.cost_per_token(
+            model=model,
+            custom_llm_provider=provider,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            cache_read_input_tokens=cache_read_tokens,
+            cache_creation_input_tokens=cache_write_tokens,
+        )
+    except Exception:  # noqa: BLE001 - litellm raises plain Exception for unmapped models
+        return 0.0
+    return float(prompt_cost) + float(completion_cost)

@@ -1,0 +1,21 @@
+"""The one place that picks the ledger backend: PostgreSQL when BACKLOG_LEDGER_URL is set, else SQLite."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from backlog_ops.common.settings import settings
+
+__all__ = ["open_ledger"]
+
+
+def open_ledger(path: Path | None = None):
+    """The configured ledger (`path`: a SQLite file to open instead, for tests and tools)."""
+    conf = settings()
+    if path is None and conf.ledger_url:
+        from backlog_ops.ledger.postgres import PostgresLedger
+
+        return PostgresLedger(conf.ledger_url, schema=conf.ledger_schema)
+    from backlog_ops.ledger.sqlite import SqliteLedger, default_ledger_path
+
+    return SqliteLedger(default_ledger_path() if path is None else path)

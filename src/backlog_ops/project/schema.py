@@ -1,0 +1,280 @@
+"""backlog.config.json: its `project` and `llmOps` sections as a validated model, read in one place.
+
+`load_backlog_config` is what every command and the policy read; each problem it reports names
+the file, the key and the fix.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from backlog_ops.common.prices import model_price, prices_known
+from backlog_ops.common.times import duration_problem
+from backlog_ops.context.fields import check_field
+from backlog_ops.errors import ConfigError, InvalidContext
+
+__all__ = [
+    "PROVIDER_DEFAULTS",
+    "PROVIDER_FILES",
+    "BacklogConfig",
+    "check_backlog_config",
+    "load_backlog_config",
+    "model_problem",
+    "policy_section",
+]
+
+# Credentials a deployment of each provider gets when no provider file names the model.
+PROVIDER_DEFAULTS: dict[str, dict[str, str]] = {
+    "anthropic": {"api_key": "os.environ/ANTHROPIC_API_KEY"},
+    "openai": {"api_key": "os.environ/OPENAI_API_KEY"},
+    "vertex_ai": {
+        "vertex_project": "os.environ/GOOGLE_PROJECT_ID",
+        "vertex_location": "os.environ/GOOGLE_VERTEX_LOCATION",
+        "vertex_credentials": "os.environ/GOOGLE_APPLICATION_CREDENTIALS",
+    },
+    "gemini": {"api_key": "os.environ/GEMINI_API_KEY"},
+    "groq": {"api_key": "os.environ/GROQ_API_KEY"},
+}
+# provider prefix -> the provider file in config/providers/
+PROVIDER_FILES = {"anthropic": "anthropic", "openai": "openai", "vertex_ai": "google", "gemini": "google", "groq": "groq"}
+
+
+def model_problem(model: Any) -> str | None:
+    """Why `model` cannot be an alias's deployment, or None."""
+    if not isinstance(model, str) or "/" not in model:
+        return f"{model!r} is not provider/model; e.g. anthropic/claude-haiku-4-5"
+    provider = model.split("/", 1)[0]
+    if provider not in PROVIDER_DEFAULTS:
+        return f"provider {provider!r} is not one backlog-ops configures; use one of {', '.join(PROVIDER_DEFAULTS)}"
+    if prices_known() and model_price(model) is None:
+        hint = " (use anthropic/claude-opus-4-6)" if "claude-opus-4" in model else ""
+        return (
+            f"{model!r} has no price in LiteLLM's price map: its calls would be recorded at $0 and no budget "
+            f"would ever trip{hint}"
+        )
+    return None
+
+# -- backlog.config.json ------------------------------------------------------------------------
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class ProjectSection(BaseModel):
+    model_config = ConfigDict(extra="allow")  # other tools keep their own keys here
+    name: str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str | None) -> str | None:
+        try:
+            return check_field("project", value)
+        except InvalidContext as exc:
+            raise ValueError(str(exc)) from None
+
+
+class Gateway(_Strict):
+    baseURL: str = "http://127.0.0.1:4000"
+    # Which provider files of config/providers/ a rendered config includes (named models for
+    # callers that are not skills). Default: the providers of the three aliases.
+    providers: list[Literal["anthropic", "openai", "google", "groq"]] | None = None
+
+    @field_validator("baseURL")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not re.fullmatch(r"https?://[^\s/]+(/\S*)?", value):
+            raise ValueError("must be an http(s) URL such as http://127.0.0.1:4000")
+        return value.rstrip("/")
+
+
+class Routing(_Strict):
+    cheap: str = "anthropic/claude-haiku-4-5"
+    balanced: str = "anthropic/claude-sonnet-4-6"
+    frontier: str = "anthropic/claude-opus-4-6"
+    # Calls to the frontier alias one ticket may make (critical-tagged calls are sent there,
+    # so they count too); null: no limit.
+    maxEscalationsPerTicket: int | None = Field(3, ge=0)
+    criticalTags: list[str] = Field(default_factory=lambda: ["critical"])
+
+    @field_validator("cheap", "balanced", "frontier")
+    @classmethod
+    def _model(cls, value: str) -> str:
+        problem = model_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    @field_validator("criticalTags")
+    @classmethod
+    def _tags(cls, value: list[str]) -> list[str]:
+        for tag in value:
+            if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", tag) or tag == "default":
+                raise ValueError(f"tag {tag!r} is not allowed: a short slug other than 'default', e.g. critical")
+        return value
+
+
+class ResponseCache(_Strict):
+    enabled: bool = True
+    type: Literal["redis", "local"] = "redis"
+    ttlSeconds: int = Field(3600, gt=0)
+    namespace: str = Field("backlog", min_length=1)
+
+
+class ProviderPromptCaching(_Strict):
+    enabled: bool = True
+    # Anthropic caches a prefix of at least 1024 tokens (2048+ recommended).
+    minPrefixTokens: int = Field(1024, ge=1024)
+
+
+class SemanticCache(_Strict):
+    enabled: bool = False
+    similarityThreshold: float = Field(0.9, gt=0, le=1)
+    embeddingModel: str = "text-embedding-3-small"
+
+
+class CachePolicy(_Strict):
+    responseCache: ResponseCache = Field(default_factory=ResponseCache)
+    providerPromptCaching: ProviderPromptCaching = Field(default_factory=ProviderPromptCaching)
+    semanticCache: SemanticCache = Field(default_factory=SemanticCache)
+
+
+class Budgets(_Strict):
+    # Per ticket, in USD, over the ticket's whole life; null: no per-ticket cap.
+    perTicketUSD: float | None = Field(None, gt=0)
+    # Per-ticket overrides: {"FEAT-001": 25}.
+    tickets: dict[str, float] = Field(default_factory=dict)
+    # Gateway-wide budgets enforced by LiteLLM itself (USD per `period`).
+    monthlyUSD: float | None = Field(1200, gt=0)
+    perAliasUSD: dict[Literal["cheap", "balanced", "frontier"], float] = Field(
+        default_factory=lambda: {"cheap": 300, "balanced": 600, "frontier": 300}
+    )
+    perProviderUSD: dict[str, float] = Field(default_factory=lambda: {"anthropic": 1000, "openai": 200})
+    period: str = "30d"
+
+    @field_validator("tickets")
+    @classmethod
+    def _tickets(cls, value: dict[str, float]) -> dict[str, float]:
+        for ticket, limit in value.items():
+            try:
+                check_field("ticket_id", ticket)
+            except InvalidContext as exc:
+                raise ValueError(f"key {exc}") from None
+            if not isinstance(limit, (int, float)) or limit <= 0:
+                raise ValueError(f"{ticket}: budget must be a positive number of USD, got {limit!r}")
+        return value
+
+    @field_validator("perAliasUSD", "perProviderUSD")
+    @classmethod
+    def _positive(cls, value: dict) -> dict:
+        for key, limit in value.items():
+            if not isinstance(limit, (int, float)) or limit <= 0:
+                raise ValueError(f"{key}: budget must be a positive number of USD, got {limit!r}")
+        return value
+
+    @field_validator("period")
+    @classmethod
+    def _period(cls, value: str) -> str:
+        problem = duration_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
+
+class LlmOps(_Strict):
+    gateway: Gateway = Field(default_factory=Gateway)
+    routing: Routing = Field(default_factory=Routing)
+    cachePolicy: CachePolicy = Field(default_factory=CachePolicy)
+    budgets: Budgets = Field(default_factory=Budgets)
+
+
+class BacklogConfig(BaseModel):
+    """The parts of backlog.config.json backlog-ops reads; other top-level sections are kept as they are."""
+
+    model_config = ConfigDict(extra="allow")
+    project: ProjectSection = Field(default_factory=ProjectSection)
+    llmOps: LlmOps = Field(default_factory=LlmOps)
+
+    @model_validator(mode="after")
+    def _distinct(self) -> "BacklogConfig":
+        return self
+
+
+# Fixes for pydantic's messages, by the last key of the error location.
+_FIXES = {
+    "cheap": "use a provider/model LiteLLM prices, e.g. anthropic/claude-haiku-4-5",
+    "balanced": "use a provider/model LiteLLM prices, e.g. anthropic/claude-sonnet-4-6",
+    "frontier": "use a provider/model LiteLLM prices, e.g. anthropic/claude-opus-4-6",
+    "maxEscalationsPerTicket": "use a whole number >= 0, or null for no limit",
+    "perTicketUSD": "use a positive number of USD, or null for no per-ticket budget",
+    "baseURL": "e.g. http://127.0.0.1:4000",
+    "ttlSeconds": "use a positive number of seconds, e.g. 3600",
+    "period": "e.g. 30d, 1mo, 7d or monthly",
+}
+
+
+def load_backlog_config(path: Path) -> BacklogConfig:
+    """Parse and validate a backlog.config.json; ConfigError lists every problem with its fix."""
+    problems, config = _validate_backlog_file(Path(path))
+    if problems:
+        raise ConfigError("\n".join(problems))
+    return config
+
+
+def _validate_backlog_file(path: Path) -> tuple[list[str], BacklogConfig | None]:
+    try:
+        raw = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return [f"{path}: does not exist; copy backlog.config.example.json to it and edit it"], None
+    except OSError as exc:
+        return [f"{path}: cannot read: {exc.strerror or exc}"], None
+    try:
+        data = json.loads(raw)
+    except ValueError as exc:
+        return [f"{path}: not valid JSON: {exc}; fix the syntax (JSON has no comments or trailing commas)"], None
+    if not isinstance(data, dict):
+        return [f"{path}: must be a JSON object with 'project' and 'llmOps' sections"], None
+    try:
+        return [], BacklogConfig.model_validate(data)
+    except ValidationError as exc:
+        return [_format_error(path, err) for err in exc.errors()], None
+
+
+def _format_error(path: Path, err: dict) -> str:
+    loc = [str(p) for p in err.get("loc", ())]
+    key = ".".join(loc) or "(top level)"
+    msg = err.get("msg", "invalid")
+    msg = msg.removeprefix("Value error, ")
+    if err.get("type") == "extra_forbidden":
+        parent = ".".join(loc[:-1]) or "the top level"
+        return f"{path}: {key}: unknown key in {parent}; fix: remove it or correct its spelling (see backlog.config.example.json)"
+    fix = _FIXES.get(loc[-1] if loc else "", "")
+    if not fix and len(loc) >= 2 and loc[-2] == "criticalTags":
+        fix = "e.g. critical"
+    return f"{path}: {key}: {msg}" + (f"; fix: {fix}" if fix and "fix:" not in msg else "")
+
+
+def check_backlog_config(path: Path) -> list[str]:
+    problems, config = _validate_backlog_file(Path(path))
+    return problems
+
+
+def policy_section(config: BacklogConfig, source: Path | None) -> dict:
+    """The `backlog_ops.policy.projects.<name>` entry the ticket-policy callback reads."""
+    budgets = config.llmOps.budgets
+    routing = config.llmOps.routing
+    entry: dict[str, Any] = {
+        "ticket_budget_usd": budgets.perTicketUSD,
+        "ticket_budgets_usd": dict(budgets.tickets),
+        "max_escalations_per_ticket": routing.maxEscalationsPerTicket,
+        "frontier_alias": "frontier",
+        "frontier_models": [routing.frontier],
+    }
+    if source is not None:
+        entry["source"] = str(Path(source).resolve())
+    return entry
