@@ -25,6 +25,7 @@ from backlog_ops.context.contextfile import MAX_CONTEXT_FILE_BYTES, parse_contex
 
 from backlog_ops.context.scope import Scope, scope_chain
 
+from backlog_ops.common.extras import require
 from backlog_ops.common.times import format_time
 from backlog_ops.errors import ContextFileError, HomeError
 from backlog_ops.context.fields import context_tags
@@ -62,7 +63,7 @@ class RedisContextStore:
     """Contexts in Redis under `prefix` (default 'backlog:')."""
 
     def __init__(self, url: str, *, prefix: str = "backlog:", socket_timeout: float = 2.0) -> None:
-        import redis
+        redis = require("redis", "redis", "The Redis context store (BACKLOG_CONTEXT_URL)")
 
         self.url = url
         self.prefix = prefix

@@ -12,6 +12,7 @@ import time
 from contextlib import contextmanager
 from typing import Iterable
 
+from backlog_ops.common.extras import require
 from backlog_ops.common.times import format_time
 from backlog_ops.errors import LedgerError
 from backlog_ops.ledger.queries import UPSERT, LedgerQueries
@@ -34,7 +35,7 @@ class PostgresLedger(LedgerQueries):
     def __init__(self, url: str, *, schema: str = "backlog_ops", connect_timeout: int = 10) -> None:
         if not _SCHEMA.fullmatch(schema):
             raise LedgerError(f"ledger schema {schema!r} is not allowed: lower-case letters, digits and '_'")
-        import psycopg
+        psycopg = require("psycopg", "postgres", "The PostgreSQL ledger (BACKLOG_LEDGER_URL)")
 
         self.url = url
         self.schema = schema
