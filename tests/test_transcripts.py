@@ -21,7 +21,8 @@ from backlog_ops.ledger import CallRecord, SqliteLedger  # noqa: E402
 from backlog_ops.common.prices import cost_from_usage  # noqa: E402
 from backlog_ops.reports.spend import spend_report  # noqa: E402
 from backlog_ops.context.file_store import ContextStore
-from backlog_ops.capture.transcripts import _Progress, import_transcripts, render_report  # noqa: E402
+from backlog_ops.capture.transcripts import import_transcripts, render_report  # noqa: E402
+from backlog_ops.cli.import_cmd import _Progress  # noqa: E402
 
 T0 = 1_780_000_000.0  # 2026-05-28T20:26:40Z
 MODEL = "claude-sonnet-4-5-20250929"
