@@ -3,29 +3,26 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
-import time
-from pathlib import Path
-from typing import TextIO
+from typing import Iterable, TextIO
+
+from tqdm import tqdm
 
 from backlog_ops.capture.transcripts import import_transcripts, render_report
+from backlog_ops.common.settings import env_str
 
-__all__ = ["run_import"]
+__all__ = ["file_progress", "run_import"]
+
+# Shown from this many files on: on a terminal a bar is cheap, a CI log should stay short.
+TTY_THRESHOLD = 20
+LOG_THRESHOLD = 1000
+TTY_FORMAT = "  [{bar:30}] {n_fmt}/{total_fmt} files"
+LOG_FORMAT = "  {n_fmt}/{total_fmt} files ({percentage:.0f}%)"
 
 
 def run_import(path: str | None, dry_run: bool, as_json: bool) -> int:
     """Import, print the report (text or JSON); 0 on success."""
-    bar = _Progress.for_stderr()
-
-    def progress(files: list):
-        bar.start(len(files))
-        for i, file in enumerate(files):
-            bar.update(i, file)
-            yield file
-        bar.finish()
-
-    report = import_transcripts(path, dry_run=dry_run, progress=progress)
+    report = import_transcripts(path, dry_run=dry_run, progress=file_progress())
     if as_json:
         print(json.dumps(report, indent=2))
     else:
@@ -33,62 +30,50 @@ def run_import(path: str | None, dry_run: bool, as_json: bool) -> int:
     return 0
 
 
-class _Progress:
-    """A progress bar on stderr: redrawn in place on a terminal, a line per 10% otherwise.
+def file_progress(stream: TextIO | None = None, *, tty: bool | None = None, force: bool | None = None):
+    """The import's progress hook: the files, under a progress bar on `stream` (stderr) when it is worth one.
 
-    Shown for 20 files or more on a terminal, 1000 or more elsewhere (CI logs stay short);
+    Redrawn in place on a terminal (20 files or more), a line per 10% elsewhere (1000 or more);
     BACKLOG_PROGRESS=0/1 forces it off/on.
     """
+    stream = sys.stderr if stream is None else stream
+    tty = _isatty(stream) if tty is None else tty
+    if force is None:
+        forced = env_str("BACKLOG_PROGRESS")
+        force = None if forced is None else forced not in ("0", "false", "no")
 
-    def __init__(self, stream: TextIO | None, tty: bool = False, force: bool | None = None) -> None:
-        self.stream = stream
-        self.tty = tty
-        self.force = force
-        self.total = 0
-        self.shown = False
-        self._last = -1
-        self._last_draw = 0.0
+    def progress(files: list) -> Iterable:
+        shown = force if force is not None else len(files) >= (TTY_THRESHOLD if tty else LOG_THRESHOLD)
+        if not shown or not files:
+            return files
+        if tty:
+            return tqdm(files, file=stream, ascii=".#", bar_format=TTY_FORMAT)
+        # No time-based redraws in a log (maxinterval): only every tenth of the files.
+        return tqdm(files, file=_LogLines(stream), ascii=True, bar_format=LOG_FORMAT,
+                    miniters=-(-len(files) // 10), mininterval=0, maxinterval=float("inf"))
 
-    @classmethod
-    def for_stderr(cls) -> "_Progress":
-        forced = os.environ.get("BACKLOG_PROGRESS")
-        force = None if forced in (None, "") else forced not in ("0", "false", "no")
-        try:
-            tty = sys.stderr.isatty()
-        except (AttributeError, ValueError):
-            tty = False
-        return cls(sys.stderr, tty, force)
+    return progress
 
-    def start(self, total: int) -> None:
-        self.total = total
-        if self.stream is None:
-            return
-        threshold = 20 if self.tty else 1000
-        self.shown = self.force if self.force is not None else total >= threshold
 
-    def update(self, done: int, current: Path | None = None) -> None:
-        if not self.shown or not self.total:
-            return
-        pct = done * 100 // self.total
-        if self.tty:
-            now = time.monotonic()
-            if now - self._last_draw < 0.1 and done:
-                return
-            self._last_draw = now
-            width = 30
-            filled = width * done // self.total
-            self.stream.write(f"\r  [{'#' * filled}{'.' * (width - filled)}] {done}/{self.total} files")
-            self.stream.flush()
-        elif pct // 10 != self._last // 10:
-            self._last = pct
-            self.stream.write(f"  {done}/{self.total} files ({pct}%)\n")
-            self.stream.flush()
+def _isatty(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
 
-    def finish(self) -> None:
-        if not self.shown or not self.total:
-            return
-        if self.tty:
-            self.stream.write(f"\r  [{'#' * 30}] {self.total}/{self.total} files\n")
-        else:
-            self.stream.write(f"  {self.total}/{self.total} files (100%)\n")
-        self.stream.flush()
+
+class _LogLines:
+    """A log is read, not redrawn: each of tqdm's redraws ('\\r' + status) becomes a line of its own."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self._last = ""
+
+    def write(self, text: str) -> None:
+        line = text.strip("\r\n").rstrip()
+        if line and line != self._last:  # tqdm draws the last state again when it closes
+            self._stream.write(line + "\n")
+            self._last = line
+
+    def flush(self) -> None:
+        self._stream.flush()
