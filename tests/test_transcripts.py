@@ -21,7 +21,8 @@ from backlog_ops.ledger import CallRecord, SqliteLedger  # noqa: E402
 from backlog_ops.common.prices import cost_from_usage  # noqa: E402
 from backlog_ops.reports.spend import spend_report  # noqa: E402
 from backlog_ops.context.file_store import ContextStore
-from backlog_ops.capture.transcripts import _Progress, import_transcripts, render_report  # noqa: E402
+from backlog_ops.capture.transcripts import import_transcripts, render_report  # noqa: E402
+from backlog_ops.cli.import_cmd import file_progress  # noqa: E402
 
 T0 = 1_780_000_000.0  # 2026-05-28T20:26:40Z
 MODEL = "claude-sonnet-4-5-20250929"
@@ -298,30 +299,28 @@ def test_default_root_follows_claude_config_dir(projects, history, backlog_home,
     assert import_transcripts(None)["files"]["found"] == 0
 
 
-def test_progress_bar_on_large_directories(tmp_path) -> None:
-    tty = io.StringIO()
-    bar = _Progress(tty, tty=True)
-    bar.start(25)
-    for i in range(25):
-        bar.update(i)
-    bar.finish()
-    assert "\r  [" in tty.getvalue() and tty.getvalue().endswith("25/25 files\n")
+def test_progress_bar_on_large_directories(tmp_path, monkeypatch) -> None:
+    monkeypatch.delenv("BACKLOG_PROGRESS", raising=False)
 
-    small = io.StringIO()
-    bar = _Progress(small, tty=True)
-    bar.start(5)
-    bar.update(1)
-    bar.finish()
-    assert small.getvalue() == ""  # a handful of files: no bar
+    def shown(count: int, tty: bool) -> str:
+        stream = io.StringIO()
+        assert list(file_progress(stream, tty=tty)(list(range(count)))) == list(range(count))
+        return stream.getvalue()
 
-    log = io.StringIO()
-    bar = _Progress(log, tty=False)
-    bar.start(2000)
-    for i in range(2000):
-        bar.update(i)
-    bar.finish()
-    lines = log.getvalue().splitlines()
-    assert 10 <= len(lines) <= 12 and "\r" not in log.getvalue()  # a CI log gets a line per 10%
+    tty = shown(25, tty=True)
+    assert "\r  [" in tty and tty.endswith("25/25 files\n")
+    assert shown(5, tty=True) == ""  # a handful of files: no bar
+
+    log = shown(2000, tty=False)
+    lines = log.splitlines()
+    assert 10 <= len(lines) <= 12 and "\r" not in log  # a CI log gets a line per 10%
+    assert lines[-1] == "  2000/2000 files (100%)"
+    assert shown(999, tty=False) == ""
+
+    monkeypatch.setenv("BACKLOG_PROGRESS", "1")
+    assert shown(5, tty=True).endswith("5/5 files\n")
+    monkeypatch.setenv("BACKLOG_PROGRESS", "0")
+    assert shown(25, tty=True) == ""
 
 
 def test_many_files_import_quickly(tmp_path, history, backlog_home) -> None:

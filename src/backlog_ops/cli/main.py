@@ -327,7 +327,7 @@ def _config_check(args) -> int:
 
 
 def _import_transcripts(args) -> int:
-    from backlog_ops.capture.transcripts import run_import
+    from backlog_ops.cli.import_cmd import run_import
 
     return run_import(path=args.path, dry_run=args.dry_run, as_json=args.json)
 

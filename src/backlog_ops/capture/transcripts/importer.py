@@ -1,0 +1,193 @@
+"""The import: read what is new in the transcripts, group it into requests, attribute and price
+each one and write the ones the proxy has not recorded to the ledger, as ``source='transcript'``.
+
+A request whose lines span two runs keeps the larger counts (its ledger row is merged, not
+overwritten).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable, Iterable
+
+from backlog_ops.capture.transcripts.attribution import ContextHistory
+from backlog_ops.capture.transcripts.files import (
+    default_roots,
+    find_transcripts,
+    load_state,
+    read_new_lines,
+    save_state,
+    state_path,
+)
+from backlog_ops.capture.transcripts.matching import MATCHED, SAME_SESSION, ProxyRows, proxy_rows_near
+from backlog_ops.capture.transcripts.parse import Request, group_requests, parse_lines
+from backlog_ops.capture.transcripts.report import ImportReport
+from backlog_ops.common.times import format_time, parse_time
+from backlog_ops.errors import BacklogOpsError
+
+__all__ = ["import_transcripts"]
+
+# The importer's progress hook: given the files, it yields them (a progress bar wraps the list).
+Progress = Callable[[list[Path]], Iterable[Path]]
+
+
+def import_transcripts(
+    path: str | os.PathLike | None = None,
+    *,
+    dry_run: bool = False,
+    progress: Progress | None = None,
+) -> ImportReport:
+    """Import transcripts under `path` (default: Claude Code's projects directory); returns the report."""
+    if path is None:
+        roots = [r for r in default_roots() if r.exists()]
+        shown = ", ".join(str(r) for r in default_roots())
+    else:
+        root = Path(path).expanduser()
+        if not root.exists():
+            raise BacklogOpsError(f"no such file or directory: {root}")
+        roots = [root]
+        shown = str(root)
+    report = ImportReport(shown, dry_run)
+    files = sorted({f for root in roots for f in find_transcripts(root)})
+    report["files"]["found"] = len(files)
+
+    state_file = state_path()
+    state = load_state(state_file)
+    new_state = dict(state)
+    items: list[Request] = []
+    for file in (progress or iter)(files):
+        key = str(file.resolve())
+        try:
+            new = read_new_lines(file, state.get(key))
+        except OSError as exc:
+            report.problem("unreadable", f"{file}: {exc.strerror or exc}")
+            continue
+        if new is None:
+            report["files"]["unchanged"] += 1
+            continue
+        report["files"]["read"] += 1
+        items.extend(parse_lines(file, new.data, new.first_line, report))
+        new_state[key] = new.state
+
+    requests = group_requests(items, report)
+    ledger = _open_ledger(dry_run)
+    try:
+        records = _build(requests, ledger, report)
+        if records and not dry_run:
+            ledger.record_many(records)
+        if not dry_run:
+            save_state(state_file, new_state)
+    finally:
+        if ledger is not None:
+            ledger.close()
+    report["imported"]["requests"] = len(records)
+    report["imported"]["cost_usd"] = round(sum(r.cost_usd for r in records), 6)
+    report["imported"]["tokens"] = sum(r.prompt_tokens + r.completion_tokens for r in records)
+    return report
+
+
+def _open_ledger(dry_run: bool):
+    from backlog_ops.ledger import open_ledger
+    from backlog_ops.ledger.sqlite import default_ledger_path
+
+    if dry_run and not default_ledger_path().exists():
+        return None  # a dry run creates nothing
+    return open_ledger()
+
+
+def _build(requests: list[Request], ledger, report: ImportReport) -> list:
+    """The ledger rows of the requests the proxy has not recorded, attributed and priced."""
+    from backlog_ops.ledger import CallRecord
+    from backlog_ops.context.backend import open_store
+
+    if not requests:
+        return []
+    history = ContextHistory(open_store().history())
+    proxy = ProxyRows(proxy_rows_near(ledger, requests))
+    existing = _existing(ledger, [r.call_id for r in requests])
+    records: list[CallRecord] = []
+    seen: set[str] = set()
+    for req in requests:
+        if req.call_id in seen:
+            report["skipped"]["duplicate"] += 1  # two message ids under one requestId
+            continue
+        seen.add(req.call_id)
+        verdict = proxy.match(req)
+        if verdict == MATCHED:
+            report["skipped"]["proxied_matched"] += 1
+            continue
+        if verdict == SAME_SESSION:
+            report["skipped"]["proxied_session"] += 1
+            continue
+        old = existing.get(req.call_id)
+        if old is not None:
+            _merge_earlier_row(req, old)
+            report["updated"] += 1
+        ctx = history.at(req.session_id, req.agent_id, req.at) or {}
+        provider = "anthropic" if (req.model or "").startswith("claude") else None
+        priced = _price(req, provider)
+        cost = priced or 0.0
+        record = CallRecord(
+            call_id=req.call_id,
+            started_at=format_time(req.at),
+            status="success",
+            source="transcript",
+            session_id=req.session_id,
+            agent_id=req.agent_id,
+            ticket_id=ctx.get("ticket_id"),
+            gate=ctx.get("gate"),
+            project=ctx.get("project"),
+            agent_type=ctx.get("agent_type"),
+            skill=ctx.get("skill"),
+            component=ctx.get("component"),
+            model=req.model,
+            provider=provider,
+            prompt_tokens=req.prompt_tokens,
+            completion_tokens=req.output_tokens,
+            cache_read_tokens=req.cache_read,
+            cache_write_tokens=req.cache_write,
+            cost_usd=cost,
+        )
+        records.append(record)
+        if not ctx:
+            agent = f", agent {req.agent_id}" if req.agent_id else ""
+            report.problem("no_context", f"{req.where} (session {req.session_id}{agent}, {format_time(req.at)})", cost=cost)
+        if priced is None:
+            report.unknown_price(req.where, req.model)
+        if req.agent_id:
+            report["imported"]["subagent_requests"] += 1
+    return records
+
+
+def _merge_earlier_row(req: Request, old: dict) -> None:
+    """A request split over two runs: keep the larger counts and the earlier start."""
+    req.input_tokens = max(req.input_tokens, old["prompt_tokens"] - old["cache_read_tokens"] - old["cache_write_tokens"])
+    req.output_tokens = max(req.output_tokens, old["completion_tokens"])
+    req.cache_read = max(req.cache_read, old["cache_read_tokens"])
+    req.cache_write = max(req.cache_write, old["cache_write_tokens"])
+    try:
+        req.at = min(req.at, parse_time(old["started_at"], "started_at"))
+    except ValueError:
+        pass
+
+
+def _existing(ledger, call_ids: list[str]) -> dict[str, dict]:
+    """The ledger rows an earlier import wrote for these call ids."""
+    if ledger is None:
+        return {}
+    found: dict[str, dict] = {}
+    ids = list(dict.fromkeys(call_ids))
+    for start in range(0, len(ids), 500):
+        chunk = ids[start:start + 500]
+        marks = ", ".join("?" for _ in chunk)
+        for row in ledger.rows(f"WHERE call_id IN ({marks})", tuple(chunk)):
+            found[row["call_id"]] = row
+    return found
+
+
+def _price(req: Request, provider: str | None) -> float | None:
+    from backlog_ops.capture.tracking import price_usage
+
+    return price_usage([req.model] if req.model else [], provider, req.prompt_tokens, req.output_tokens,
+                       req.cache_read, req.cache_write)

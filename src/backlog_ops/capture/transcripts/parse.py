@@ -1,0 +1,165 @@
+"""Transcript lines into API requests.
+
+An assistant line (``type: "assistant"``) has ``sessionId``, ``timestamp``, ``requestId``
+and ``message: {id, model, usage}``; subagent lines add ``isSidechain: true`` and ``agentId``.
+Claude Code writes one API response over several lines (one per content block, and
+streaming snapshots whose ``output_tokens`` grow): lines sharing ``message.id`` (else
+``requestId``) are one request, each count taken at its maximum, the earliest timestamp
+kept. Its ledger id is ``transcript:<requestId or message.id>``: re-importing upserts.
+Synthetic messages (model ``<synthetic>``, or no tokens at all) are not requests. Lines that
+are not assistant messages are ignored.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from backlog_ops.capture.transcripts.report import ImportReport
+from backlog_ops.common.times import parse_time
+
+__all__ = ["Request", "group_requests", "parse_lines"]
+
+SYNTHETIC_MODELS = ("<synthetic>",)
+# The usage counts of a request, in the order Request takes them.
+USAGE_FIELDS = ("input_tokens", "output_tokens", "cache_read_input_tokens", "cache_creation_input_tokens")
+TOKEN_COUNTS = ("input_tokens", "output_tokens", "cache_read", "cache_write")
+
+
+@dataclass
+class Request:
+    """One API request: an assistant line's usage, then the merge of the lines sharing its message id."""
+
+    key: str
+    call_id: str
+    session_id: str
+    agent_id: str | None
+    at: float
+    model: str | None
+    input_tokens: int
+    output_tokens: int
+    cache_read: int
+    cache_write: int
+    where: str  # file:line of its first line
+    lines: int = 1
+
+    @property
+    def prompt_tokens(self) -> int:
+        # LiteLLM's convention (and the proxy rows'): prompt tokens include cache reads and writes.
+        return self.input_tokens + self.cache_read + self.cache_write
+
+
+def parse_lines(path: Path, data: bytes, line_no: int, report: ImportReport) -> list[Request]:
+    """One Request per usable assistant line of `data` (whole lines of `path` after line `line_no`)."""
+    requests: list[Request] = []
+    fallback_session, fallback_agent = _ids_from_path(path)
+    for raw in data.split(b"\n")[:-1]:
+        line_no += 1
+        if not raw.strip():
+            continue
+        report["lines"] += 1
+        where = f"{path}:{line_no}"
+        try:
+            entry = json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            report.malformed(where, "not JSON")
+            continue
+        if not isinstance(entry, dict):
+            report.malformed(where, "not a JSON object")
+            continue
+        if entry.get("type") != "assistant":
+            continue
+        request = _request(entry, where, fallback_session, fallback_agent, report)
+        if request is not None:
+            requests.append(request)
+    return requests
+
+
+def _text(mapping: dict, key: str) -> str | None:
+    """mapping[key] if it is a non-empty string."""
+    value = mapping.get(key)
+    return value if isinstance(value, str) and value else None
+
+
+def _request(entry: dict, where: str, fallback_session: str | None, fallback_agent: str | None,
+             report: ImportReport) -> Request | None:
+    message = entry.get("message")
+    if not isinstance(message, dict):
+        report.malformed(where, "assistant entry without a message object")
+        return None
+    usage = message.get("usage")
+    if not isinstance(usage, dict):
+        report.malformed(where, "assistant message without usage")
+        return None
+    counts = []
+    for name in USAGE_FIELDS:
+        value = usage.get(name, 0)
+        if value is None:
+            value = 0
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            report.malformed(where, f"usage.{name} is not a token count: {value!r}"[:120])
+            return None
+        counts.append(value)
+    try:
+        at = parse_time(entry.get("timestamp"), "timestamp")
+    except ValueError as exc:
+        report.malformed(where, str(exc))
+        return None
+    model = message.get("model") if isinstance(message.get("model"), str) else None
+    if model in SYNTHETIC_MODELS or not any(counts):
+        report["skipped"]["synthetic"] += 1
+        return None
+    message_id, request_id = _text(message, "id"), _text(entry, "requestId")
+    session = _text(entry, "sessionId") or fallback_session
+    if not (message_id or request_id):
+        report.malformed(where, "assistant message with neither message.id nor requestId")
+        return None
+    if not session:
+        report.malformed(where, "no sessionId")
+        return None
+    return Request(
+        key=message_id or request_id,
+        call_id=f"transcript:{request_id or message_id}",
+        session_id=session,
+        agent_id=_text(entry, "agentId") or fallback_agent,
+        at=at,
+        model=model,
+        where=where,
+        **dict(zip(TOKEN_COUNTS, counts)),
+    )
+
+
+def _ids_from_path(path: Path) -> tuple[str | None, str | None]:
+    """(session, agent) the path implies: <session>.jsonl, <session>/subagents/agent-<id>.jsonl."""
+    stem = path.stem
+    if stem.startswith("agent-"):
+        agent = stem[len("agent-"):] or None
+        session = path.parent.parent.name if path.parent.name == "subagents" else None
+        return session, agent
+    return stem, None
+
+
+def group_requests(items: list[Request], report: ImportReport) -> list[Request]:
+    """The lines of each request merged into one (largest counts, earliest time), in time order."""
+    requests: dict[str, Request] = {}
+    files_of: dict[str, set[str]] = {}
+    for item in items:
+        found = requests.get(item.key)
+        file = item.where.rsplit(":", 1)[0]
+        seen_in = files_of.setdefault(item.key, set())
+        if found is not None and file not in seen_in:
+            report["skipped"]["duplicate"] += 1  # the request copied into another transcript (a resumed session)
+        seen_in.add(file)
+        if found is None:
+            requests[item.key] = replace(item)
+            continue
+        found.lines += 1
+        for name in TOKEN_COUNTS:
+            setattr(found, name, max(getattr(found, name), getattr(item, name)))
+        found.at = min(found.at, item.at)
+        found.model = found.model or item.model
+        if found.call_id == f"transcript:{item.key}" and item.call_id != found.call_id:
+            found.call_id = item.call_id  # a requestId seen on a later line of the same message
+    report["lines_merged"] = len(items) - len(requests)
+    return sorted(requests.values(), key=lambda r: (r.at, r.call_id))

@@ -1,0 +1,104 @@
+"""The import's report: what was imported, what was skipped and what could not be attributed.
+
+Requests with no context at their time are imported with no ticket (``backlog-ops spend -``
+shows them), requests whose model LiteLLM has no price for are imported with cost 0, malformed
+lines are not imported; each kind with a count and a few examples.
+"""
+
+from __future__ import annotations
+
+__all__ = ["ImportReport", "render_report"]
+
+EXAMPLES = 5
+
+
+class ImportReport(dict):
+    """The report as plain data (it is printed as JSON as it is), with the methods that fill it."""
+
+    def __init__(self, root: str, dry_run: bool) -> None:
+        super().__init__(
+            root=root,
+            dry_run=dry_run,
+            files={"found": 0, "read": 0, "unchanged": 0},
+            lines=0,
+            lines_merged=0,
+            imported={"requests": 0, "subagent_requests": 0, "tokens": 0, "cost_usd": 0.0},
+            updated=0,
+            skipped={"proxied_matched": 0, "proxied_session": 0, "duplicate": 0, "synthetic": 0},
+            unattributed={
+                "no_context": {"count": 0, "cost_usd": 0.0, "examples": []},
+                "unknown_price": {"count": 0, "models": {}, "examples": []},
+                "malformed": {"count": 0, "examples": []},
+                "unreadable": {"count": 0, "examples": []},
+            },
+        )
+
+    def problem(self, kind: str, example: str, cost: float = 0.0) -> None:
+        """Count one unattributed request, line or file of `kind`, keeping the first examples."""
+        bucket = self["unattributed"][kind]
+        bucket["count"] += 1
+        if "cost_usd" in bucket:
+            bucket["cost_usd"] = round(bucket["cost_usd"] + cost, 6)
+        if len(bucket["examples"]) < EXAMPLES:
+            bucket["examples"].append(example)
+
+    def malformed(self, where: str, why: str) -> None:
+        self.problem("malformed", f"{where}: {why}")
+
+    def unknown_price(self, where: str, model: str | None) -> None:
+        shown = model or "(none)"
+        self.problem("unknown_price", f"{where} (model {shown})")
+        models = self["unattributed"]["unknown_price"]["models"]
+        models[shown] = models.get(shown, 0) + 1
+
+
+def _n(count: int, noun: str) -> str:
+    return f"{count:,} {noun}" + ("" if count == 1 else "s")
+
+
+# What each kind of problem is called in the text report, and what happened to it.
+_PROBLEMS = (
+    ("no_context", "no context at that time: {n} (${cost:.4f}), imported with no ticket (see `backlog-ops spend -`)", "request"),
+    ("unknown_price", "unknown model price: {n}, imported with cost 0: {models}", "request"),
+    ("malformed", "malformed: {n}, not imported", "line"),
+    ("unreadable", "unreadable: {n}", "file"),
+)
+
+
+def render_report(report: dict) -> str:
+    """The report as the text `backlog-ops import transcripts` prints."""
+    f, imp, skip, un = report["files"], report["imported"], report["skipped"], report["unattributed"]
+    verb = "would import" if report["dry_run"] else "imported"
+    out = [
+        f"transcripts: {report['root']}",
+        f"  files: {f['found']} found, {f['read']} read, {f['unchanged']} unchanged since the last import",
+        f"  {verb} {_n(imp['requests'], 'request')} ({imp['subagent_requests']} from subagents), "
+        f"{imp['tokens']:,} tokens, ${imp['cost_usd']:.4f}"
+        + (f" ({report['updated']} updating rows of an earlier import)" if report["updated"] else ""),
+    ]
+    skipped = [
+        (skip["proxied_matched"], "already recorded by the proxy (matched row by row)"),
+        (skip["proxied_session"], "in sessions the proxy was recording at that time"),
+        (skip["duplicate"], "copies of a request in another transcript"),
+        (skip["synthetic"], "synthetic messages without usage"),
+        (report["lines_merged"], "lines that were parts of a request already counted"),
+    ]
+    if any(n for n, _ in skipped):
+        out.append("  not counted again:")
+        out += [f"    {n:,} {why}" for n, why in skipped if n]
+    problems = []
+    for kind, text, noun in _PROBLEMS:
+        bucket = un[kind]
+        if not bucket["count"]:
+            continue
+        models = ", ".join(f"{m} ({n})" for m, n in sorted(bucket.get("models", {}).items()))
+        problems.append("  " + text.format(n=_n(bucket["count"], noun), cost=bucket.get("cost_usd", 0.0), models=models))
+        problems += [f"      e.g. {e}" for e in bucket["examples"]]
+    if problems:
+        out.append("could not attribute:")
+        out += problems
+    elif f["read"]:
+        out.append("everything read was attributed")
+    if report["dry_run"]:
+        out.append("dry run: nothing was written")
+    return "\n".join(out) + "\n"
