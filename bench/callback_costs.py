@@ -40,7 +40,8 @@ def main() -> None:
     os.environ["BACKLOG_NATS_URL"] = "nats://127.0.0.1:1"  # unreachable: measure the buffer, not a publish
 
     from backlog_ops.policy.budgets import PolicyEngine, ledger_usage_reader, parse_policy_section
-    from backlog_ops.callbacks.quota_events import QuotaEvents, build_event
+    from backlog_ops.gateway.quota_events import build_event
+    from backlog_ops.gateway.quota_publisher import QuotaEventPublisher
     from backlog_ops.capture.proxy_record import record_from_logging_object
     from backlog_ops.ledger import CallRecord, SqliteLedger
 
@@ -72,7 +73,7 @@ def main() -> None:
         "response_cost": 0.00027, "request_tags": ["ticket:FEAT-1", "gate:implement", "agent:backend"],
         "metadata": {"spend_logs_metadata": {"backlog_session_id": "s1"}},
     }
-    events = QuotaEvents(buffer=10_000_000)
+    events = QuotaEventPublisher(buffer=10_000_000)
 
     def quota_event(i: int) -> None:
         events.enqueue(build_event({**slo, "litellm_call_id": f"q{i}"}, status="success"))

@@ -29,17 +29,15 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
-from litellm.integrations.custom_logger import CustomLogger
-
+from backlog_ops.common.settings import env_str
 from backlog_ops.gateway.guardrails import Detector, Finding, iter_texts
 from backlog_ops.gateway.observability import context_labels, get_metrics
 
-from ._warn_once import WarnOnce
+from .base import Callback, add_spend_logs_metadata, request_metadata
 
 __all__ = ["Alert", "GuardrailAlerts", "SPEND_LOG_ALERTS", "guardrail_alerts", "request_new_texts"]
 
@@ -64,19 +62,18 @@ class Alert:
         return asdict(self)
 
 
-class GuardrailAlerts(CustomLogger):
+class GuardrailAlerts(Callback):
     def __init__(self, detector: Detector | None = None, *, scan: str | None = None) -> None:
-        super().__init__()
+        super().__init__(log)
         self._detector = detector
         self._scan = scan
         self.on_alert: list[Callable[[Alert], Any]] = []
-        self._warn = WarnOnce(log)
 
     # -- configuration (first use: litellm_settings are applied after callbacks are imported) ----
 
     def _configure(self) -> None:
         config: dict = {}
-        path = os.environ.get(CONFIG_ENV)
+        path = env_str(CONFIG_ENV)
         try:
             if path:
                 with open(path, encoding="utf-8") as fh:
@@ -121,11 +118,7 @@ class GuardrailAlerts(CustomLogger):
             findings.extend(detector.scan(text))
         if not findings:
             return None
-        meta_key = "litellm_metadata" if ("litellm_metadata" in data or str(getattr(call_type, "value", call_type)) == "anthropic_messages") else "metadata"
-        meta = data.get(meta_key)
-        if not isinstance(meta, dict):
-            meta = {}
-            data[meta_key] = meta
+        meta = request_metadata(data, call_type)
         counts: dict[str, int] = {}
         for f in findings:
             counts[f.kind] = counts.get(f.kind, 0) + 1
@@ -140,10 +133,7 @@ class GuardrailAlerts(CustomLogger):
             model=data.get("model") if isinstance(data.get("model"), str) else None,
         )
         # 2. the flag on the call (ledger row, LiteLLM spend logs)
-        spend_meta = meta.get("spend_logs_metadata")
-        spend_meta = dict(spend_meta) if isinstance(spend_meta, dict) else {}
-        spend_meta[SPEND_LOG_ALERTS] = ",".join(kinds)
-        meta["spend_logs_metadata"] = spend_meta
+        add_spend_logs_metadata(meta, {SPEND_LOG_ALERTS: ",".join(kinds)})
         # 1. the log line (structured: `extra` carries the alert for JSON log handlers)
         log.warning(
             "backlog-ops: guardrail alert (not blocked): %s call_id=%s ticket=%s gate=%s project=%s agent=%s model=%s masked=%s",

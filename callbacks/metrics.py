@@ -21,14 +21,11 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Any
 
-from litellm.integrations.custom_logger import CustomLogger
-
+from backlog_ops.capture.proxy_record import record_from_logging_object
 from backlog_ops.gateway.observability import context_labels, get_metrics, mount_metrics_endpoint
 
-from ._warn_once import WarnOnce
-from backlog_ops.capture.proxy_record import HEALTH_CHECK_TAG, record_from_logging_object
+from .base import FinishedCallCallback
 
 __all__ = ["MetricsCallback", "metrics"]
 
@@ -38,10 +35,11 @@ log = logging.getLogger("backlog_ops.metrics")
 _REFUSAL_CLASSES = ("HTTPException", "ProxyException")
 
 
-class MetricsCallback(CustomLogger):
+class MetricsCallback(FinishedCallCallback):
+    skipped = "metrics"
+
     def __init__(self, *, mount: bool = True) -> None:
-        super().__init__()
-        self._warn = WarnOnce(log)
+        super().__init__(log)
         if mount and "litellm.proxy.proxy_server" in sys.modules:
             # Loaded by the proxy (its config names us): serve /metrics on the proxy's own port.
             try:
@@ -49,46 +47,22 @@ class MetricsCallback(CustomLogger):
             except Exception as exc:  # noqa: BLE001
                 self._warn(f"/metrics not mounted: {type(exc).__name__}: {exc}")
 
-    async def async_log_success_event(self, kwargs: dict, response_obj: Any, start_time: Any, end_time: Any) -> None:
-        self._record(kwargs, "success")
-
-    async def async_log_failure_event(self, kwargs: dict, response_obj: Any, start_time: Any, end_time: Any) -> None:
-        self._record(kwargs, "failure")
-
-    def _record(self, kwargs: dict, status: str) -> None:
-        try:
-            m = get_metrics()
-            slo = kwargs.get("standard_logging_object")
-            if m is None or not isinstance(slo, dict):
-                return
-            tags = slo.get("request_tags") or []
-            if HEALTH_CHECK_TAG in tags:
-                return
-            context = context_labels(tags)
-            if status == "failure":
-                refusal = _refusal(slo, kwargs)
-                if refusal is not None:
-                    for key in ("ticket", "project"):
-                        if context.get(key) is None and refusal.get(key):
-                            context[key] = str(refusal[key])
-                    m.record_refusal(context, refusal.get("type"))
-                    status = "refused"
-            # The same reading of LiteLLM's logging object as the ledger's: one parser, one truth.
-            row = record_from_logging_object(slo, status="failure" if status == "refused" else status)
-            m.record_call(
-                context,
-                model_group=row.model_group,
-                status=status,
-                cost=row.cost_usd,
-                prompt=row.prompt_tokens,
-                completion=row.completion_tokens,
-                cache_read=row.cache_read_tokens,
-                cache_write=row.cache_write_tokens,
-                cache_hit=row.cache_hit,
-                saved=row.saved_cost_usd,
-            )
-        except Exception as exc:  # noqa: BLE001 - metrics never break the user's call
-            self._warn(f"metrics skipped: {type(exc).__name__}: {exc}")
+    def _handle(self, slo: dict, status: str, kwargs: dict) -> None:
+        m = get_metrics()
+        if m is None:
+            return
+        context = context_labels(slo.get("request_tags"))
+        if status == "failure":
+            refusal = _refusal(slo, kwargs)
+            if refusal is not None:
+                for key in ("ticket", "project"):
+                    if context.get(key) is None and refusal.get(key):
+                        context[key] = str(refusal[key])
+                m.record_refusal(context, refusal.get("type"))
+                status = "refused"
+        # The same reading of LiteLLM's logging object as the ledger's: one parser, one truth.
+        row = record_from_logging_object(slo, status="failure" if status == "refused" else status)
+        m.record_call(context, row, status=status)
 
 
 def _refusal(slo: dict, kwargs: dict) -> dict | None:

@@ -28,27 +28,25 @@ import logging
 import os
 from typing import Any
 
-from litellm.integrations.custom_logger import CustomLogger
+from backlog_ops.common.settings import env_str
+from backlog_ops.context.fields import fields_from_tags
 
-from backlog_ops.context.fields import TAG_PREFIXES
-
-from ._warn_once import WarnOnce
-from backlog_ops.capture.proxy_record import HEALTH_CHECK_TAG
+from .base import FinishedCallCallback
 
 __all__ = ["OtelSpans", "otel_spans", "span_attributes"]
 
 log = logging.getLogger("backlog_ops.otel")
 
 SPAN_NAME = "backlog.llm_call"
-_PREFIX_TO_FIELD = {prefix: key for key, prefix in TAG_PREFIXES}
 
 
-class OtelSpans(CustomLogger):
+class OtelSpans(FinishedCallCallback):
+    skipped = "span"
+
     def __init__(self, tracer_provider: Any = None) -> None:
-        super().__init__()
+        super().__init__(log)
         self._provider = tracer_provider
         self._tracer: Any = None
-        self._warn = WarnOnce(log)
 
     @property
     def tracer(self) -> Any:
@@ -59,40 +57,24 @@ class OtelSpans(CustomLogger):
             self._tracer = (provider or trace.get_tracer_provider()).get_tracer("backlog_ops")
         return self._tracer
 
-    async def async_log_success_event(self, kwargs: dict, response_obj: Any, start_time: Any, end_time: Any) -> None:
-        self._span(kwargs, "success")
+    def _handle(self, slo: dict, status: str, kwargs: dict) -> None:
+        from opentelemetry.trace import SpanKind, Status, StatusCode
 
-    async def async_log_failure_event(self, kwargs: dict, response_obj: Any, start_time: Any, end_time: Any) -> None:
-        self._span(kwargs, "failure")
-
-    def _span(self, kwargs: dict, status: str) -> None:
-        try:
-            slo = kwargs.get("standard_logging_object")
-            if not isinstance(slo, dict) or HEALTH_CHECK_TAG in (slo.get("request_tags") or ()):
-                return
-            from opentelemetry.trace import SpanKind, Status, StatusCode
-
-            start = _ns(slo.get("startTime"))
-            end = _ns(slo.get("endTime"))
-            span = self.tracer.start_span(SPAN_NAME, kind=SpanKind.CLIENT, start_time=start, attributes=span_attributes(slo, status))
-            if status == "failure":
-                error = slo.get("error_information") or {}
-                span.set_status(Status(StatusCode.ERROR, str(error.get("error_class") or "error")))
-            span.end(end_time=end if end and start and end >= start else None)
-        except Exception as exc:  # noqa: BLE001 - tracing never breaks the user's call
-            self._warn(f"span skipped: {type(exc).__name__}: {exc}")
+        start = _ns(slo.get("startTime"))
+        end = _ns(slo.get("endTime"))
+        span = self.tracer.start_span(SPAN_NAME, kind=SpanKind.CLIENT, start_time=start, attributes=span_attributes(slo, status))
+        if status == "failure":
+            error = slo.get("error_information") or {}
+            span.set_status(Status(StatusCode.ERROR, str(error.get("error_class") or "error")))
+        span.end(end_time=end if end and start and end >= start else None)
 
 
 def span_attributes(slo: dict, status: str) -> dict[str, Any]:
     meta = slo.get("metadata") or {}
     spend_meta = meta.get("spend_logs_metadata") or {}
     attrs: dict[str, Any] = {"backlog.status": status}
-    for tag in slo.get("request_tags") or ():
-        if isinstance(tag, str) and ":" in tag:
-            prefix, value = tag.split(":", 1)
-            field = _PREFIX_TO_FIELD.get(prefix)
-            if field and value and f"backlog.{field}" not in attrs:
-                attrs[f"backlog.{field}"] = value
+    for field, value in fields_from_tags(slo.get("request_tags")).items():
+        attrs[f"backlog.{field}"] = value
     for key, name in (("backlog_session_id", "backlog.session_id"), ("backlog_agent_id", "backlog.agent_id"),
                       ("backlog_guardrail_alerts", "backlog.guardrail_alerts")):
         if spend_meta.get(key):
@@ -130,7 +112,7 @@ def _default_provider() -> Any:
     current = trace.get_tracer_provider()
     if type(current).__name__ not in ("ProxyTracerProvider", "NoOpTracerProvider"):
         return current
-    console = os.environ.get("BACKLOG_OTEL_CONSOLE") in ("1", "true", "yes")
+    console = env_str("BACKLOG_OTEL_CONSOLE") in ("1", "true", "yes")
     if not (os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or console):
         return None
     try:

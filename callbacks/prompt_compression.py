@@ -25,15 +25,13 @@ carries `spend_logs_metadata.backlog_compression = "<chars before>-><chars after
 from __future__ import annotations
 
 import logging
-import os
 from typing import Any
 
-from litellm.integrations.custom_logger import CustomLogger
-
+from backlog_ops.common.settings import env_str
 from backlog_ops.gateway.compression import CompressionOptions, compress_request
 from backlog_ops.gateway.observability import context_labels, get_metrics
 
-from ._warn_once import WarnOnce
+from .base import Callback, add_spend_logs_metadata, metadata_key
 
 __all__ = ["PromptCompression", "prompt_compression"]
 
@@ -44,14 +42,13 @@ SPEND_LOG_KEY = "backlog_compression"
 _OPTION_NAMES = {f for f in CompressionOptions.__dataclass_fields__}
 
 
-class PromptCompression(CustomLogger):
+class PromptCompression(Callback):
     def __init__(self, *, aliases: list[str] | None = None, tags: list[str] | None = None,
                  options: CompressionOptions | None = None) -> None:
-        super().__init__()
+        super().__init__(log)
         self._aliases = set(aliases) if aliases is not None else None
         self._tags = set(tags) if tags is not None else None
         self._options = options
-        self._warn = WarnOnce(log)
 
     def _configure(self) -> None:
         import litellm
@@ -62,7 +59,7 @@ class PromptCompression(CustomLogger):
 
         def listed(key: str, env: str) -> set[str]:
             values = set(config.get(key) or ())
-            values |= {v.strip() for v in os.environ.get(env, "").split(",") if v.strip()}
+            values |= {v.strip() for v in (env_str(env) or "").split(",") if v.strip()}
             return values
 
         if self._aliases is None:
@@ -87,7 +84,7 @@ class PromptCompression(CustomLogger):
         return data
 
     def apply(self, data: dict, call_type: Any = None) -> Any:
-        meta_key = "litellm_metadata" if ("litellm_metadata" in data or str(getattr(call_type, "value", call_type)) == "anthropic_messages") else "metadata"
+        meta_key = metadata_key(data, call_type)
         meta = data.get(meta_key) if isinstance(data.get(meta_key), dict) else {}
         tags = list(meta.get("tags") or []) + list(data.get("tags") or [])
         if not self.wanted(data, tags):
@@ -97,10 +94,7 @@ class PromptCompression(CustomLogger):
             return stats
         if meta_key not in data or not isinstance(data.get(meta_key), dict):
             data[meta_key] = meta
-        spend_meta = meta.get("spend_logs_metadata")
-        spend_meta = dict(spend_meta) if isinstance(spend_meta, dict) else {}
-        spend_meta[SPEND_LOG_KEY] = f"{stats.chars_before}->{stats.chars_after}"
-        meta["spend_logs_metadata"] = spend_meta
+        add_spend_logs_metadata(meta, {SPEND_LOG_KEY: f"{stats.chars_before}->{stats.chars_after}"})
         metrics = get_metrics()
         if metrics is not None:
             metrics.record_compression(context_labels(tags), stats.saved_chars // 4)

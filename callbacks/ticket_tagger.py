@@ -12,17 +12,15 @@ The design document set them in `log_pre_api_call`, which never reaches the spen
 from __future__ import annotations
 
 import logging
-import os
 from typing import Any
 
-from litellm.integrations.custom_logger import CustomLogger
-
+from backlog_ops.common.settings import settings
 from backlog_ops.context.fields import TAG_PREFIXES, check_field
 from backlog_ops.context.identity import SPEND_LOG_AGENT, SPEND_LOG_SESSION, request_identity
 from backlog_ops.context.resolver import ContextResolver
 from backlog_ops.context.backend import make_resolver
 
-from ._warn_once import WarnOnce
+from .base import Callback, add_spend_logs_metadata, metadata_key, request_metadata
 
 __all__ = ["TicketTagger", "ticket_tagger"]
 
@@ -31,13 +29,12 @@ log = logging.getLogger("backlog_ops.tagger")
 _OUR_PREFIXES = tuple(prefix + ":" for _, prefix in TAG_PREFIXES)
 
 
-class TicketTagger(CustomLogger):
+class TicketTagger(Callback):
     """Adds ticket:/gate:/project:/agent:/skill:/component: tags; never fails or blocks a call."""
 
     def __init__(self, resolver: ContextResolver | None = None) -> None:
-        super().__init__()
+        super().__init__(log)
         self._resolver = resolver
-        self._warn = WarnOnce(log)
 
     @property
     def resolver(self) -> ContextResolver:
@@ -70,11 +67,8 @@ class TicketTagger(CustomLogger):
 
     def tag_request(self, data: dict, call_type: Any = None) -> None:
         """Add the context's tags to a request body as LiteLLM passes it to hooks (in place)."""
-        meta_key = "litellm_metadata" if _is_anthropic_messages(data, call_type) else "metadata"
-        meta = data.get(meta_key)
-        if not isinstance(meta, dict):
-            meta = {}
-            data[meta_key] = meta
+        meta_key = metadata_key(data, call_type)
+        meta = request_metadata(data, call_type)
         proxy_request = data.get("proxy_server_request")
         headers = (proxy_request or {}).get("headers") or {}
         anthropic_meta = data.get("metadata") if meta_key == "litellm_metadata" else None
@@ -82,7 +76,8 @@ class TicketTagger(CustomLogger):
         session_id, agent_id = request_identity(headers, user_id)
         if session_id is None and not proxy_request:
             # In-process SDK use: the process says whose work it is, as the shell helper does.
-            session_id, agent_id = os.environ.get("BACKLOG_SESSION_ID"), os.environ.get("BACKLOG_AGENT_ID")
+            process = settings()
+            session_id, agent_id = process.session_id, process.agent_id
 
         resolved = self.resolver.resolve(session_id, agent_id)
         ours = list(resolved.tags) if resolved is not None else []
@@ -103,23 +98,9 @@ class TicketTagger(CustomLogger):
                     tags.append(tag)
             meta["tags"] = tags
 
-        if session_id or agent_id:
-            spend_meta = meta.get("spend_logs_metadata")
-            spend_meta = dict(spend_meta) if isinstance(spend_meta, dict) else {}
-            if session_id:
-                spend_meta[SPEND_LOG_SESSION] = session_id
-            if agent_id:
-                spend_meta[SPEND_LOG_AGENT] = agent_id
-            meta["spend_logs_metadata"] = spend_meta
-
-
-def _is_anthropic_messages(data: dict, call_type: Any) -> bool:
-    # /v1/messages: LiteLLM keeps its own metadata apart from Anthropic's `metadata`.
-    if "litellm_metadata" in data or str(getattr(call_type, "value", call_type)) == "anthropic_messages":
-        return True
-    request = data.get("proxy_server_request") or {}
-    url = str(request.get("url") or "")
-    return url.rstrip("/").endswith("/messages")
+        identity = {key: value for key, value in ((SPEND_LOG_SESSION, session_id), (SPEND_LOG_AGENT, agent_id)) if value}
+        if identity:
+            add_spend_logs_metadata(meta, identity)
 
 
 def _caller_prefixes(data: dict, headers: dict, tags: list) -> set[str]:

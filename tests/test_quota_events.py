@@ -168,7 +168,7 @@ def slo(call_id: str, *, status: str = "success", tags=(), key_meta=None, team=N
 
 
 def test_the_event_has_the_briefs_fields_and_the_ticket_context(monkeypatch):
-    from backlog_ops.callbacks.quota_events import build_event
+    from backlog_ops.gateway.quota_events import build_event
 
     tags = ["ticket:FEAT-7", "gate:implement", "project:my-api", "agent:backend", "skill:backlog-implementer"]
     event = build_event(slo("call-1", tags=tags, key_meta={"tenant_id": "tenant-123-uuid", "platform_id": "dcoder-main"}, team="tenant-123"), status="success")
@@ -198,10 +198,11 @@ def test_the_event_has_the_briefs_fields_and_the_ticket_context(monkeypatch):
 
 
 def test_the_buffer_is_bounded_and_never_blocks():
-    from backlog_ops.callbacks.quota_events import QuotaEvents, build_event
+    from backlog_ops.gateway.quota_events import build_event
+    from backlog_ops.gateway.quota_publisher import QuotaEventPublisher
 
     dead = f"nats://127.0.0.1:{free_port()}"  # nothing listens
-    events = QuotaEvents(url=dead, subject="test.quota.none", stream="", buffer=100)
+    events = QuotaEventPublisher(url=dead, subject="test.quota.none", stream="", buffer=100)
     try:
         started = time.monotonic()
         for i in range(1000):
@@ -221,7 +222,7 @@ def test_a_broken_logging_object_is_skipped_not_raised():
     asyncio.run(events.async_log_success_event({"standard_logging_object": {"metadata": "not a dict"}}, None, None, None))
     asyncio.run(events.async_log_success_event({}, None, None, None))
     asyncio.run(events.async_log_success_event({"standard_logging_object": {"request_tags": ["litellm-internal-health-check"]}}, None, None, None))
-    assert events.pending() == 0
+    assert events.publisher.pending() == 0
 
 
 # --------------------------------------------------------------------------------------------
@@ -238,10 +239,11 @@ def shared_nats():
 
 
 def test_events_reach_a_jetstream_consumer_once_each(shared_nats):
-    from backlog_ops.callbacks.quota_events import QuotaEvents, build_event
+    from backlog_ops.gateway.quota_events import build_event
+    from backlog_ops.gateway.quota_publisher import QuotaEventPublisher
 
     stream, subject = shared_nats
-    events = QuotaEvents(url=SHARED_NATS, subject=subject, stream=stream)
+    events = QuotaEventPublisher(url=SHARED_NATS, subject=subject, stream=stream)
     try:
         sent = [build_event(slo(f"call-{i}", tags=[f"ticket:FEAT-{i}"]), status="success") for i in range(5)]
         for event in sent:
@@ -345,11 +347,12 @@ def test_through_the_proxy_exactly_once_and_across_a_nats_outage(tmp_path, monke
 
 def test_events_unpublished_at_exit_are_spooled_and_published_after_the_next_start(shared_nats, backlog_home):
     """NATS down until the proxy stops: nothing is lost, nothing is published twice."""
-    from backlog_ops.callbacks.quota_events import QuotaEvents, build_event
+    from backlog_ops.gateway.quota_events import build_event
+    from backlog_ops.gateway.quota_publisher import QuotaEventPublisher
 
     stream, subject = shared_nats
     dead = f"nats://127.0.0.1:{free_port()}"
-    first = QuotaEvents(url=dead, subject=subject, stream=stream)
+    first = QuotaEventPublisher(url=dead, subject=subject, stream=stream)
     sent = [build_event(slo(f"spooled-{i}", tags=["ticket:FEAT-9"]), status="success") for i in range(3)]
     for event in sent:
         first.enqueue(event)
@@ -358,7 +361,7 @@ def test_events_unpublished_at_exit_are_spooled_and_published_after_the_next_sta
     assert len(spool.read_text().splitlines()) == 3
     assert oct(spool.stat().st_mode & 0o777) == "0o600"
 
-    second = QuotaEvents(url=SHARED_NATS, subject=subject, stream=stream)  # the next start, NATS is back
+    second = QuotaEventPublisher(url=SHARED_NATS, subject=subject, stream=stream)  # the next start, NATS is back
     try:
         later = build_event(slo("after-restart", tags=["ticket:FEAT-9"]), status="success")
         second.enqueue(later)

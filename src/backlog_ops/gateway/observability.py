@@ -33,12 +33,17 @@ import sys
 import threading
 from typing import Any, Iterable
 
+from backlog_ops.common.settings import env_int
+from backlog_ops.context.fields import fields_from_tags
+from backlog_ops.errors import ConfigError
+
 __all__ = ["LabelLimiter", "Metrics", "context_labels", "get_metrics", "mount_metrics_endpoint"]
 
 log = logging.getLogger("backlog_ops.metrics")
 
 CONTEXT_LABELS = ("project", "ticket", "gate", "agent")
-_TAG_TO_LABEL = {"project": "project", "ticket": "ticket", "gate": "gate", "agent": "agent"}
+# Context field -> its label, in CONTEXT_LABELS order.
+_FIELD_LABELS = (("project", "project"), ("ticket_id", "ticket"), ("gate", "gate"), ("agent_type", "agent"))
 OTHER = "other"
 NONE = "none"
 
@@ -54,10 +59,9 @@ class LabelLimiter:
         self.limits = dict(_DEFAULT_LIMITS)
         for name, var in _ENV.items():
             try:
-                if os.environ.get(var):
-                    self.limits[name] = max(0, int(os.environ[var]))
-            except ValueError:
-                log.warning("backlog-ops: ignoring %s=%r (not an integer)", var, os.environ.get(var))
+                self.limits[name] = max(0, env_int(var, self.limits[name]))
+            except ConfigError as exc:
+                log.warning("backlog-ops: ignoring %s", exc)
         self.limits.update(limits or {})
         self._seen: dict[str, set[str]] = {}
         self._lock = threading.Lock()
@@ -81,14 +85,8 @@ class LabelLimiter:
 
 def context_labels(tags: Iterable[Any] | None) -> dict[str, str | None]:
     """{project, ticket, gate, agent} from ticket:/gate:/project:/agent: tags (first one wins)."""
-    out: dict[str, str | None] = {k: None for k in CONTEXT_LABELS}
-    for tag in tags or ():
-        if isinstance(tag, str) and ":" in tag:
-            prefix, value = tag.split(":", 1)
-            label = _TAG_TO_LABEL.get(prefix)
-            if label and value and out[label] is None:
-                out[label] = value
-    return out
+    fields = fields_from_tags(tags)
+    return {label: fields.get(field) for field, label in _FIELD_LABELS}
 
 
 class Metrics:
@@ -117,21 +115,22 @@ class Metrics:
         lim = self.limiter.value
         return {k: lim(k, context.get(k)) for k in CONTEXT_LABELS}
 
-    def record_call(self, context: dict, *, model_group: str | None, status: str, cost: float = 0.0, prompt: int = 0,
-                    completion: int = 0, cache_read: int = 0, cache_write: int = 0, cache_hit: bool = False,
-                    saved: float = 0.0) -> None:
+    def record_call(self, context: dict, record: Any, *, status: str) -> None:
+        """Count one call from its ledger row (a CallRecord); `status` may differ from the row's ("refused")."""
         labels = self._ctx(context)
-        group = self.limiter.value("model_group", model_group)
+        group = self.limiter.value("model_group", record.model_group)
         self.calls.labels(**labels, model_group=group, status=status).inc()
-        if cost > 0:
-            self.spend.labels(**labels, model_group=group).inc(cost)
-        for kind, n in (("prompt", prompt), ("completion", completion), ("cache_read", cache_read), ("cache_write", cache_write)):
+        if record.cost_usd > 0:
+            self.spend.labels(**labels, model_group=group).inc(record.cost_usd)
+        tokens = (("prompt", record.prompt_tokens), ("completion", record.completion_tokens),
+                  ("cache_read", record.cache_read_tokens), ("cache_write", record.cache_write_tokens))
+        for kind, n in tokens:
             if n > 0:
                 self.tokens.labels(**labels, model_group=group, type=kind).inc(n)
-        if cache_hit:
+        if record.cache_hit:
             self.cache_hits.labels(**labels, model_group=group).inc()
-            if saved > 0:
-                self.cache_saved.labels(**labels, model_group=group).inc(saved)
+            if record.saved_cost_usd > 0:
+                self.cache_saved.labels(**labels, model_group=group).inc(record.saved_cost_usd)
 
     def record_alerts(self, context: dict, kinds: Iterable[str]) -> None:
         labels = self._ctx(context)

@@ -11,15 +11,15 @@ from __future__ import annotations
 import atexit
 import json
 import logging
-import os
 import threading
 import time
 from collections import deque
 from pathlib import Path
 from typing import Callable
 
+from backlog_ops.common.spool import load_spool, spool_lines
+from backlog_ops.common.warnings import Warnings
 from backlog_ops.errors import BacklogOpsError
-from backlog_ops.common.home import append_line
 from backlog_ops.ledger.record import CallRecord
 
 __all__ = ["LedgerWriter"]
@@ -50,7 +50,8 @@ class LedgerWriter:
         self._ledger = None
         self._closed = False
         self._in_flight = 0
-        self._warned_at = 0.0
+        # One warning per 30 s at most, whatever the problem: a broken ledger must not flood the proxy log.
+        self._warnings = Warnings(log, interval=30)
         self._failing = False
         self.dropped = 0
 
@@ -151,36 +152,15 @@ class LedgerWriter:
 
     def _spool(self, records: list[CallRecord]) -> None:
         try:
-            for record in records:
-                append_line(self.spool_path, json.dumps(record.as_row(), separators=(",", ":")))
+            spool_lines(self.spool_path, (json.dumps(record.as_row(), separators=(",", ":")) for record in records))
             self._warn(f"ledger unavailable at exit: {len(records)} rows kept in {self.spool_path}")
         except (BacklogOpsError, OSError) as exc:
             self._warn(f"ledger unavailable at exit and cannot spool: {len(records)} rows lost ({exc})")
 
     def _load_spool(self) -> None:
         """Move spooled rows (and any a crashed loader left behind) into the ledger."""
-        mine = self.spool_path.with_name(f"{self.spool_path.name}.{os.getpid()}.loading")
-        try:
-            os.rename(self.spool_path, mine)
-        except FileNotFoundError:
-            pass
-        for taken in sorted(self.spool_path.parent.glob(f"{self.spool_path.name}.*.loading")):
-            try:
-                lines = taken.read_text().splitlines()
-            except FileNotFoundError:
-                continue  # another writer loaded it
-            records = []
-            for line in lines:
-                try:
-                    records.append(CallRecord(**json.loads(line)))
-                except (ValueError, TypeError):
-                    continue  # a torn line from a crash mid-append
-            self._ledger.record_many(records)  # upserts: loading a file twice is harmless
-            taken.unlink(missing_ok=True)
+        # Rows are upserts: loading a file twice is harmless.
+        load_spool(self.spool_path, lambda line: CallRecord(**json.loads(line)), self._ledger.record_many)
 
     def _warn(self, message: str) -> None:
-        # One warning per 30 s at most: a broken ledger must not flood the proxy log.
-        now = time.monotonic()
-        if now - self._warned_at >= 30 or self._warned_at == 0:
-            self._warned_at = now
-            log.warning("backlog-ops: %s", message)
+        self._warnings(message, key="ledger")
