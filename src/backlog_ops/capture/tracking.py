@@ -79,7 +79,6 @@ import inspect
 import json
 import logging
 import os
-import sys
 import threading
 import time
 import uuid
@@ -855,10 +854,10 @@ def _writer():
 
 
 def _import_litellm() -> None:
-    if "litellm" not in sys.modules:
-        os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    from backlog_ops.common.prices import import_litellm
+
     try:
-        import litellm  # noqa: F401
+        import_litellm()
     except Exception:  # noqa: BLE001 - pricing will warn when it needs it
         pass
 
@@ -885,36 +884,14 @@ class _PricingLedger:
 
 
 def _price(models: list[str], provider: str | None, record: Any) -> float:
+    from backlog_ops.common.prices import price_usage
+
     cost = price_usage(models, provider, record.prompt_tokens, record.completion_tokens,
                        record.cache_read_tokens, record.cache_write_tokens)
     if cost is None:
         _warn(f"price:{models[0]}", f"LiteLLM has no price for model {models[0]!r}: recorded with cost 0", level=logging.INFO)
         return 0.0
     return cost
-
-
-def price_usage(models: list[str], provider: str | None, prompt: int, completion: int,
-                cache_read: int = 0, cache_write: int = 0) -> float | None:
-    """USD at LiteLLM's prices for the first of `models` it has a price for; None if it has none.
-
-    Models missing from LiteLLM's map are not handed to LiteLLM at all: it would print its
-    "Provider List" banner on stdout (spoiling a --json report, or the host app's output).
-    """
-    _import_litellm()
-    import litellm
-
-    from backlog_ops.common.prices import cost_from_usage
-
-    known = litellm.model_cost
-    for model in models:
-        if not model:
-            continue
-        if model not in known and not (provider and f"{provider}/{model}" in known):
-            continue
-        cost = cost_from_usage(model, provider, prompt, completion, cache_read, cache_write)
-        if cost or not (prompt or completion):
-            return cost
-    return None
 
 
 # -- warnings ----------------------------------------------------------------------------------

@@ -565,7 +565,7 @@ def _existing(ledger, call_ids: list[str]) -> dict[str, dict]:
 
 
 def _price(req: _Request, provider: str | None) -> float | None:
-    from backlog_ops.capture.tracking import price_usage
+    from backlog_ops.common.prices import price_usage
 
     return price_usage([req.model] if req.model else [], provider, req.prompt_tokens, req.output_tokens,
                        req.cache_read, req.cache_write)
