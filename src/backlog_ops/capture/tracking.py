@@ -408,40 +408,25 @@ class TrackedCall:
         _writer().submit(record)
 
     def _build_record(self):
-        from backlog_ops.common.times import format_time
-        from backlog_ops.ledger import CallRecord
+        from backlog_ops.capture.rows import call_record
 
         cache_read = _int(self.cache_read_tokens)
         cache_write = _int(self.cache_write_tokens)
         prompt = _int(self.input_tokens)
         if self._input_excludes_cache or self.provider == "anthropic":
             prompt += cache_read + cache_write
-        ctx = self.context or {}
-        component = ctx.get("component") or _valid_component(self.component)
-        record = CallRecord(
-            call_id=self.call_id,
-            started_at=format_time(self._started or time.time()),
-            status=self.status or "success",
-            source="direct",
-            session_id=self.session_id,
-            agent_id=self.agent_id if self.session_id else None,
-            ticket_id=ctx.get("ticket_id"),
-            gate=ctx.get("gate"),
-            project=ctx.get("project"),
-            agent_type=ctx.get("agent_type"),
-            skill=ctx.get("skill"),
-            component=component,
-            model=self.model,
-            model_group=self._declared_model,
-            provider=self.provider,
-            prompt_tokens=prompt,
-            completion_tokens=_int(self.output_tokens),
-            cache_read_tokens=cache_read,
-            cache_write_tokens=cache_write,
+        context = dict(self.context or {})
+        context["component"] = context.get("component") or _valid_component(self.component)
+        ended = self._ended_mono or time.monotonic()
+        record = call_record(
+            call_id=self.call_id, source="direct", started=self._started or time.time(),
+            seconds=(ended - self._started_mono) if self._started_mono else None,
+            status=self.status or "success", error_class=self.error_class, context=context,
+            session_id=self.session_id, agent_id=self.agent_id if self.session_id else None,
+            model=self.model, model_group=self._declared_model, provider=self.provider,
+            prompt_tokens=prompt, completion_tokens=_int(self.output_tokens),
+            cache_read_tokens=cache_read, cache_write_tokens=cache_write,
             cost_usd=float(self.cost_usd) if self.cost_usd is not None else 0.0,
-            latency_ms=round(((self._ended_mono or time.monotonic()) - self._started_mono) * 1000, 3)
-            if self._started_mono else None,
-            error_class=self.error_class if self.status == "failure" else None,
         )
         if self.cost_usd is None and (prompt or record.completion_tokens):
             # Priced on the writer thread (LiteLLM's import is seconds): remember what to price.

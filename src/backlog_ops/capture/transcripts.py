@@ -469,6 +469,7 @@ def _open_ledger(dry_run: bool):
 
 
 def _build(requests: list[_Request], ledger, report: dict) -> list:
+    from backlog_ops.capture.rows import call_record
     from backlog_ops.ledger import CallRecord
     from backlog_ops.context.backend import open_store
 
@@ -508,26 +509,11 @@ def _build(requests: list[_Request], ledger, report: dict) -> list:
         provider = "anthropic" if (req.model or "").startswith("claude") else None
         priced = _price(req, provider)
         cost = priced or 0.0
-        record = CallRecord(
-            call_id=req.call_id,
-            started_at=format_time(req.at),
-            status="success",
-            source="transcript",
-            session_id=req.session_id,
-            agent_id=req.agent_id,
-            ticket_id=ctx.get("ticket_id"),
-            gate=ctx.get("gate"),
-            project=ctx.get("project"),
-            agent_type=ctx.get("agent_type"),
-            skill=ctx.get("skill"),
-            component=ctx.get("component"),
-            model=req.model,
-            provider=provider,
-            prompt_tokens=req.prompt_tokens,
-            completion_tokens=req.output_tokens,
-            cache_read_tokens=req.cache_read,
-            cache_write_tokens=req.cache_write,
-            cost_usd=cost,
+        record = call_record(
+            call_id=req.call_id, source="transcript", started=req.at, context=ctx,
+            session_id=req.session_id, agent_id=req.agent_id, model=req.model, provider=provider,
+            prompt_tokens=req.prompt_tokens, completion_tokens=req.output_tokens,
+            cache_read_tokens=req.cache_read, cache_write_tokens=req.cache_write, cost_usd=cost,
         )
         records.append(record)
         when = format_time(req.at)
