@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 from backlog_ops.capture.rows import call_record
+from backlog_ops.capture.usage import token_count
 from backlog_ops.common.prices import cost_from_usage
 from backlog_ops.context.fields import fields_from_tags
 from backlog_ops.context.identity import SPEND_LOG_AGENT, SPEND_LOG_SESSION, request_identity
@@ -32,8 +33,8 @@ def record_from_logging_object(slo: dict, *, status: str, source: str = "proxy")
         session_id, agent_id = request_identity(meta.get("requester_custom_headers"))
 
     usage = meta.get("usage_object") or (slo.get("hidden_params") or {}).get("usage_object") or {}
-    prompt = _int(slo.get("prompt_tokens"))
-    completion = _int(slo.get("completion_tokens"))
+    prompt = token_count(slo.get("prompt_tokens"))
+    completion = token_count(slo.get("completion_tokens"))
     cache_read, cache_write = _cache_tokens(usage)
     cache_hit = bool(slo.get("cache_hit"))
     model = slo.get("model") or None
@@ -63,19 +64,12 @@ def record_from_logging_object(slo: dict, *, status: str, source: str = "proxy")
 
 def _cache_tokens(usage: dict) -> tuple[int, int]:
     """(cache read, cache write) input tokens, whichever provider's names the usage carries."""
-    read = _int(usage.get("cache_read_input_tokens"))
-    write = _int(usage.get("cache_creation_input_tokens"))
+    read = token_count(usage.get("cache_read_input_tokens"))
+    write = token_count(usage.get("cache_creation_input_tokens"))
     details = usage.get("prompt_tokens_details") or {}
     if not read and isinstance(details, dict):
-        read = _int(details.get("cached_tokens"))
+        read = token_count(details.get("cached_tokens"))
     return read, write
-
-
-def _int(value: Any) -> int:
-    try:
-        return int(value or 0)
-    except (TypeError, ValueError):
-        return 0
 
 
 def _float(value: Any) -> float:
