@@ -15,11 +15,12 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 openai = pytest.importorskip("openai")
 anthropic = pytest.importorskip("anthropic", reason="pip install anthropic (see the dependency note in the README)")
 
-from backlog_ops.capture import tracking  # noqa: E402
+from backlog_ops.capture import per_home, tracking, tracking_log  # noqa: E402
 from backlog_ops.context.contextfile import Scope  # noqa: E402
 from backlog_ops.ledger import SqliteLedger  # noqa: E402
 from backlog_ops.testing.mock_upstream import MockUpstream, Reply  # noqa: E402
 from backlog_ops.common.prices import cost_from_usage  # noqa: E402
+from backlog_ops.common.warnings import Warnings  # noqa: E402
 from backlog_ops.context.file_store import ContextStore
 from backlog_ops.capture.tracking import current_call, track_llm_call  # noqa: E402
 
@@ -36,7 +37,7 @@ def up():
 @pytest.fixture(autouse=True)
 def _writers():
     yield
-    tracking._close_all()
+    per_home.close_all()
 
 
 @pytest.fixture
@@ -284,7 +285,8 @@ def test_gateway_calls_are_not_counted_twice(up, backlog_home: Path, monkeypatch
     assert track_llm_call(agent_id="a1").headers == {"x-backlog-session": "sess-9", "x-backlog-agent-id": "a1"}
 
 
-def test_internal_errors_never_reach_the_caller(up, backlog_home: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_internal_errors_never_reach_the_caller(up, backlog_home: Path, caplog: pytest.LogCaptureFixture,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
     class Hostile:
         @property
         def usage(self):
@@ -294,7 +296,8 @@ def test_internal_errors_never_reach_the_caller(up, backlog_home: Path, caplog: 
             raise RuntimeError("boom")
 
     caplog.set_level(logging.WARNING, logger="backlog_ops.capture.tracking")
-    tracking._warned.clear()
+    # Fresh rate limits: an earlier test may have logged the same kinds of problem.
+    monkeypatch.setattr(tracking_log, "WARNINGS", Warnings(tracking_log.LOGGER, interval=60))
     with track_llm_call(component="not a slug!") as call:
         assert call.record(Hostile()) is not None
         call.wrap_stream(object())  # not iterable: the caller sees its own error when it iterates

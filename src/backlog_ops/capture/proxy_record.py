@@ -9,8 +9,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from backlog_ops.capture.rows import call_record
+from backlog_ops.capture.usage import token_count
 from backlog_ops.common.prices import cost_from_usage
-from backlog_ops.common.times import format_time
 from backlog_ops.context.fields import fields_from_tags
 from backlog_ops.context.identity import SPEND_LOG_AGENT, SPEND_LOG_SESSION, request_identity
 from backlog_ops.ledger.record import CallRecord
@@ -32,8 +33,8 @@ def record_from_logging_object(slo: dict, *, status: str, source: str = "proxy")
         session_id, agent_id = request_identity(meta.get("requester_custom_headers"))
 
     usage = meta.get("usage_object") or (slo.get("hidden_params") or {}).get("usage_object") or {}
-    prompt = _int(slo.get("prompt_tokens"))
-    completion = _int(slo.get("completion_tokens"))
+    prompt = token_count(slo.get("prompt_tokens"))
+    completion = token_count(slo.get("completion_tokens"))
     cache_read, cache_write = _cache_tokens(usage)
     cache_hit = bool(slo.get("cache_hit"))
     model = slo.get("model") or None
@@ -46,48 +47,29 @@ def record_from_logging_object(slo: dict, *, status: str, source: str = "proxy")
     started = _float(slo.get("startTime")) or time.time()
     ended = _float(slo.get("endTime"))
     error = slo.get("error_information") or {}
-    return CallRecord(
+    return call_record(
         # litellm_call_id is the x-litellm-call-id a client sees; `id` is the provider's response id.
         call_id=str(slo.get("litellm_call_id") or slo.get("id") or f"unknown-{time.time_ns()}"),
-        started_at=format_time(started),
-        status=status,
-        source=source,
-        session_id=session_id,
-        agent_id=agent_id,
-        model=model,
-        model_group=slo.get("model_group") or None,
-        provider=provider,
-        prompt_tokens=prompt,
-        completion_tokens=completion,
-        cache_read_tokens=cache_read,
-        cache_write_tokens=cache_write,
-        cost_usd=cost,
-        cache_hit=cache_hit,
-        saved_cost_usd=_float(slo.get("saved_cache_cost")),
-        latency_ms=round((ended - started) * 1000, 3) if ended else None,
-        error_class=(error.get("error_class") or None) if status == "failure" else None,
-        key_alias=meta.get("user_api_key_alias") or None,
+        source=source, started=started, seconds=(ended - started) if ended else None, status=status,
+        error_class=error.get("error_class") or None, context=context,
+        session_id=session_id, agent_id=agent_id, key_alias=meta.get("user_api_key_alias") or None,
         team_id=meta.get("user_api_key_team_id") or None,
+        model=model, model_group=slo.get("model_group") or None, provider=provider,
+        prompt_tokens=prompt, completion_tokens=completion, cache_read_tokens=cache_read,
+        cache_write_tokens=cache_write, cost_usd=cost, cache_hit=cache_hit,
+        saved_cost_usd=_float(slo.get("saved_cache_cost")),
         guardrail_alerts=spend_meta.get("backlog_guardrail_alerts") or None,
-        **context,
     )
 
 
 def _cache_tokens(usage: dict) -> tuple[int, int]:
     """(cache read, cache write) input tokens, whichever provider's names the usage carries."""
-    read = _int(usage.get("cache_read_input_tokens"))
-    write = _int(usage.get("cache_creation_input_tokens"))
+    read = token_count(usage.get("cache_read_input_tokens"))
+    write = token_count(usage.get("cache_creation_input_tokens"))
     details = usage.get("prompt_tokens_details") or {}
     if not read and isinstance(details, dict):
-        read = _int(details.get("cached_tokens"))
+        read = token_count(details.get("cached_tokens"))
     return read, write
-
-
-def _int(value: Any) -> int:
-    try:
-        return int(value or 0)
-    except (TypeError, ValueError):
-        return 0
 
 
 def _float(value: Any) -> float:

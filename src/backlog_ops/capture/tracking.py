@@ -71,45 +71,28 @@ Calls that went through the gateway are not recorded again
     attribute a call to this process's session, send ``extra_headers=call.headers``.
 """
 
+
 from __future__ import annotations
 
 import contextvars
 import functools
 import inspect
-import json
-import logging
-import os
-import sys
 import threading
 import time
 import uuid
-from pathlib import Path
 from typing import Any, Callable
-from urllib.parse import urlsplit
+
+from backlog_ops.capture import per_home
+from backlog_ops.capture.gateway_detect import is_gateway_url
+from backlog_ops.capture.per_home import flush
+from backlog_ops.capture.streams import counted_stream, looks_like_stream
+from backlog_ops.capture.tracking_log import warn
+from backlog_ops.capture.usage import Usage, provider_of_client, read_usage, token_count
+from backlog_ops.common.settings import settings
 
 __all__ = ["TrackedCall", "current_call", "flush", "track_llm_call"]
 
-log = logging.getLogger("backlog_ops.capture.tracking")
-
 _current: contextvars.ContextVar["TrackedCall | None"] = contextvars.ContextVar("backlog_ops_tracked_call", default=None)
-_LITELLM_HEADERS = ("x-litellm-call-id", "x-litellm-model-id", "x-litellm-version")
-
-
-def track_llm_call(
-    model: str | None = None,
-    *,
-    provider: str | None = None,
-    component: str | None = None,
-    via_gateway: bool | None = None,
-    client: Any = None,
-    session_id: str | None = None,
-    agent_id: str | None = None,
-) -> "TrackedCall":
-    """Track one direct LLM call: ``with``/``async with`` it, or decorate a def/async def with it."""
-    return TrackedCall(
-        model=model, provider=provider, component=component, via_gateway=via_gateway, client=client,
-        session_id=session_id, agent_id=agent_id,
-    )
 
 
 def current_call() -> "TrackedCall | None":
@@ -117,34 +100,29 @@ def current_call() -> "TrackedCall | None":
     return _current.get()
 
 
-def flush(timeout: float = 10.0) -> bool:
-    """Wait until every row handed over so far is in the ledger (tests, short scripts)."""
-    ok = True
-    for writer in _writers():
-        ok = writer.flush(timeout) and ok
-    return ok
+class _Alias:
+    """An attribute that reads and writes another attribute of the same object."""
 
+    def __init__(self, target: str) -> None:
+        self.target = target
 
-def _writers() -> list:
-    with _per_home_lock:
-        return [obj for (kind, _), obj in _per_home.items() if kind == "writer"]
+    def __get__(self, obj: Any, owner: Any = None) -> Any:
+        return self if obj is None else getattr(obj, self.target)
 
-
-def _close_all() -> None:
-    """Close every writer and forget every per-home object (tests switch homes)."""
-    for writer in _writers():
-        writer.close()
-    with _per_home_lock:
-        _per_home.clear()
+    def __set__(self, obj: Any, value: Any) -> None:
+        setattr(obj, self.target, value)
 
 
 class TrackedCall:
-    """One tracked call: the object a ``with track_llm_call(...) as call`` block gets."""
+    """One tracked direct LLM call, made by ``track_llm_call(...)``.
+
+    ``with``/``async with`` it (the block gets this object), or decorate a def/async def with it.
+    """
 
     def __init__(
         self,
-        *,
         model: str | None = None,
+        *,
         provider: str | None = None,
         component: str | None = None,
         via_gateway: bool | None = None,
@@ -158,7 +136,7 @@ class TrackedCall:
         )
         self._declared_model = model
         self.model = model
-        self.provider = provider or _provider_of_client(client)
+        self.provider = provider or provider_of_client(client)
         self.component = component
         self.input_tokens: int | None = None
         self.output_tokens: int | None = None
@@ -185,30 +163,17 @@ class TrackedCall:
         self._token: contextvars.Token | None = None
         self._lock = threading.Lock()
 
-    # -- token aliases (OpenAI's names) ------------------------------------------------------
-
-    @property
-    def prompt_tokens(self) -> int | None:
-        return self.input_tokens
-
-    @prompt_tokens.setter
-    def prompt_tokens(self, value: int | None) -> None:
-        self.input_tokens = value
-
-    @property
-    def completion_tokens(self) -> int | None:
-        return self.output_tokens
-
-    @completion_tokens.setter
-    def completion_tokens(self, value: int | None) -> None:
-        self.output_tokens = value
+    # OpenAI's names for the token counts.
+    prompt_tokens = _Alias("input_tokens")
+    completion_tokens = _Alias("output_tokens")
 
     @property
     def headers(self) -> dict[str, str]:
         """Headers that tell the gateway whose call this is (for ``extra_headers=`` on gateway calls)."""
         out = {}
-        session = self.session_id or self._config["session_id"] or os.environ.get("BACKLOG_SESSION_ID")
-        agent = self.agent_id or self._config["agent_id"] or os.environ.get("BACKLOG_AGENT_ID")
+        conf = settings()
+        session = self.session_id or self._config["session_id"] or conf.session_id
+        agent = self.agent_id or self._config["agent_id"] or conf.agent_id
         if session:
             out["x-backlog-session"] = session
             if agent:
@@ -236,6 +201,7 @@ class TrackedCall:
     # -- decorator -----------------------------------------------------------------------------
 
     def __call__(self, fn: Callable) -> Callable:
+        """`fn` with each of its calls tracked: its response recorded, its stream wrapped."""
         config = self._config
 
         if inspect.isasyncgenfunction(fn):
@@ -256,30 +222,14 @@ class TrackedCall:
         if inspect.iscoroutinefunction(fn):
             @functools.wraps(fn)
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                call = TrackedCall(**config)
-                call._start()
-                try:
-                    result = await fn(*args, **kwargs)
-                except BaseException as exc:
-                    call._end_block(exc)
-                    raise
-                result = call._adopt_result(result)
-                call._end_block(None)
-                return result
+                async with TrackedCall(**config) as call:
+                    return call._adopt_result(await fn(*args, **kwargs))
             return async_wrapper
 
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            call = TrackedCall(**config)
-            call._start()
-            try:
-                result = fn(*args, **kwargs)
-            except BaseException as exc:
-                call._end_block(exc)
-                raise
-            result = call._adopt_result(result)
-            call._end_block(None)
-            return result
+            with TrackedCall(**config) as call:
+                return call._adopt_result(fn(*args, **kwargs))
         return wrapper
 
     # -- capturing usage -----------------------------------------------------------------------
@@ -287,9 +237,9 @@ class TrackedCall:
     def record(self, response: Any) -> Any:
         """Take model and usage from a response (or usage object, raw response, dict); returns it."""
         try:
-            self._absorb(_extract(response))
+            self._absorb(read_usage(response))
         except Exception as exc:  # noqa: BLE001 - tracking never breaks the caller
-            _warn("record", f"could not read usage from {type(response).__name__}: {type(exc).__name__}: {exc}")
+            warn("record", f"could not read usage from {type(response).__name__}: {type(exc).__name__}: {exc}")
         return response
 
     def wrap_stream(self, stream: Any) -> Any:
@@ -297,11 +247,9 @@ class TrackedCall:
         try:
             with self._lock:
                 self._open_streams += 1
-            if hasattr(stream, "__aiter__") or hasattr(stream, "__aenter__") and not hasattr(stream, "__enter__"):
-                return _AsyncStreamProxy(stream, self)
-            return _StreamProxy(stream, self)
+            return counted_stream(stream, self._stream_done)
         except Exception as exc:  # noqa: BLE001
-            _warn("wrap_stream", f"stream not tracked: {type(exc).__name__}: {exc}")
+            warn("wrap_stream", f"stream not tracked: {type(exc).__name__}: {exc}")
             return stream
 
     # -- internals -------------------------------------------------------------------------------
@@ -309,24 +257,25 @@ class TrackedCall:
     def _start(self) -> None:
         try:
             if self._started:
-                _warn("reuse", "a track_llm_call object was entered twice: use one per call")
+                warn("reuse", "a track_llm_call object was entered twice: use one per call")
             self._started = time.time()
             self._started_mono = time.monotonic()
             try:
                 self._token = _current.set(self)
             except Exception:  # noqa: BLE001
                 self._token = None
-            self.session_id = self._config["session_id"] or os.environ.get("BACKLOG_SESSION_ID") or None
-            self.agent_id = self._config["agent_id"] or os.environ.get("BACKLOG_AGENT_ID") or None
-            if self._via_gateway is None and self._client is not None and _is_gateway_url(getattr(self._client, "base_url", None)):
+            conf = settings()
+            self.session_id = self._config["session_id"] or conf.session_id
+            self.agent_id = self._config["agent_id"] or conf.agent_id
+            if self._via_gateway is None and self._client is not None and is_gateway_url(getattr(self._client, "base_url", None)):
                 self._via_gateway = True
             if self._via_gateway:
                 self.skipped = "via_gateway"
                 return
-            resolved = _resolver().resolve(self.session_id, self.agent_id)
+            resolved = per_home.resolver().resolve(self.session_id, self.agent_id)
             self.context = dict(resolved.context) if resolved is not None else None
         except Exception as exc:  # noqa: BLE001
-            _warn("start", f"context not resolved, call recorded without it: {type(exc).__name__}: {exc}")
+            warn("start", f"context not resolved, call recorded without it: {type(exc).__name__}: {exc}")
 
     def _end_block(self, exc: BaseException | None) -> None:
         try:
@@ -344,9 +293,9 @@ class TrackedCall:
             elif self._open_streams == 0:
                 self._finalize()
         except Exception as err:  # noqa: BLE001
-            _warn("end", f"call not recorded: {type(err).__name__}: {err}")
+            warn("end", f"call not recorded: {type(err).__name__}: {err}")
 
-    def _stream_done(self, usage: "_Usage | None", exc: BaseException | None) -> None:
+    def _stream_done(self, usage: Usage | None, exc: BaseException | None) -> None:
         try:
             if usage is not None:
                 self._absorb(usage)
@@ -359,23 +308,23 @@ class TrackedCall:
             if self._block_done and (remaining == 0 or exc is not None):
                 self._finalize()
         except Exception as err:  # noqa: BLE001
-            _warn("stream", f"stream usage not recorded: {type(err).__name__}: {err}")
+            warn("stream", f"stream usage not recorded: {type(err).__name__}: {err}")
 
     def _adopt_result(self, result: Any) -> Any:
         """A decorated function's return value: recorded if it is a response, wrapped if a stream."""
         try:
             if self.input_tokens is not None or self.output_tokens is not None or result is None:
                 return result
-            if _looks_like_stream(result):
+            if looks_like_stream(result):
                 return self.wrap_stream(result)
-            usage = _extract(result)
+            usage = read_usage(result)
             if usage.found:
                 self._absorb(usage)
         except Exception as exc:  # noqa: BLE001
-            _warn("result", f"could not read the function's result: {type(exc).__name__}: {exc}")
+            warn("result", f"could not read the function's result: {type(exc).__name__}: {exc}")
         return result
 
-    def _absorb(self, usage: "_Usage") -> None:
+    def _absorb(self, usage: Usage) -> None:
         if usage.litellm_call_id:
             self.litellm_call_id = usage.litellm_call_id
             if self._via_gateway is None:
@@ -405,365 +354,36 @@ class TrackedCall:
         if self._via_gateway:
             self.skipped = self.skipped or "via_gateway"
             return
-        record = self._build_record()
-        _writer().submit(record)
+        record = self._ledger_row()
+        unpriced = self.cost_usd is None and (record.prompt_tokens or record.completion_tokens)
+        # Priced on the writer thread (LiteLLM's import takes seconds): say which models to price it as.
+        per_home.submit(record, [m for m in (self.model, self._declared_model) if m] if unpriced else None)
 
-    def _build_record(self):
-        from backlog_ops.common.times import format_time
-        from backlog_ops.ledger import CallRecord
+    def _ledger_row(self):
+        from backlog_ops.capture.rows import call_record
 
-        cache_read = _int(self.cache_read_tokens)
-        cache_write = _int(self.cache_write_tokens)
-        prompt = _int(self.input_tokens)
+        cache_read = token_count(self.cache_read_tokens)
+        cache_write = token_count(self.cache_write_tokens)
+        prompt = token_count(self.input_tokens)
         if self._input_excludes_cache or self.provider == "anthropic":
-            prompt += cache_read + cache_write
-        ctx = self.context or {}
-        component = ctx.get("component") or _valid_component(self.component)
-        record = CallRecord(
-            call_id=self.call_id,
-            started_at=format_time(self._started or time.time()),
-            status=self.status or "success",
-            source="direct",
-            session_id=self.session_id,
-            agent_id=self.agent_id if self.session_id else None,
-            ticket_id=ctx.get("ticket_id"),
-            gate=ctx.get("gate"),
-            project=ctx.get("project"),
-            agent_type=ctx.get("agent_type"),
-            skill=ctx.get("skill"),
-            component=component,
-            model=self.model,
-            model_group=self._declared_model,
-            provider=self.provider,
-            prompt_tokens=prompt,
-            completion_tokens=_int(self.output_tokens),
-            cache_read_tokens=cache_read,
-            cache_write_tokens=cache_write,
+            prompt += cache_read + cache_write  # the ledger's prompt_tokens include every cached token
+        context = dict(self.context or {})
+        context["component"] = context.get("component") or _valid_component(self.component)
+        ended = self._ended_mono or time.monotonic()
+        return call_record(
+            call_id=self.call_id, source="direct", started=self._started or time.time(),
+            seconds=(ended - self._started_mono) if self._started_mono else None,
+            status=self.status or "success", error_class=self.error_class, context=context,
+            session_id=self.session_id, agent_id=self.agent_id if self.session_id else None,
+            model=self.model, model_group=self._declared_model, provider=self.provider,
+            prompt_tokens=prompt, completion_tokens=token_count(self.output_tokens),
+            cache_read_tokens=cache_read, cache_write_tokens=cache_write,
             cost_usd=float(self.cost_usd) if self.cost_usd is not None else 0.0,
-            latency_ms=round(((self._ended_mono or time.monotonic()) - self._started_mono) * 1000, 3)
-            if self._started_mono else None,
-            error_class=self.error_class if self.status == "failure" else None,
         )
-        if self.cost_usd is None and (prompt or record.completion_tokens):
-            # Priced on the writer thread (LiteLLM's import is seconds): remember what to price.
-            record._price_with = [m for m in (self.model, self._declared_model) if m]  # type: ignore[attr-defined]
-        return record
 
 
-# -- streams ---------------------------------------------------------------------------------
-
-
-class _StreamAccumulator:
-    """Usage from stream items: OpenAI chat chunks, Responses events, Anthropic events."""
-
-    def __init__(self) -> None:
-        self.usage = _Usage()
-
-    def feed(self, item: Any) -> None:
-        try:
-            kind = _get(item, "type")
-            if kind == "message_start":  # Anthropic: input side, output placeholder
-                message = _get(item, "message")
-                u = _extract(message)
-                if u.found:
-                    self.usage = u
-                elif u.model:
-                    self.usage.model = u.model
-                self.usage.provider = "anthropic"
-                self.usage.input_excludes_cache = True
-            elif kind == "message_delta":  # Anthropic: cumulative counts so far
-                usage = _get(item, "usage")
-                if usage is not None:
-                    self.usage.found = True
-                    self.usage.input_excludes_cache = True
-                    out = _get(usage, "output_tokens")
-                    if out is not None:
-                        self.usage.output_tokens = _int(out)
-                    for src, dst in (("input_tokens", "input_tokens"), ("cache_read_input_tokens", "cache_read"),
-                                     ("cache_creation_input_tokens", "cache_write")):
-                        value = _get(usage, src)
-                        if value is not None:
-                            setattr(self.usage, dst, _int(value))
-            elif kind in ("response.completed", "response.incomplete", "response.failed"):  # OpenAI Responses
-                u = _extract(_get(item, "response"))
-                if u.found:
-                    self.usage = u
-            elif kind is None or kind == "chat.completion.chunk" or _get(item, "object") == "chat.completion.chunk":
-                model = _get(item, "model")
-                if model and not self.usage.model:
-                    self.usage.model = model
-                if _get(item, "usage") is not None:  # OpenAI: the include_usage chunk
-                    u = _extract(item)
-                    if u.found:
-                        u.model = u.model or self.usage.model
-                        self.usage = u
-        except Exception as exc:  # noqa: BLE001
-            _warn("chunk", f"could not read a stream item ({type(item).__name__}): {type(exc).__name__}: {exc}")
-
-    def final(self, stream: Any) -> "_Usage":
-        if not self.usage.found:
-            # Anthropic's messages.stream() helper: iterated through .text_stream, not through us.
-            snapshot = getattr(stream, "current_message_snapshot", None) if stream is not None else None
-            if snapshot is not None:
-                try:
-                    u = _extract(snapshot)
-                    if u.found:
-                        return u
-                except Exception:  # noqa: BLE001
-                    pass
-            _warn("no-usage", "a tracked stream ended without usage: for OpenAI pass "
-                  "stream_options={'include_usage': True}; recorded with 0 tokens", level=logging.INFO)
-        return self.usage
-
-
-class _StreamProxyBase:
-    """What the sync and async stream stand-ins share: state, attribute pass-through, finishing."""
-
-    def __init__(self, stream: Any, call: TrackedCall, acc: _StreamAccumulator | None = None, owner: bool = True) -> None:
-        self._stream = stream
-        self._call = call
-        self._acc = acc or _StreamAccumulator()
-        self._owner = owner
-        self._done = False
-        self._iter = None
-        self._inner: Any = None
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._stream, name)
-
-    def __del__(self) -> None:
-        try:
-            self._finish(None)
-        except Exception:  # noqa: BLE001
-            pass
-
-    def _finish(self, exc: BaseException | None) -> None:
-        if self._done or not self._owner:
-            self._done = True
-            return
-        self._done = True
-        self._call._stream_done(self._acc.final(self._inner if self._inner is not None else self._stream), exc)
-
-
-class _StreamProxy(_StreamProxyBase):
-    """A transparent stand-in for a sync stream (or stream manager) that counts its usage."""
-
-    def __iter__(self) -> "_StreamProxy":
-        return self
-
-    def __next__(self) -> Any:
-        if self._iter is None:
-            self._iter = iter(self._stream)
-        try:
-            item = next(self._iter)
-        except StopIteration:
-            self._finish(None)
-            raise
-        except BaseException as exc:
-            self._finish(exc)
-            raise
-        self._acc.feed(item)
-        return item
-
-    def __enter__(self) -> Any:
-        inner = self._stream.__enter__()
-        if inner is self._stream:
-            return self
-        # A manager (anthropic's messages.stream()) handing out the real stream.
-        self._inner = inner
-        return _StreamProxy(inner, self._call, self._acc, owner=False)
-
-    def __exit__(self, *exc_info: Any) -> Any:
-        try:
-            return self._stream.__exit__(*exc_info)
-        finally:
-            self._finish(exc_info[1])
-
-    def close(self) -> Any:
-        try:
-            closer = getattr(self._stream, "close", None)
-            return closer() if closer is not None else None
-        finally:
-            self._finish(None)
-
-
-class _AsyncStreamProxy(_StreamProxyBase):
-    """The async twin of _StreamProxy."""
-
-    def __aiter__(self) -> "_AsyncStreamProxy":
-        return self
-
-    async def __anext__(self) -> Any:
-        if self._iter is None:
-            self._iter = self._stream.__aiter__()
-        try:
-            item = await self._iter.__anext__()
-        except StopAsyncIteration:
-            self._finish(None)
-            raise
-        except BaseException as exc:
-            self._finish(exc)
-            raise
-        self._acc.feed(item)
-        return item
-
-    async def __aenter__(self) -> Any:
-        inner = await self._stream.__aenter__()
-        if inner is self._stream:
-            return self
-        self._inner = inner
-        return _AsyncStreamProxy(inner, self._call, self._acc, owner=False)
-
-    async def __aexit__(self, *exc_info: Any) -> Any:
-        try:
-            return await self._stream.__aexit__(*exc_info)
-        finally:
-            self._finish(exc_info[1])
-
-    async def close(self) -> Any:
-        try:
-            closer = getattr(self._stream, "close", None) or getattr(self._stream, "aclose", None)
-            if closer is not None:
-                result = closer()
-                if inspect.isawaitable(result):
-                    return await result
-                return result
-        finally:
-            self._finish(None)
-
-
-def _looks_like_stream(obj: Any) -> bool:
-    if isinstance(obj, (str, bytes, dict, list, tuple)):
-        return False
-    name = type(obj).__name__
-    return name.endswith(("Stream", "StreamManager")) and (
-        hasattr(obj, "__iter__") or hasattr(obj, "__aiter__") or hasattr(obj, "__enter__") or hasattr(obj, "__aenter__")
-    )
-
-
-# -- reading responses -----------------------------------------------------------------------
-
-
-class _Usage:
-    __slots__ = ("found", "input_tokens", "output_tokens", "cache_read", "cache_write", "input_excludes_cache",
-                 "model", "provider", "litellm_call_id")
-
-    def __init__(self) -> None:
-        self.found = False
-        self.input_tokens = 0
-        self.output_tokens = 0
-        self.cache_read = 0
-        self.cache_write = 0
-        self.input_excludes_cache = False
-        self.model: str | None = None
-        self.provider: str | None = None
-        self.litellm_call_id: str | None = None
-
-
-def _extract(obj: Any) -> _Usage:
-    """Model and usage of a response in any of the shapes track_llm_call understands."""
-    out = _Usage()
-    if obj is None:
-        return out
-    # Raw responses (.with_raw_response.create): headers first, then the parsed body.
-    headers = _get(obj, "headers") if not isinstance(obj, dict) or "headers" in obj else None
-    if headers is not None:
-        out.litellm_call_id = _litellm_id(headers)
-        body = None
-        if isinstance(obj, dict):
-            body = obj.get("body") or obj.get("response")
-        elif callable(getattr(obj, "parse", None)) and "json" in str(_header(headers, "content-type") or ""):
-            body = obj.parse()
-        if body is not None:
-            inner = _extract(body)
-            inner.litellm_call_id = inner.litellm_call_id or out.litellm_call_id
-            return inner
-        if not isinstance(obj, dict):
-            return out
-    model = _get(obj, "model")
-    if isinstance(model, str):
-        out.model = model
-    usage = _get(obj, "usage")
-    if usage is None and (_get(obj, "prompt_tokens") is not None or _get(obj, "input_tokens") is not None):
-        usage, obj = obj, None  # a bare usage object
-    if usage is None:
-        return out
-    kind = _get(obj, "type") if obj is not None else None
-    kind_object = _get(obj, "object") if obj is not None else None
-    if _get(usage, "prompt_tokens") is not None or _get(usage, "completion_tokens") is not None:
-        # OpenAI chat completions: prompt_tokens includes cached tokens.
-        out.input_tokens = _int(_get(usage, "prompt_tokens"))
-        out.output_tokens = _int(_get(usage, "completion_tokens"))
-        out.cache_read = _int(_get(_get(usage, "prompt_tokens_details"), "cached_tokens"))
-        out.cache_write = _int(_get(_get(usage, "prompt_tokens_details"), "cache_creation_tokens"))
-        out.provider = "openai"
-        out.found = True
-    elif _get(usage, "input_tokens") is not None or _get(usage, "output_tokens") is not None:
-        responses_api = (
-            kind_object == "response"
-            or _get(usage, "input_tokens_details") is not None
-            or _get(usage, "total_tokens") is not None
-        )
-        out.input_tokens = _int(_get(usage, "input_tokens"))
-        out.output_tokens = _int(_get(usage, "output_tokens"))
-        if responses_api and _get(usage, "cache_read_input_tokens") is None:
-            # OpenAI Responses: input_tokens includes cached tokens.
-            out.cache_read = _int(_get(_get(usage, "input_tokens_details"), "cached_tokens"))
-            out.provider = "openai"
-        else:
-            # Anthropic: input_tokens excludes cache reads and writes.
-            out.cache_read = _int(_get(usage, "cache_read_input_tokens"))
-            out.cache_write = _int(_get(usage, "cache_creation_input_tokens"))
-            out.input_excludes_cache = True
-            out.provider = "anthropic"
-        out.found = True
-    if kind == "message" and out.provider is None:
-        out.provider = "anthropic"
-    return out
-
-
-def _get(obj: Any, name: str) -> Any:
-    if obj is None:
-        return None
-    if isinstance(obj, dict):
-        return obj.get(name)
-    try:
-        return getattr(obj, name, None)
-    except Exception:  # noqa: BLE001 - a property that raises is simply absent
-        return None
-
-
-def _header(headers: Any, name: str) -> Any:
-    try:
-        value = headers.get(name)
-        if value is None and isinstance(headers, dict):
-            lowered = {str(k).lower(): v for k, v in headers.items()}
-            value = lowered.get(name)
-        return value
-    except Exception:  # noqa: BLE001
-        return None
-
-
-def _litellm_id(headers: Any) -> str | None:
-    for name in _LITELLM_HEADERS:
-        value = _header(headers, name)
-        if value:
-            return str(_header(headers, "x-litellm-call-id") or value)
-    return None
-
-
-def _provider_of_client(client: Any) -> str | None:
-    if client is None:
-        return None
-    module = type(client).__module__.split(".", 1)[0]
-    return module if module in ("openai", "anthropic", "groq", "mistralai", "cohere") else None
-
-
-def _int(value: Any) -> int:
-    try:
-        return int(value or 0)
-    except (TypeError, ValueError):
-        return 0
+# The public name: ``with track_llm_call(...)``, ``async with``, or ``@track_llm_call(...)``.
+track_llm_call = TrackedCall
 
 
 def _valid_component(value: str | None) -> str | None:
@@ -774,161 +394,5 @@ def _valid_component(value: str | None) -> str | None:
     try:
         return check_field("component", value)
     except ValueError:
-        _warn("component", f"component {value!r} is not a valid slug: recorded without it")
+        warn("component", f"component {value!r} is not a valid slug: recorded without it")
         return None
-
-
-# -- the gateway -------------------------------------------------------------------------------
-
-
-def _is_gateway_url(url: Any) -> bool:
-    if not url:
-        return False
-    target = _url_key(str(url))
-    return target is not None and target in _gateway_keys()
-
-
-def _gateway_keys() -> set[tuple[str, str, int]]:
-    urls = [u.strip() for u in os.environ.get("BACKLOG_GATEWAY_URL", "").split(",") if u.strip()]
-    try:
-        config = json.loads(Path("backlog.config.json").read_text())
-        base = (((config.get("llmOps") or {}).get("gateway") or {}).get("baseURL"))
-        if isinstance(base, str):
-            urls.append(base)
-    except (OSError, ValueError, AttributeError):
-        pass
-    return {key for key in (_url_key(u) for u in urls) if key is not None}
-
-
-def _url_key(url: str) -> tuple[str, str, int] | None:
-    try:
-        parts = urlsplit(url)
-        host = (parts.hostname or "").lower()
-        if not host:
-            return None
-        if host in ("localhost", "::1", "0.0.0.0") or host.startswith("127."):
-            host = "127.0.0.1"
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        return parts.scheme.lower(), host, port
-    except ValueError:
-        return None
-
-
-# -- where rows go -----------------------------------------------------------------------------
-
-_per_home: dict[tuple[str, Path], Any] = {}
-_per_home_lock = threading.Lock()
-
-
-def _for_home(kind: str, make: Callable[[Path], Any]) -> Any:
-    """One `kind` object per BACKLOG_HOME (tests and tools switch homes within one process)."""
-    from backlog_ops.common.home import home
-
-    key = (kind, home())
-    found = _per_home.get(key)
-    if found is None:
-        with _per_home_lock:
-            found = _per_home.get(key)
-            if found is None:
-                found = _per_home[key] = make(key[1])
-    return found
-
-
-def _resolver():
-    from backlog_ops.context.backend import make_resolver
-
-    # The configured store: files, or Redis when BACKLOG_CONTEXT_URL is set.
-    return _for_home("resolver", lambda root: make_resolver(warn=lambda m: _warn("context", m)))
-
-
-def _writer():
-    from backlog_ops.ledger import LedgerWriter, open_ledger
-
-    def make(root: Path) -> LedgerWriter:
-        # Import LiteLLM (~3 s, for its prices) in the background now, not when the writer first
-        # prices a row: that may be at interpreter exit, when LiteLLM can no longer be imported.
-        threading.Thread(target=_import_litellm, name="backlog-ops-pricing-warmup", daemon=True).start()
-        # The configured ledger: SQLite under this home, or PostgreSQL (BACKLOG_LEDGER_URL).
-        return LedgerWriter(lambda: _PricingLedger(open_ledger()), spool_path=root / "ledger-spool.jsonl")
-
-    return _for_home("writer", make)
-
-
-def _import_litellm() -> None:
-    if "litellm" not in sys.modules:
-        os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-    try:
-        import litellm  # noqa: F401
-    except Exception:  # noqa: BLE001 - pricing will warn when it needs it
-        pass
-
-
-class _PricingLedger:
-    """The ledger as the writer thread sees it: prices rows just before writing them."""
-
-    def __init__(self, ledger: Any) -> None:
-        self._ledger = ledger
-
-    def record_many(self, records: list) -> int:
-        for record in records:
-            models = getattr(record, "_price_with", None)
-            if models:
-                try:
-                    record.cost_usd = _price(models, record.provider, record)
-                except Exception as exc:  # noqa: BLE001
-                    _warn("price", f"could not price {models[0]}: {type(exc).__name__}: {exc}")
-                record._price_with = None
-        return self._ledger.record_many(records)
-
-    def close(self) -> None:
-        self._ledger.close()
-
-
-def _price(models: list[str], provider: str | None, record: Any) -> float:
-    cost = price_usage(models, provider, record.prompt_tokens, record.completion_tokens,
-                       record.cache_read_tokens, record.cache_write_tokens)
-    if cost is None:
-        _warn(f"price:{models[0]}", f"LiteLLM has no price for model {models[0]!r}: recorded with cost 0", level=logging.INFO)
-        return 0.0
-    return cost
-
-
-def price_usage(models: list[str], provider: str | None, prompt: int, completion: int,
-                cache_read: int = 0, cache_write: int = 0) -> float | None:
-    """USD at LiteLLM's prices for the first of `models` it has a price for; None if it has none.
-
-    Models missing from LiteLLM's map are not handed to LiteLLM at all: it would print its
-    "Provider List" banner on stdout (spoiling a --json report, or the host app's output).
-    """
-    _import_litellm()
-    import litellm
-
-    from backlog_ops.common.prices import cost_from_usage
-
-    known = litellm.model_cost
-    for model in models:
-        if not model:
-            continue
-        if model not in known and not (provider and f"{provider}/{model}" in known):
-            continue
-        cost = cost_from_usage(model, provider, prompt, completion, cache_read, cache_write)
-        if cost or not (prompt or completion):
-            return cost
-    return None
-
-
-# -- warnings ----------------------------------------------------------------------------------
-
-_warned: dict[str, float] = {}
-
-
-def _warn(key: str, message: str, level: int = logging.WARNING) -> None:
-    """One log line per kind of problem a minute at most: tracking must never flood a log."""
-    now = time.monotonic()
-    last = _warned.get(key)
-    if last is not None and now - last < 60:
-        return
-    if len(_warned) > 1000:
-        _warned.clear()
-    _warned[key] = now
-    log.log(level, "backlog-ops: track_llm_call: %s", message)

@@ -2,17 +2,20 @@
 
 `model_price` reads the map LiteLLM ships (model_prices_and_context_window_backup.json) without
 importing litellm, which costs ~4 s; `cost_from_usage` asks litellm itself, for the cost of a call
-whose reported cost is missing.
+whose reported cost is missing; `price_usage` does so for the first of several candidate models
+LiteLLM knows (direct SDK calls, imported transcripts).
 """
 
 from __future__ import annotations
 
 import json
+import os
+import sys
 from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
-__all__ = ["cost_from_usage", "model_price", "prices_known"]
+__all__ = ["cost_from_usage", "import_litellm", "model_price", "price_usage", "prices_known"]
 
 _PRICES: dict | None = None
 
@@ -45,6 +48,38 @@ def model_price(model: str) -> dict | None:
     return None
 
 
+def import_litellm():
+    """litellm, imported with its bundled price map unless the user chose otherwise.
+
+    LITELLM_LOCAL_MODEL_COST_MAP is set to True only when it is unset and litellm is not imported
+    yet: the bundled map needs no network fetch at import (set it to False to keep the remote map).
+    """
+    if "litellm" not in sys.modules:
+        os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    import litellm  # heavy (~3 s): only where a price is really needed
+
+    return litellm
+
+
+def price_usage(models: list[str], provider: str | None, prompt: int, completion: int,
+                cache_read: int = 0, cache_write: int = 0) -> float | None:
+    """USD at LiteLLM's prices for the first of `models` it has a price for; None if it has none.
+
+    Models missing from LiteLLM's map are not handed to LiteLLM at all: it would print its
+    "Provider List" banner on stdout (spoiling a --json report, or the host app's output).
+    """
+    known = import_litellm().model_cost
+    for model in models:
+        if not model:
+            continue
+        if model not in known and not (provider and f"{provider}/{model}" in known):
+            continue
+        cost = cost_from_usage(model, provider, prompt, completion, cache_read, cache_write)
+        if cost or not (prompt or completion):
+            return cost
+    return None
+
+
 def cost_from_usage(
     model: str | None,
     provider: str | None,
@@ -56,8 +91,7 @@ def cost_from_usage(
     """USD for the usage at LiteLLM's prices; 0.0 for a model LiteLLM has no price for."""
     if not model:
         return 0.0
-    import litellm  # heavy: only where a price is really needed
-
+    litellm = import_litellm()
     try:
         prompt_cost, completion_cost = litellm.cost_per_token(
             model=model,

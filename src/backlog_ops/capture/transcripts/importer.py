@@ -98,8 +98,9 @@ def _open_ledger(dry_run: bool):
 
 def _build(requests: list[Request], ledger, report: ImportReport) -> list:
     """The ledger rows of the requests the proxy has not recorded, attributed and priced."""
-    from backlog_ops.ledger import CallRecord
+    from backlog_ops.capture.rows import call_record
     from backlog_ops.context.backend import open_store
+    from backlog_ops.ledger import CallRecord
 
     if not requests:
         return []
@@ -128,26 +129,11 @@ def _build(requests: list[Request], ledger, report: ImportReport) -> list:
         provider = "anthropic" if (req.model or "").startswith("claude") else None
         priced = _price(req, provider)
         cost = priced or 0.0
-        record = CallRecord(
-            call_id=req.call_id,
-            started_at=format_time(req.at),
-            status="success",
-            source="transcript",
-            session_id=req.session_id,
-            agent_id=req.agent_id,
-            ticket_id=ctx.get("ticket_id"),
-            gate=ctx.get("gate"),
-            project=ctx.get("project"),
-            agent_type=ctx.get("agent_type"),
-            skill=ctx.get("skill"),
-            component=ctx.get("component"),
-            model=req.model,
-            provider=provider,
-            prompt_tokens=req.prompt_tokens,
-            completion_tokens=req.output_tokens,
-            cache_read_tokens=req.cache_read,
-            cache_write_tokens=req.cache_write,
-            cost_usd=cost,
+        record = call_record(
+            call_id=req.call_id, source="transcript", started=req.at, context=ctx,
+            session_id=req.session_id, agent_id=req.agent_id, model=req.model, provider=provider,
+            prompt_tokens=req.prompt_tokens, completion_tokens=req.output_tokens,
+            cache_read_tokens=req.cache_read, cache_write_tokens=req.cache_write, cost_usd=cost,
         )
         records.append(record)
         if not ctx:
@@ -187,7 +173,7 @@ def _existing(ledger, call_ids: list[str]) -> dict[str, dict]:
 
 
 def _price(req: Request, provider: str | None) -> float | None:
-    from backlog_ops.capture.tracking import price_usage
+    from backlog_ops.common.prices import price_usage
 
     return price_usage([req.model] if req.model else [], provider, req.prompt_tokens, req.output_tokens,
                        req.cache_read, req.cache_write)
