@@ -29,7 +29,8 @@ from typing import Any
 
 from litellm.integrations.custom_logger import CustomLogger
 
-from backlog_ops.policy.budgets import PolicyEngine, TicketPolicy, parse_policy_section, parse_routing_section
+from backlog_ops.policy.engine import PolicyEngine
+from backlog_ops.policy.limits import TicketPolicy, parse_policy_section, parse_routing_section
 
 from ._warn_once import WarnOnce
 

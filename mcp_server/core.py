@@ -371,9 +371,9 @@ def ticket_spend(data: SpendInput, caller: Caller) -> SpendResult:
 
 
 def _budget(ticket: str, caller: Caller, warnings: list[str]) -> dict | None:
-    """The ticket's budget from backlog_ops.policy.budgets (per backlog.config.json), when that module exists."""
+    """The ticket's budget from backlog_ops.reports.ticket (per backlog.config.json), when that module exists."""
     try:
-        from backlog_ops.policy.budgets import ticket_budget
+        from backlog_ops.reports.ticket import ticket_budget
     except ImportError:
         return None
     try:

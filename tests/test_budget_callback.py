@@ -15,7 +15,7 @@ import yaml
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no ~7 s price-map download attempt
 pytest.importorskip("litellm")
 
-from backlog_ops.policy.budgets import PolicyEngine  # noqa: E402
+from backlog_ops.policy.engine import PolicyEngine  # noqa: E402
 from backlog_ops.callbacks.ticket_policy import TicketPolicyCallback  # noqa: E402
 
 SECTION = {
