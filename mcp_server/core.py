@@ -99,7 +99,7 @@ class SpendRow(BaseModel):
 
 
 class SpendResult(BaseModel):
-    """What a ticket has cost, from the ledger, with its breakdown and budget."""
+    """What a ticket has cost, from the ledger, with its breakdown and budget (backlog_ops.reports.ticket)."""
 
     ticket_id: str
     cost_usd: float
@@ -130,7 +130,7 @@ def _budget_lines(budget: dict | None, cost: float, remaining: float | None) -> 
     if not budget:
         return ["No budget is configured for this ticket."]
     lines = []
-    limit = _budget_limit(budget)
+    limit = budget.get("budget_usd")
     if limit is not None and remaining is not None:
         line = f"Budget ${limit:.4f}: ${remaining:.4f} left ({_pct(cost, limit)} used)."
         if budget.get("over_budget"):
@@ -342,20 +342,13 @@ def ticket_spend(data: SpendInput, caller: Caller) -> SpendResult:
             raise ToolInputError(
                 "No ticket is in force for this session: send ticket_id, e.g. ticket_id='FEAT-001'"
             )
-    from backlog_ops.reports.spend import spend_report
+    from backlog_ops.reports.ticket import ticket_spend as read_ticket_spend
 
     try:
-        report = spend_report(ticket, by=data.group_by, since=data.since)
+        spend = read_ticket_spend(ticket, by=data.group_by, since=data.since, project_dir=Path(caller.cwd))
     except BacklogOpsError as exc:
         raise ToolInputError(f"cannot read the spend ledger: {exc}") from None
-    warnings: list[str] = []
-    budget = _budget(ticket, caller, warnings)
-    remaining = None
-    limit = _budget_limit(budget) if budget else None
-    if budget and isinstance(budget.get("remaining_usd"), (int, float)):
-        remaining = float(budget["remaining_usd"])
-    elif limit is not None:
-        remaining = round(limit - report["cost_usd"], 6)
+    report = spend.report
     return SpendResult(
         ticket_id=ticket,
         cost_usd=report["cost_usd"],
@@ -364,29 +357,7 @@ def ticket_spend(data: SpendInput, caller: Caller) -> SpendResult:
         by=data.group_by,
         breakdown=[SpendRow(**row) for row in report["breakdown"]],
         since=data.since,
-        budget=budget,
-        remaining_usd=remaining,
-        warnings=warnings,
+        budget=spend.budget,
+        remaining_usd=spend.remaining_usd,
+        warnings=[f"budget unknown: {spend.budget_problem}"] if spend.budget_problem else [],
     )
-
-
-def _budget(ticket: str, caller: Caller, warnings: list[str]) -> dict | None:
-    """The ticket's budget from backlog_ops.reports.ticket (per backlog.config.json), when that module exists."""
-    try:
-        from backlog_ops.reports.ticket import ticket_budget
-    except ImportError:
-        return None
-    try:
-        budget = ticket_budget(ticket, Path(caller.cwd))
-    except (BacklogOpsError, OSError, ValueError) as exc:
-        warnings.append(f"budget unknown: {exc}")
-        return None
-    return dict(budget) if isinstance(budget, dict) else None
-
-
-def _budget_limit(budget: dict) -> float | None:
-    for key in ("limit_usd", "max_budget_usd", "budget_usd", "max_budget"):
-        value = budget.get(key)
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-    return None
