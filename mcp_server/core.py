@@ -44,13 +44,11 @@ class ToolInputError(ValueError):
 # -- results ---------------------------------------------------------------------------------------
 
 
-class ContextOut(BaseModel):
-    ticket_id: str | None = None
-    gate: str
-    agent_type: str
-    project: str | None = None
-    skill: str | None = None
-    component: str | None = None
+class ContextOut(ContextInput):
+    """A stored context: the fields a caller sets, and when it was set and expires."""
+
+    model_config = ConfigDict(extra="ignore")
+
     updated_at: str | None = None
     expires_at: str | None = None
 
@@ -277,6 +275,23 @@ def _default_project(caller: Caller) -> str:
         raise ToolInputError(f"{exc}; or send project='my-api' explicitly") from None
 
 
+def _context_result(caller: Caller, action: str, *, scope: str | None = None, **fields) -> ContextResult:
+    """A ContextResult about the caller (scope: where the context was found, default the caller's own)."""
+    return ContextResult(
+        action=action,
+        scope=scope or caller.scope.kind,
+        session_id=caller.session_id,
+        agent_id=caller.scope.agent_id,
+        attributed_via=caller.via,
+        **fields,
+    )
+
+
+def _in_force(found) -> dict:
+    """The context and tags of a resolved context (None: nothing in force)."""
+    return {"context": _out(found.context) if found else None, "tags": list(found.tags) if found else []}
+
+
 def set_context(data: ContextInput, caller: Caller, *, ttl: int | None = None) -> ContextResult:
     """Store the context at the caller's scope (its agent, else its session, else global)."""
     fields = data.model_dump()
@@ -286,16 +301,9 @@ def set_context(data: ContextInput, caller: Caller, *, ttl: int | None = None) -
         change = _store().set(fields, caller.scope, ttl=ttl, project_dir=Path(caller.cwd))
     except ValueError as exc:
         raise ToolInputError(str(exc)) from None
-    return ContextResult(
-        action="set",
-        scope=caller.scope.kind,
-        session_id=caller.session_id,
-        agent_id=caller.scope.agent_id,
-        attributed_via=caller.via,
-        context=_out(change.new),
-        previous=_out(change.old),
-        tags=context_tags(change.new or {}),
-        warnings=change.warnings,
+    return _context_result(
+        caller, "set", context=_out(change.new), previous=_out(change.old),
+        tags=context_tags(change.new or {}), warnings=change.warnings,
     )
 
 
@@ -303,33 +311,14 @@ def clear_context(caller: Caller) -> ContextResult:
     """Clear the caller's own scope; report what (if anything) is still in force from a wider one."""
     change = _store().clear(caller.scope, project_dir=Path(caller.cwd))
     found = _resolver().resolve(caller.session_id, caller.scope.agent_id)
-    return ContextResult(
-        action="cleared",
-        scope=caller.scope.kind,
-        session_id=caller.session_id,
-        agent_id=caller.scope.agent_id,
-        attributed_via=caller.via,
-        context=_out(found.context) if found else None,
-        previous=_out(change.old),
-        tags=list(found.tags) if found else [],
-        warnings=change.warnings,
-    )
+    return _context_result(caller, "cleared", previous=_out(change.old), warnings=change.warnings, **_in_force(found))
 
 
 def get_context(caller: Caller) -> ContextResult:
     """The context in force for the caller (agent, else session, else global), as the proxy sees it."""
     warnings: list[str] = []
     found = _resolver(warnings).resolve(caller.session_id, caller.scope.agent_id)
-    return ContextResult(
-        action="current",
-        scope=found.scope.kind if found else caller.scope.kind,
-        session_id=caller.session_id,
-        agent_id=caller.scope.agent_id,
-        attributed_via=caller.via,
-        context=_out(found.context) if found else None,
-        tags=list(found.tags) if found else [],
-        warnings=warnings,
-    )
+    return _context_result(caller, "current", scope=found.scope.kind if found else None, warnings=warnings, **_in_force(found))
 
 
 def ticket_spend(data: SpendInput, caller: Caller) -> SpendResult:
