@@ -39,9 +39,10 @@ def main() -> None:
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     os.environ["BACKLOG_NATS_URL"] = "nats://127.0.0.1:1"  # unreachable: measure the buffer, not a publish
 
-    from backlog_ops.policy.budgets import PolicyEngine, ledger_usage_reader, parse_policy_section
     from backlog_ops.gateway.quota_events import build_event
     from backlog_ops.gateway.quota_publisher import QuotaEventPublisher
+    from backlog_ops.policy.engine import PolicyEngine, ledger_usage_reader
+    from backlog_ops.policy.limits import parse_policy_section
     from backlog_ops.capture.proxy_record import record_from_logging_object
     from backlog_ops.ledger import CallRecord, SqliteLedger
 

@@ -9,8 +9,8 @@ A request tagged with one of `backlog_ops.routing.critical_tags` is sent to the 
 first: critical work is never served by a cheaper model, and it counts as an escalation.
 
 The limits come from the `backlog_ops.policy` section of the config file the proxy runs
-(`backlog-ops config render` writes it from backlog.config.json), or of $BACKLOG_POLICY_FILE.
-The file is re-read when it changes, at most once a second.
+(`backlog-ops config render` writes it from backlog.config.json), or of $BACKLOG_POLICY_FILE;
+`backlog_ops.policy.limits_file` reads it again when it changes, at most once a second.
 
 A refusal is `fastapi.HTTPException(402)`: both /v1/chat/completions and /v1/messages return its
 message to the client (Claude Code prints it), and 402 is not retried the way 429 is. Any other
@@ -22,24 +22,23 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import threading
 import time
 from typing import Any
 
 from litellm.integrations.custom_logger import CustomLogger
 
-from backlog_ops.policy.budgets import PolicyEngine, TicketPolicy, parse_policy_section, parse_routing_section
-
-from ._warn_once import WarnOnce
+from backlog_ops.common.prices import priciest_token_price
+from backlog_ops.common.settings import env_str
+from backlog_ops.common.warnings import Warnings
+from backlog_ops.context.fields import fields_from_tags
+from backlog_ops.policy.engine import PolicyEngine, Refusal
+from backlog_ops.policy.limits import TicketPolicy
+from backlog_ops.policy.limits_file import PolicyFile
 
 __all__ = ["TicketPolicyCallback", "ticket_policy"]
 
 log = logging.getLogger("backlog_ops.policy")
 
-POLICY_FILE_ENV = "BACKLOG_POLICY_FILE"
-SECTION = "backlog_ops"
-_RECHECK_SECONDS = 1.0
 _PRICE_TTL = 60.0
 _MAX_COMPLETION_ESTIMATE = 4096
 
@@ -48,14 +47,9 @@ class TicketPolicyCallback(CustomLogger):
     def __init__(self, engine: PolicyEngine | None = None, policy_file: str | None = None) -> None:
         super().__init__()
         self._engine = engine
-        self._policy_file = policy_file
-        self._policies: dict[str, TicketPolicy] = {}
-        self._routing: tuple[str, tuple[str, ...]] = ("frontier", ())
-        self._signature: tuple | None = None
-        self._checked_at = float("-inf")
+        self._warn = Warnings(log)
+        self.limits = PolicyFile(policy_file, proxy_config=_proxy_config_path, warn=self._warn)
         self._prices: dict[str, tuple[float, float, float]] = {}  # alias -> (in, out, read at)
-        self._load_lock = threading.Lock()
-        self._warn = WarnOnce(log)
 
     @property
     def engine(self) -> PolicyEngine:
@@ -111,22 +105,17 @@ class TicketPolicyCallback(CustomLogger):
 
     # -- the decision ----------------------------------------------------------------------------
 
-    def decide(self, data: dict):
+    def decide(self, data: dict) -> Refusal | None:
         tags = _request_tags(data)
-        policies = self.policies()
-        frontier, critical = self._routing
+        frontier, critical = self.limits.routing()
         if critical and data.get("model") != frontier and any(t in critical for t in tags):
             # Critical work stays on the frontier model, whatever alias it asked for.
             data["model"] = frontier
-        ticket = project = None
-        for tag in tags:
-            if ticket is None and tag.startswith("ticket:"):
-                ticket = tag[7:] or None
-            elif project is None and tag.startswith("project:"):
-                project = tag[8:] or None
+        fields = fields_from_tags(tags)
+        ticket = fields.get("ticket_id")
         if ticket is None:
             return None
-        policy = policies.get(project or "") or policies.get("*")
+        policy = self.limits.policy_for(fields.get("project"))
         if policy is None or not policy.limited:
             return None
         call_id = str(data.get("litellm_call_id") or f"policy-{time.time_ns()}")
@@ -135,56 +124,12 @@ class TicketPolicyCallback(CustomLogger):
         budget, _ = policy.budget_for(ticket)
         estimate = self._estimate(model, data) if budget is not None else 0.0
         return self.engine.check(
-            call_id, ticket, policy, escalation=escalation, estimate_usd=estimate, config_hint=self._config_path()
+            call_id, ticket, policy, escalation=escalation, estimate_usd=estimate, config_hint=self.limits.path()
         )
 
-    # -- limits, from the proxy's config file ----------------------------------------------------
-
-    def _config_path(self) -> str | None:
-        path = self._policy_file or os.environ.get(POLICY_FILE_ENV)
-        if path:
-            return path
-        try:
-            from litellm.proxy import proxy_server
-
-            return proxy_server.user_config_file_path or os.environ.get("CONFIG_FILE_PATH")
-        except Exception:  # noqa: BLE001 - not running inside the proxy
-            return os.environ.get("CONFIG_FILE_PATH")
-
     def policies(self) -> dict[str, TicketPolicy]:
-        now = time.monotonic()
-        if now - self._checked_at < _RECHECK_SECONDS:
-            return self._policies
-        with self._load_lock:
-            if now - self._checked_at < _RECHECK_SECONDS:
-                return self._policies
-            self._checked_at = now
-            path = self._config_path()
-            if not path:
-                return self._policies
-            try:
-                st = os.stat(path)
-            except OSError as exc:
-                self._warn(f"cannot read the policy in {path}: {exc.strerror or exc}; keeping the last limits read")
-                return self._policies
-            signature = (path, st.st_ino, st.st_mtime_ns, st.st_size)
-            if signature == self._signature:
-                return self._policies
-            try:
-                import yaml
-
-                with open(path, encoding="utf-8") as fh:
-                    text = fh.read()
-                data = json.loads(text) if path.endswith(".json") else yaml.safe_load(text)
-                section = data.get(SECTION) if isinstance(data, dict) else None
-                self._policies = parse_policy_section(section)
-                self._routing = parse_routing_section(section)
-                self._signature = signature
-                if self._policies:
-                    log.info("backlog-ops: ticket policy for %s from %s", ", ".join(sorted(self._policies)), path)
-            except Exception as exc:  # noqa: BLE001 - keep the last good limits
-                self._warn(f"ignoring the policy in {path}: {type(exc).__name__}: {exc}; keeping the last limits read")
-        return self._policies
+        """{project: limits} from the policy file, as the next request sees them."""
+        return self.limits.policies()
 
     # -- a cost estimate to reserve while a call runs --------------------------------------------
 
@@ -211,33 +156,32 @@ class TicketPolicyCallback(CustomLogger):
         return prompt_tokens * price_in + min(completion, _MAX_COMPLETION_ESTIMATE) * price_out
 
     def _price(self, alias: str) -> tuple[float, float]:
-        """(input, output) USD per token of the priciest deployment behind an alias."""
+        """(input, output) USD per token of the priciest deployment behind an alias, cached a minute."""
         cached = self._prices.get(alias)
         now = time.monotonic()
         if cached and now - cached[2] < _PRICE_TTL:
             return cached[0], cached[1]
-        import litellm
         from litellm.proxy import proxy_server
 
         router = proxy_server.llm_router
         deployments = (router.get_model_list(model_name=alias) if router is not None else None) or []
-        best = (0.0, 0.0)
-        for dep in deployments:
-            params = dep.get("litellm_params") or {}
-            if params.get("input_cost_per_token") is not None:
-                pin = float(params.get("input_cost_per_token") or 0)
-                pout = float(params.get("output_cost_per_token") or 0)
-            else:
-                pin, pout = litellm.cost_per_token(model=params.get("model"), prompt_tokens=1, completion_tokens=0)[0], \
-                    litellm.cost_per_token(model=params.get("model"), prompt_tokens=0, completion_tokens=1)[1]
-            if pin + pout > sum(best):
-                best = (float(pin), float(pout))
-        if best == (0.0, 0.0):
+        price_in, price_out = priciest_token_price(deployments)
+        if (price_in, price_out) == (0.0, 0.0):
             raise LookupError(f"no deployment of {alias!r} has a price")
         if len(self._prices) > 1000:
             self._prices.clear()
-        self._prices[alias] = (best[0], best[1], now)
-        return best
+        self._prices[alias] = (price_in, price_out, now)
+        return price_in, price_out
+
+
+def _proxy_config_path() -> str | None:
+    """The config file the running proxy was started with (None outside the proxy)."""
+    try:
+        from litellm.proxy import proxy_server
+
+        return proxy_server.user_config_file_path or env_str("CONFIG_FILE_PATH")
+    except Exception:  # noqa: BLE001 - not running inside the proxy
+        return env_str("CONFIG_FILE_PATH")
 
 
 def _request_tags(data: dict) -> list[str]:

@@ -44,13 +44,11 @@ class ToolInputError(ValueError):
 # -- results ---------------------------------------------------------------------------------------
 
 
-class ContextOut(BaseModel):
-    ticket_id: str | None = None
-    gate: str
-    agent_type: str
-    project: str | None = None
-    skill: str | None = None
-    component: str | None = None
+class ContextOut(ContextInput):
+    """A stored context: the fields a caller sets, and when it was set and expires."""
+
+    model_config = ConfigDict(extra="ignore")
+
     updated_at: str | None = None
     expires_at: str | None = None
 
@@ -99,7 +97,7 @@ class SpendRow(BaseModel):
 
 
 class SpendResult(BaseModel):
-    """What a ticket has cost, from the ledger, with its breakdown and budget."""
+    """What a ticket has cost, from the ledger, with its breakdown and budget (backlog_ops.reports.ticket)."""
 
     ticket_id: str
     cost_usd: float
@@ -130,7 +128,7 @@ def _budget_lines(budget: dict | None, cost: float, remaining: float | None) -> 
     if not budget:
         return ["No budget is configured for this ticket."]
     lines = []
-    limit = _budget_limit(budget)
+    limit = budget.get("budget_usd")
     if limit is not None and remaining is not None:
         line = f"Budget ${limit:.4f}: ${remaining:.4f} left ({_pct(cost, limit)} used)."
         if budget.get("over_budget"):
@@ -277,6 +275,23 @@ def _default_project(caller: Caller) -> str:
         raise ToolInputError(f"{exc}; or send project='my-api' explicitly") from None
 
 
+def _context_result(caller: Caller, action: str, *, scope: str | None = None, **fields) -> ContextResult:
+    """A ContextResult about the caller (scope: where the context was found, default the caller's own)."""
+    return ContextResult(
+        action=action,
+        scope=scope or caller.scope.kind,
+        session_id=caller.session_id,
+        agent_id=caller.scope.agent_id,
+        attributed_via=caller.via,
+        **fields,
+    )
+
+
+def _in_force(found) -> dict:
+    """The context and tags of a resolved context (None: nothing in force)."""
+    return {"context": _out(found.context) if found else None, "tags": list(found.tags) if found else []}
+
+
 def set_context(data: ContextInput, caller: Caller, *, ttl: int | None = None) -> ContextResult:
     """Store the context at the caller's scope (its agent, else its session, else global)."""
     fields = data.model_dump()
@@ -286,16 +301,9 @@ def set_context(data: ContextInput, caller: Caller, *, ttl: int | None = None) -
         change = _store().set(fields, caller.scope, ttl=ttl, project_dir=Path(caller.cwd))
     except ValueError as exc:
         raise ToolInputError(str(exc)) from None
-    return ContextResult(
-        action="set",
-        scope=caller.scope.kind,
-        session_id=caller.session_id,
-        agent_id=caller.scope.agent_id,
-        attributed_via=caller.via,
-        context=_out(change.new),
-        previous=_out(change.old),
-        tags=context_tags(change.new or {}),
-        warnings=change.warnings,
+    return _context_result(
+        caller, "set", context=_out(change.new), previous=_out(change.old),
+        tags=context_tags(change.new or {}), warnings=change.warnings,
     )
 
 
@@ -303,33 +311,14 @@ def clear_context(caller: Caller) -> ContextResult:
     """Clear the caller's own scope; report what (if anything) is still in force from a wider one."""
     change = _store().clear(caller.scope, project_dir=Path(caller.cwd))
     found = _resolver().resolve(caller.session_id, caller.scope.agent_id)
-    return ContextResult(
-        action="cleared",
-        scope=caller.scope.kind,
-        session_id=caller.session_id,
-        agent_id=caller.scope.agent_id,
-        attributed_via=caller.via,
-        context=_out(found.context) if found else None,
-        previous=_out(change.old),
-        tags=list(found.tags) if found else [],
-        warnings=change.warnings,
-    )
+    return _context_result(caller, "cleared", previous=_out(change.old), warnings=change.warnings, **_in_force(found))
 
 
 def get_context(caller: Caller) -> ContextResult:
     """The context in force for the caller (agent, else session, else global), as the proxy sees it."""
     warnings: list[str] = []
     found = _resolver(warnings).resolve(caller.session_id, caller.scope.agent_id)
-    return ContextResult(
-        action="current",
-        scope=found.scope.kind if found else caller.scope.kind,
-        session_id=caller.session_id,
-        agent_id=caller.scope.agent_id,
-        attributed_via=caller.via,
-        context=_out(found.context) if found else None,
-        tags=list(found.tags) if found else [],
-        warnings=warnings,
-    )
+    return _context_result(caller, "current", scope=found.scope.kind if found else None, warnings=warnings, **_in_force(found))
 
 
 def ticket_spend(data: SpendInput, caller: Caller) -> SpendResult:
@@ -342,20 +331,13 @@ def ticket_spend(data: SpendInput, caller: Caller) -> SpendResult:
             raise ToolInputError(
                 "No ticket is in force for this session: send ticket_id, e.g. ticket_id='FEAT-001'"
             )
-    from backlog_ops.reports.spend import spend_report
+    from backlog_ops.reports.ticket import ticket_spend as read_ticket_spend
 
     try:
-        report = spend_report(ticket, by=data.group_by, since=data.since)
+        spend = read_ticket_spend(ticket, by=data.group_by, since=data.since, project_dir=Path(caller.cwd))
     except BacklogOpsError as exc:
         raise ToolInputError(f"cannot read the spend ledger: {exc}") from None
-    warnings: list[str] = []
-    budget = _budget(ticket, caller, warnings)
-    remaining = None
-    limit = _budget_limit(budget) if budget else None
-    if budget and isinstance(budget.get("remaining_usd"), (int, float)):
-        remaining = float(budget["remaining_usd"])
-    elif limit is not None:
-        remaining = round(limit - report["cost_usd"], 6)
+    report = spend.report
     return SpendResult(
         ticket_id=ticket,
         cost_usd=report["cost_usd"],
@@ -364,29 +346,7 @@ def ticket_spend(data: SpendInput, caller: Caller) -> SpendResult:
         by=data.group_by,
         breakdown=[SpendRow(**row) for row in report["breakdown"]],
         since=data.since,
-        budget=budget,
-        remaining_usd=remaining,
-        warnings=warnings,
+        budget=spend.budget,
+        remaining_usd=spend.remaining_usd,
+        warnings=[f"budget unknown: {spend.budget_problem}"] if spend.budget_problem else [],
     )
-
-
-def _budget(ticket: str, caller: Caller, warnings: list[str]) -> dict | None:
-    """The ticket's budget from backlog_ops.policy.budgets (per backlog.config.json), when that module exists."""
-    try:
-        from backlog_ops.policy.budgets import ticket_budget
-    except ImportError:
-        return None
-    try:
-        budget = ticket_budget(ticket, Path(caller.cwd))
-    except (BacklogOpsError, OSError, ValueError) as exc:
-        warnings.append(f"budget unknown: {exc}")
-        return None
-    return dict(budget) if isinstance(budget, dict) else None
-
-
-def _budget_limit(budget: dict) -> float | None:
-    for key in ("limit_usd", "max_budget_usd", "budget_usd", "max_budget"):
-        value = budget.get(key)
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-    return None

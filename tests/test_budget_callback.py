@@ -15,7 +15,7 @@ import yaml
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no ~7 s price-map download attempt
 pytest.importorskip("litellm")
 
-from backlog_ops.policy.budgets import PolicyEngine  # noqa: E402
+from backlog_ops.policy.engine import PolicyEngine  # noqa: E402
 from backlog_ops.callbacks.ticket_policy import TicketPolicyCallback  # noqa: E402
 
 SECTION = {
@@ -102,7 +102,7 @@ def test_unreadable_policy_keeps_the_last_good_limits(tmp_path: Path, caplog) ->
     with pytest.raises(HTTPException):
         hook(cb, request(call_id="x"))
     Path(path).write_text("backlog_ops: [this is: not: valid")
-    cb._checked_at = float("-inf")  # skip the once-a-second recheck delay
+    cb.limits.expire()  # skip the once-a-second recheck delay
     with caplog.at_level(logging.WARNING, logger="backlog_ops.policy"):
         with pytest.raises(HTTPException):
             hook(cb, request(call_id="y"))

@@ -1,5 +1,5 @@
 """Per-ticket budgets and escalation limits, without the proxy: the engine, the ledger query,
-ticket_budget() for the MCP tool and `backlog-ops spend`, and the policy section's parsing."""
+ticket_budget() (backlog_ops.reports.ticket) for the MCP tool and `backlog-ops spend`, and the policy section's parsing."""
 
 from __future__ import annotations
 
@@ -9,14 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from backlog_ops.policy.budgets import (
-    PolicyEngine,
-    TicketPolicy,
-    format_budget,
-    parse_policy_section,
-    parse_routing_section,
-    ticket_budget,
-)
+from backlog_ops.cli.spend_cmd import format_budget
+from backlog_ops.policy.engine import PolicyEngine
+from backlog_ops.policy.limits import TicketPolicy, parse_policy_section, parse_routing_section
+from backlog_ops.reports.ticket import ticket_budget
 from backlog_ops.errors import ConfigError
 from backlog_ops.ledger import CallRecord, SqliteLedger
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import types
 from pathlib import Path
 
 import anyio
@@ -185,15 +184,18 @@ def test_bad_ticket_spend_arguments_say_what_to_send(server, arguments, needle) 
 def test_ticket_spend_shows_the_budget_when_budgets_exist(server, monkeypatch, project_dir) -> None:
     seen = []
 
+    budget = {"ticket_id": "FEAT-6", "budget_usd": 2.0, "spent_usd": 0.5, "remaining_usd": 1.5, "over_budget": False,
+              "max_escalations": None, "config": "backlog.config.json"}
+
     def ticket_budget(ticket_id, project_dir):
         seen.append((ticket_id, Path(project_dir)))
-        return {"limit_usd": 2.0, "source": "backlog.config.json"}
+        return budget
 
-    monkeypatch.setitem(sys.modules, "backlog_ops.policy.budgets", types.SimpleNamespace(ticket_budget=ticket_budget))
+    monkeypatch.setattr("backlog_ops.reports.ticket.ticket_budget", ticket_budget)
     _ledger_rows(("FEAT-6", "plan", "backend", "m", 0.5, 1))
     result = call(server, "ticket_spend", {"ticket_id": "FEAT-6"})
     out = ok(result)
-    assert out["budget"] == {"limit_usd": 2.0, "source": "backlog.config.json"} and out["remaining_usd"] == pytest.approx(1.5)
+    assert out["budget"] == budget and out["remaining_usd"] == pytest.approx(1.5)
     assert "Budget $2.0000: $1.5000 left (25% used)" in result.content[0].text
     assert seen == [("FEAT-6", project_dir)]
 
@@ -277,8 +279,7 @@ def test_backlog_ops_mcp_over_stdio(backlog_home, project_dir, store) -> None:
 
 
 def test_ticket_spend_with_the_projects_real_budget(server, project_dir) -> None:
-    """backlog.config.json's llmOps.budgets (issue 4) as backlog_ops.policy.budgets reads it."""
-    pytest.importorskip("backlog_ops.policy.budgets")
+    """backlog.config.json's llmOps.budgets (issue 4) as backlog_ops.reports.ticket reads it."""
     (project_dir / "backlog.config.json").write_text(json.dumps({
         "project": {"name": "my-api"},
         "llmOps": {"routing": {"maxEscalationsPerTicket": 3}, "budgets": {"perTicketUSD": 5, "tickets": {"FEAT-12": 2}}},

@@ -41,7 +41,8 @@ def run_demo(*, port: int = 0, keep_home: bool = False) -> int:
     finally:
         proxy.stop()
 
-    from backlog_ops.reports.spend import render_spend, spend_report
+    from backlog_ops.cli.spend_cmd import render_spend
+    from backlog_ops.reports.spend import spend_report
 
     print("\nspend per ticket:")
     print(render_spend(spend_report(None)), end="")

@@ -294,7 +294,7 @@ def _print_warnings(warnings: list[str]) -> None:
 
 
 def _spend(args) -> int:
-    from backlog_ops.reports.spend import print_spend
+    from backlog_ops.cli.spend_cmd import print_spend
 
     return print_spend(args)
 

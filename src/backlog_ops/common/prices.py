@@ -104,3 +104,24 @@ def cost_from_usage(
     except Exception:  # noqa: BLE001 - litellm raises plain Exception for unmapped models
         return 0.0
     return float(prompt_cost) + float(completion_cost)
+
+
+def priciest_token_price(deployments) -> tuple[float, float]:
+    """(input, output) USD per token of the priciest of a model group's deployments.
+
+    Each deployment is a LiteLLM router entry; its own `input_cost_per_token` /
+    `output_cost_per_token` win over LiteLLM's price map. (0.0, 0.0) when none has a price.
+    """
+    best = (0.0, 0.0)
+    for deployment in deployments:
+        params = deployment.get("litellm_params") or {}
+        if params.get("input_cost_per_token") is not None:
+            price = (float(params.get("input_cost_per_token") or 0), float(params.get("output_cost_per_token") or 0))
+        else:
+            import litellm  # heavy: only for a deployment with no price of its own
+
+            per_in, per_out = litellm.cost_per_token(model=params.get("model"), prompt_tokens=1, completion_tokens=1)
+            price = (float(per_in), float(per_out))
+        if sum(price) > sum(best):
+            best = price
+    return best

@@ -286,7 +286,7 @@ def check_proxy_config(path: Path) -> list[str]:
         problems.append(f"{path}: general_settings.master_key: missing; fix: master_key: os.environ/LITELLM_MASTER_KEY")
     section = data.get(POLICY_SECTION)
     if section is not None:
-        from backlog_ops.policy.budgets import parse_policy_section, parse_routing_section
+        from backlog_ops.policy.limits import parse_policy_section, parse_routing_section
 
         try:
             parse_policy_section(section)

@@ -1,0 +1,102 @@
+"""`backlog-ops spend`: per-ticket spend from the ledger as a table, JSON or CSV."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+from typing import TextIO
+
+from backlog_ops.policy.messages import money
+from backlog_ops.reports.spend import spend_report
+from backlog_ops.reports.ticket import ticket_spend
+
+__all__ = ["NO_TICKET", "format_budget", "format_table", "print_spend", "render_spend"]
+
+NO_TICKET = "(no ticket)"
+
+
+def print_spend(args, out: TextIO = sys.stdout) -> int:
+    """Every ticket's spend, or one ticket's with its breakdown and (per ./backlog.config.json) its budget."""
+    fmt = "json" if args.json else "csv" if args.csv else "table"
+    budget = None
+    if args.ticket is None:
+        report = spend_report(None, by=args.by, project=args.project, since=args.since)
+    else:
+        spend = ticket_spend(args.ticket, by=args.by, project=args.project, since=args.since)
+        report, budget = spend.report, spend.budget
+        if spend.budget_problem:
+            print(f"backlog-ops: warning: no budget shown: {spend.budget_problem}", file=sys.stderr)
+    if budget is not None:
+        report = {**report, "budget": budget}
+    out.write(render_spend(report, fmt, filtered=bool(args.project or args.since or args.ticket)))
+    if budget is not None and fmt == "table":
+        out.write("\n" + format_budget(budget))
+    return 0
+
+
+def format_budget(status: dict | None) -> str:
+    """One or two lines for `backlog-ops spend TICKET`; '' when no limit applies."""
+    if not status:
+        return ""
+    lines = []
+    if status["budget_usd"] is not None:
+        state = "OVER BUDGET: new calls are refused" if status["over_budget"] else f"{money(status['remaining_usd'])} remaining"
+        lines.append(
+            f"budget: {money(status['spent_usd'])} of {money(status['budget_usd'])} spent, {state} ({status['budget_key']})"
+        )
+    if status["max_escalations"] is not None:
+        lines.append(
+            f"escalations: {status['escalations']} of {status['max_escalations']} frontier calls, "
+            f"{status['escalations_remaining']} remaining ({status['escalation_key']})"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def render_spend(report: dict, fmt: str = "table", *, filtered: bool = False) -> str:
+    """A spend_report as 'table', 'json' or 'csv' text."""
+    if fmt == "json":
+        return json.dumps(report, indent=2) + "\n"
+    if "tickets" in report:
+        header = ["ticket", "project", "cost_usd", "calls", "tokens"]
+        rows = [[t["ticket_id"] or NO_TICKET, t["project"] or "", t["cost_usd"], t["calls"], t["tokens"]] for t in report["tickets"]]
+        total = ["TOTAL", "", round(sum(t["cost_usd"] for t in report["tickets"]), 6),
+                 sum(t["calls"] for t in report["tickets"]), sum(t["tokens"] for t in report["tickets"])]
+    else:
+        header = [report["by"], "cost_usd", "calls", "tokens"]
+        rows = [[b["key"] if b["key"] is not None else "(none)", b["cost_usd"], b["calls"], b["tokens"]] for b in report["breakdown"]]
+        total = ["TOTAL", report["cost_usd"], report["calls"], report["tokens"]]
+    if fmt == "csv":
+        buf = io.StringIO()
+        writer = csv.writer(buf)
+        writer.writerow(header)
+        writer.writerows(rows)
+        return buf.getvalue()
+    text = ""
+    if "ticket_id" in report:
+        name = report["ticket_id"] or NO_TICKET
+        text += f"{name}: ${report['cost_usd']:.4f} over {report['calls']} calls, {report['tokens']:,} tokens\n\n"
+    if not rows:
+        return text + "no calls recorded" + (" for this filter" if filtered else "") + "\n"
+    return text + format_table(header, rows + [total]) + "\n"
+
+
+def format_table(header: list[str], rows: list[list]) -> str:
+    """Plain-text table: money with 4 decimals, counts with thousands separators, numbers right-aligned."""
+    def cell(col: str, value) -> str:
+        if col == "cost_usd" and isinstance(value, (int, float)):
+            return f"${value:,.4f}"
+        if isinstance(value, int):
+            return f"{value:,}"
+        return str(value)
+
+    text = [[cell(h, v) for h, v in zip(header, row)] for row in rows]
+    widths = [max(len(h), *(len(r[i]) for r in text)) for i, h in enumerate(header)]
+    numeric = [all(isinstance(r[i], (int, float)) for r in rows) for i in range(len(header))]
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(c.rjust(w) if n else c.ljust(w) for c, w, n in zip(cells, widths, numeric)).rstrip()
+
+    sep = "  ".join("-" * w for w in widths)
+    return "\n".join([line(header), sep, *(line(r) for r in text[:-1]), sep, line(text[-1])])

@@ -1,0 +1,48 @@
+"""What a refused client is told: the limit it reached, and where to raise it."""
+
+from __future__ import annotations
+
+from backlog_ops.policy.limits import BUDGET_KEY, ESCALATION_KEY, TicketPolicy, override_key
+from backlog_ops.project.file import CONFIG_FILE
+
+__all__ = ["budget_message", "escalation_message", "money"]
+
+
+def money(value: float) -> str:
+    """USD with four decimals below $100 (per-call costs are fractions of a cent), else two."""
+    return f"${value:,.4f}" if value < 100 else f"${value:,.2f}"
+
+
+def _where(policy: TicketPolicy, config_hint: str | None) -> str:
+    source = policy.source or CONFIG_FILE
+    then = "then run `backlog-ops config render"
+    then += f" --input {source} --output {config_hint}`" if config_hint else f" --input {source}` to the proxy's config"
+    return f"in {source}, {then} (the running proxy picks the new limit up within seconds)"
+
+
+def _of_project(policy: TicketPolicy) -> str:
+    return f" (project {policy.project})" if policy.project else ""
+
+
+def budget_message(
+    ticket: str, policy: TicketPolicy, cost: float, budget: float, fly_cost: float, config_hint: str | None
+) -> str:
+    """A budget refusal: spent so far (with what calls still running reserve) and the keys that raise it."""
+    flying = f", including {money(fly_cost)} reserved for calls still running" if fly_cost > 0 else ""
+    return (
+        f"backlog-ops: ticket {ticket}{_of_project(policy)} has reached its budget: spent {money(cost)} of {money(budget)}"
+        f"{flying}. This call was refused. To raise the limit, set {override_key(ticket)} "
+        f"(this ticket) or {BUDGET_KEY} (every ticket) {_where(policy, config_hint)}."
+    )
+
+
+def escalation_message(
+    ticket: str, policy: TicketPolicy, esc: int, max_esc: int, fly_esc: int, config_hint: str | None
+) -> str:
+    """An escalation refusal: frontier calls so far and how to go on (a cheaper alias, or a higher limit)."""
+    flying = f", {fly_esc} of them still running" if fly_esc else ""
+    return (
+        f"backlog-ops: ticket {ticket}{_of_project(policy)} has used its {max_esc} escalation(s) to the "
+        f"{policy.frontier_alias} model: {esc} frontier call(s) so far{flying}. This {policy.frontier_alias} call "
+        f"was refused; use the cheap or balanced alias, or raise {ESCALATION_KEY} {_where(policy, config_hint)}."
+    )

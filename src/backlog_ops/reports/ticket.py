@@ -1,0 +1,90 @@
+"""One ticket's spend with its budget: what `backlog-ops spend TICKET` and the MCP tool ticket_spend show."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from backlog_ops.errors import BacklogOpsError
+from backlog_ops.policy.limits import ESCALATION_KEY, parse_policy_section
+from backlog_ops.project.file import CONFIG_FILE
+from backlog_ops.reports.spend import spend_report
+
+__all__ = ["TicketSpend", "ticket_budget", "ticket_spend"]
+
+
+@dataclass(frozen=True)
+class TicketSpend:
+    """A ticket's spend report and, when its project sets limits, its budget."""
+
+    report: dict  # spend_report(ticket): totals and breakdown
+    budget: dict | None  # ticket_budget(ticket), or None when no limit applies or it cannot be read
+    budget_problem: str | None = None  # why the budget could not be read
+
+    @property
+    def remaining_usd(self) -> float | None:
+        """Budget left, when the ticket has a dollar budget."""
+        return self.budget.get("remaining_usd") if self.budget else None
+
+
+def ticket_spend(
+    ticket: str,
+    *,
+    by: str = "gate",
+    project: str | None = None,
+    since: str | None = None,
+    project_dir: str | Path | None = None,
+) -> TicketSpend:
+    """A ticket's spend ('-' = calls with no ticket) and its budget per project_dir/backlog.config.json.
+
+    A ledger that cannot be read raises; a budget that cannot be read is None, with the reason.
+    """
+    report = spend_report(ticket, by=by, project=project, since=since)
+    if ticket == "-":
+        return TicketSpend(report, None)
+    try:
+        return TicketSpend(report, ticket_budget(ticket, project_dir))
+    except (BacklogOpsError, OSError, ValueError) as exc:
+        return TicketSpend(report, None, str(exc))
+
+
+def ticket_budget(ticket_id: str, project_dir: str | Path | None = None) -> dict | None:
+    """A ticket's budget, spend and escalations per its project's backlog.config.json and the ledger.
+
+    None when the project has no backlog.config.json or sets neither a budget for the ticket nor
+    an escalation limit. Raises ConfigError for an invalid backlog.config.json.
+    """
+    from backlog_ops.ledger import open_ledger
+    from backlog_ops.project.file import default_project
+    from backlog_ops.project.schema import load_backlog_config, policy_section
+
+    directory = Path.cwd() if project_dir is None else Path(project_dir)
+    path = directory / CONFIG_FILE
+    if not path.is_file():
+        return None
+    config = load_backlog_config(path)
+    project = config.project.name or default_project(directory)
+    policy = parse_policy_section({"policy": {"projects": {project: policy_section(config, path)}}})[project]
+    budget, key = policy.budget_for(ticket_id)
+    max_esc = policy.max_escalations_per_ticket
+    if budget is None and max_esc is None:
+        return None
+    with open_ledger() as ledger:
+        usage = ledger.ticket_usage(
+            ticket_id, project=project, frontier_alias=policy.frontier_alias, frontier_models=policy.frontier_models
+        )
+    spent = usage["cost_usd"]
+    return {
+        "ticket_id": ticket_id,
+        "project": project,
+        "budget_usd": budget,
+        "spent_usd": round(spent, 6),
+        "remaining_usd": None if budget is None else round(max(0.0, budget - spent), 6),
+        "over_budget": budget is not None and spent >= budget,
+        "budget_key": key if budget is not None else None,
+        "escalations": usage["escalations"],
+        "max_escalations": max_esc,
+        "escalations_remaining": None if max_esc is None else max(0, max_esc - usage["escalations"]),
+        "escalation_key": ESCALATION_KEY,
+        "config": str(path.resolve()),
+    }
