@@ -198,7 +198,7 @@ def _mcp(args) -> int:
 
 
 def _install(args) -> int:
-    from backlog_ops.claude.install import run_install
+    from backlog_ops.cli.install_cmd import run_install
 
     return run_install(scope=args.scope, directory=args.dir, uninstall=args.uninstall)
 
