@@ -13,14 +13,10 @@ import tempfile
 import uuid
 from pathlib import Path
 
-from backlog_ops.errors import BacklogOpsError
+from backlog_ops.errors import DemoError
 from backlog_ops.gateway.process import ProxyProcess
 
 __all__ = ["run_demo"]
-
-
-class DemoError(BacklogOpsError):
-    """The demo proxy did not start or did not answer."""
 
 
 def run_demo(*, port: int = 0, keep_home: bool = False) -> int:
@@ -58,11 +54,12 @@ def run_demo(*, port: int = 0, keep_home: bool = False) -> int:
 def _play_scenario(base: str, key: str) -> None:
     import httpx
 
+    from backlog_ops.context.backend import open_store
     from backlog_ops.context.scope import Scope
     from backlog_ops.project.file import default_project
-    from backlog_ops.context.file_store import ContextStore
 
-    store = ContextStore()
+    # The store the demo proxy reads too: it inherits this environment.
+    store = open_store()
     project = default_project()
     session_a, session_b, session_c = (str(uuid.uuid4()) for _ in range(3))
     reviewer = "agent-" + uuid.uuid4().hex[:8]
