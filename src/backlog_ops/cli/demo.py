@@ -22,7 +22,9 @@ __all__ = ["run_demo"]
 def run_demo(*, port: int = 0, keep_home: bool = False) -> int:
     demo_home = Path(tempfile.mkdtemp(prefix="backlog-ops-demo-"))
     os.environ["BACKLOG_HOME"] = str(demo_home)
-    os.environ.pop("BACKLOG_CONTEXT_FILE", None)
+    # Contexts and the ledger in the demo home too, never in the user's Redis or PostgreSQL.
+    for variable in ("BACKLOG_CONTEXT_FILE", "BACKLOG_CONTEXT_URL", "BACKLOG_LEDGER_URL"):
+        os.environ.pop(variable, None)
     # The demo proxy uses a key generated in the demo home, never the user's own master key.
     os.environ.pop("LITELLM_MASTER_KEY", None)
     from backlog_ops.gateway.proxy import master_key
