@@ -74,7 +74,7 @@ def main() -> None:
         subprocess.run([str(hook), "context", "set", "FEAT-1", "implement", "backend", "--session", SID],
                        env=env, cwd=project, check=True, capture_output=True)
         # Exactly the command `backlog-ops install` wires (this interpreter with -c).
-        from backlog_ops.claude.install import HOOK_CODE
+        from backlog_ops.claude.install_content import HOOK_CODE
 
         for name, data in events(str(project)).items():
             commands[f"hook {name}"] = ([sys.executable, "-c", HOOK_CODE], json.dumps(data).encode())

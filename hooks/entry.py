@@ -1,25 +1,25 @@
 """`backlog-ops hook [EVENT]`: the one entry point of every backlog-ops Claude Code hook.
 
 Claude Code runs it with the hook's JSON on stdin and waits for it, so it starts fast: it
-imports os, sys and backlog_ops.common.fastjson (JSON without `re`) here, and each event imports only
-the light modules it needs (never pydantic, filelock, litellm, mcp or argparse). It never blocks and never breaks a session: on
-any internal error it prints ``{"systemMessage": ...}`` for the user and exits 0.
+imports sys, backlog_ops.common.fastjson (JSON without `re`) and plain constants here, and
+each event imports only the light modules it needs (never pydantic, filelock, litellm, mcp or
+argparse). It never blocks and never breaks a session: on any internal error it prints
+``{"systemMessage": ...}`` for the user and exits 0.
 
 BACKLOG_HOOKS_DISABLED=1 turns every hook into a no-op.
 """
 
 from __future__ import annotations
 
-import os
 import sys
 
+from backlog_ops.claude.names import HOOK_EVENTS
 from backlog_ops.common import fastjson
 from backlog_ops.common.settings import settings
 
 __all__ = ["main", "run"]
 
 MAX_INPUT = 4 * 1024 * 1024  # a hook's JSON carries tool inputs: large, but never unbounded
-EVENTS = frozenset({"SessionStart", "PreToolUse", "UserPromptExpansion", "SubagentStart", "SubagentStop", "SessionEnd"})
 
 
 def main(argv: list[str]) -> int:
@@ -32,7 +32,7 @@ def main(argv: list[str]) -> int:
         if not isinstance(data, dict):
             raise ValueError(f"hook input must be a JSON object, got {type(data).__name__}")
         event = event or data.get("hook_event_name")
-        if event not in EVENTS:
+        if event not in HOOK_EVENTS:
             return 0  # wired to an event we do nothing for: import nothing more
         from .events import handle
 
@@ -49,14 +49,14 @@ def main(argv: list[str]) -> int:
         return 0
 
 
-if __name__ == "__main__":  # pragma: no cover - `python -m backlog_ops.hooks.entry EVENT`
-    sys.exit(main(sys.argv[1:]))
-
-
 def run() -> None:
     """`python -c 'from backlog_ops.hooks.entry import run; run()' EVENT`: what install wires.
 
     Faster than the `backlog-ops` console script, whose pip-generated wrapper imports `re`
     (~6 ms of every hook) before it calls us.
     """
+    sys.exit(main(sys.argv[1:]))
+
+
+if __name__ == "__main__":  # pragma: no cover - `python -m backlog_ops.hooks.entry EVENT`
     sys.exit(main(sys.argv[1:]))

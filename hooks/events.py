@@ -10,8 +10,10 @@
     SubagentStop         the subagent's context is cleared
     SessionEnd           the session's contexts (its own and its agents') are cleared
 
-Every function takes the hook's JSON and returns the JSON to print, or None. Heavier modules
-(the store) are imported by the events that write contexts, not by the others.
+Every function takes the hook's JSON and returns the JSON to print, or None; `handle` skips a
+hook whose JSON names no session, so the events can rely on data["session_id"]. Heavier modules
+(the store, the context fields) are imported by the events that read or write contexts, not by
+the PreToolUse claim that runs before every call of our MCP tools.
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ from __future__ import annotations
 import os
 
 from backlog_ops.claude import sessions
+from backlog_ops.claude.names import MCP_TOOLS, SERVER_NAME
 
-__all__ = ["MCP_TOOLS", "SKILL_GATES", "handle", "is_backlog_mcp_tool", "ticket_from_args"]
+__all__ = ["SKILL_GATES", "handle", "is_backlog_mcp_tool", "ticket_from_args"]
 
 # Our four skills: the gate and agent type their first step runs under (the design's tables).
 SKILL_GATES = {
@@ -31,13 +34,13 @@ SKILL_GATES = {
 }
 # Skills whose first gate works on the ticket that was current before, when none is named.
 _KEEP_TICKET = {"backlog-implementer"}
-MCP_TOOLS = ("set_context", "clear_context", "get_context", "ticket_spend")
-_FIELDS = ("ticket_id", "gate", "agent_type", "project", "skill", "component")
 
 
 def handle(event: str | None, data: dict) -> dict | None:
     handler = _HANDLERS.get(event or "")
-    return handler(data) if handler is not None else None
+    if handler is None or _session(data) is None:
+        return None
+    return handler(data)
 
 
 # -- helpers -------------------------------------------------------------------------------------
@@ -48,7 +51,7 @@ def is_backlog_mcp_tool(tool_name: object) -> bool:
     if not isinstance(tool_name, str) or not tool_name.startswith("mcp__"):
         return False
     server, _, tool = tool_name[5:].rpartition("__")
-    return tool in MCP_TOOLS and (server == "backlog-ops" or server.endswith("_backlog-ops"))
+    return tool in MCP_TOOLS and (server == SERVER_NAME or server.endswith("_" + SERVER_NAME))
 
 
 def ticket_from_args(args: object) -> str | None:
@@ -95,7 +98,7 @@ def _project(cwd: str) -> str:
 
 
 def _store():
-    """The configured store: files under BACKLOG_HOME, or Redis for a team gateway (BACKLOG_CONTEXT_URL)."""
+    """The configured store (context.backend makes the one choice between files and Redis)."""
     from backlog_ops.context.backend import open_store
 
     return open_store()
@@ -103,7 +106,14 @@ def _store():
 
 def _scope(session_id: str | None = None, agent_id: str | None = None):
     from backlog_ops.context.scope import Scope
+
     return Scope(session_id, agent_id)
+
+
+def _agent_scope(data: dict):
+    """The scope of the subagent a SubagentStart or SubagentStop hook is about, or None."""
+    agent = _agent(data)
+    return _scope(data["session_id"], agent) if agent is not None else None
 
 
 def _get(store, scope) -> dict | None:
@@ -116,10 +126,10 @@ def _get(store, scope) -> dict | None:
 
 
 def _in_force(store, session_id: str, agent_id: str | None = None) -> dict | None:
-    """The context in force for (session, agent): the agent's, else the session's, else the global one."""
-    scopes = [_scope(session_id, agent_id)] if agent_id else []
-    scopes += [_scope(session_id), _scope()]
-    for scope in scopes:
+    """The context in force for (session, agent): the first one set along the scope chain."""
+    from backlog_ops.context.scope import scope_chain
+
+    for scope in scope_chain(session_id, agent_id):
         ctx = _get(store, scope)
         if ctx is not None:
             return ctx
@@ -127,7 +137,9 @@ def _in_force(store, session_id: str, agent_id: str | None = None) -> dict | Non
 
 
 def _fields(ctx: dict) -> dict:
-    return {k: ctx.get(k) for k in _FIELDS}
+    from backlog_ops.context.fields import CONTEXT_FIELDS
+
+    return {k: ctx.get(k) for k in CONTEXT_FIELDS}
 
 
 def describe(ctx: dict) -> str:
@@ -140,9 +152,7 @@ def describe(ctx: dict) -> str:
 
 
 def session_start(data: dict) -> dict | None:
-    sid = _session(data)
-    if sid is None:
-        return None
+    sid = data["session_id"]
     cwd = _cwd(data)
     project = _project(cwd)
     key = sessions.claude_process_key()
@@ -185,10 +195,7 @@ def pre_tool_use(data: dict) -> dict | None:
 
 def mcp_tool_called(data: dict) -> None:
     """Leave a claim so the MCP server attributes this call to the right session and agent."""
-    sid = _session(data)
-    if sid is None:
-        return None
-    cwd = _cwd(data)
+    sid, cwd = data["session_id"], _cwd(data)
     sessions.record_call(
         str(data.get("tool_use_id") or ""),
         session_id=sid,
@@ -210,11 +217,10 @@ def user_prompt_expansion(data: dict) -> dict | None:
 
 def skill_started(data: dict, name: object, args: object) -> dict | None:
     """A skill starts: ours set their first gate; any other skill is recorded on the current context."""
-    sid, skill = _session(data), _slug(name)
-    if sid is None or skill is None:
+    skill = _slug(name)
+    if skill is None:
         return None
-    cwd = _cwd(data)
-    agent = _agent(data)
+    sid, agent, cwd = data["session_id"], _agent(data), _cwd(data)
     store = _store()
     current = _in_force(store, sid, agent)
     base = skill.rsplit(":", 1)[-1]
@@ -240,33 +246,28 @@ def skill_started(data: dict, name: object, args: object) -> dict | None:
 
 
 def subagent_start(data: dict) -> dict | None:
-    sid, agent = _session(data), _agent(data)
-    if sid is None or agent is None:
+    scope = _agent_scope(data)
+    if scope is None:
         return None
     store = _store()
-    parent = _in_force(store, sid)
-    if parent is None:
-        return None
-    agent_type = _slug(data.get("agent_type")) or parent.get("agent_type")
-    store.set({**_fields(parent), "agent_type": agent_type}, _scope(sid, agent), project_dir=_cwd(data))
+    parent = _in_force(store, scope.session_id)
+    if parent is not None:
+        agent_type = _slug(data.get("agent_type")) or parent.get("agent_type")
+        store.set({**_fields(parent), "agent_type": agent_type}, scope, project_dir=_cwd(data))
     return None
 
 
 def subagent_stop(data: dict) -> dict | None:
-    sid, agent = _session(data), _agent(data)
-    if sid is None or agent is None:
-        return None
-    store = _store()
-    scope = _scope(sid, agent)
-    if _get(store, scope) is not None:
-        store.clear(scope, project_dir=_cwd(data))
+    scope = _agent_scope(data)
+    if scope is not None:
+        store = _store()
+        if _get(store, scope) is not None:
+            store.clear(scope, project_dir=_cwd(data))
     return None
 
 
 def session_end(data: dict) -> dict | None:
-    sid = _session(data)
-    if sid is None:
-        return None
+    sid = data["session_id"]
     store = _store()
     scope = _scope(sid)
     key = sessions.claude_process_key()

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Mapping
 
 from backlog_ops.claude import sessions
+from backlog_ops.common.settings import Settings
 from backlog_ops.context.scope import Scope
 from backlog_ops.errors import InvalidContext
 
@@ -59,6 +60,8 @@ class CallerResolver:
         self.env = dict(os.environ if env is None else env)
         self.process_key = sessions.claude_process_key() if process_key is None else process_key
         self.cwd = cwd or self.env.get("CLAUDE_PROJECT_DIR") or os.getcwd()
+        named = Settings(self.env)  # BACKLOG_SESSION_ID / BACKLOG_AGENT_ID, read once like the rest of env
+        self.named_session, self.named_agent = named.session_id, named.agent_id
 
     def resolve(self, meta: Mapping | None = None) -> Caller:
         tool_use_id = meta.get(TOOL_USE_ID_META) if isinstance(meta, Mapping) else None
@@ -71,9 +74,8 @@ class CallerResolver:
         spawned = self.env.get("CLAUDE_CODE_SESSION_ID")
         if _valid(spawned):
             return Caller(spawned, None, self._cwd(sessions.session_record(spawned)), VIA_SPAWN)
-        named, agent = self.env.get("BACKLOG_SESSION_ID"), self.env.get("BACKLOG_AGENT_ID") or None
-        if _valid(named, agent):
-            return Caller(named, agent, self.cwd, VIA_ENV)
+        if _valid(self.named_session, self.named_agent):
+            return Caller(self.named_session, self.named_agent, self.cwd, VIA_ENV)
         return Caller(None, None, self.cwd, VIA_NONE)
 
     def _cwd(self, record: Mapping | None) -> str:

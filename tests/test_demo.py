@@ -14,7 +14,9 @@ pytestmark = pytest.mark.proxy
 
 
 def test_demo_prints_spend_for_two_tickets_and_leaves_nothing_behind(tmp_path: Path, backlog_home: Path) -> None:
-    env = {**os.environ, "TMPDIR": str(tmp_path), "LITELLM_MASTER_KEY": "sk-the-users-own-key-never-used"}
+    env = {**os.environ, "TMPDIR": str(tmp_path), "LITELLM_MASTER_KEY": "sk-the-users-own-key-never-used",
+           # The user's own backends, unreachable here: the demo must not use them.
+           "BACKLOG_LEDGER_URL": "postgresql://nobody@127.0.0.1:9/none", "BACKLOG_CONTEXT_URL": "redis://127.0.0.1:9/0"}
     r = subprocess.run([str(Path(sys.executable).parent / "backlog-ops"), "demo"], capture_output=True, text=True,
                        timeout=300, env=env, cwd=tmp_path)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]

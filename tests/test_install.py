@@ -14,7 +14,9 @@ import pytest
 import yaml
 
 from backlog_ops.errors import ConfigError
-from backlog_ops.claude.install import HOOK_EVENTS, MCP_TOOL_PERMISSIONS, InstallTarget, install, remove
+from backlog_ops.claude.install import InstallTarget, install, remove
+from backlog_ops.claude.install_content import MCP_TOOL_PERMISSIONS
+from backlog_ops.claude.names import HOOK_EVENTS
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent

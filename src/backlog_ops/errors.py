@@ -4,6 +4,7 @@ __all__ = [
     "BacklogOpsError",
     "ConfigError",
     "ContextFileError",
+    "DemoError",
     "HomeError",
     "InvalidContext",
     "LedgerError",
@@ -37,3 +38,7 @@ class ConfigError(BacklogOpsError):
 
 class MissingExtra(BacklogOpsError):
     """A feature needs an optional dependency that is not installed (pip install 'backlog-ops[EXTRA]')."""
+
+
+class DemoError(BacklogOpsError):
+    """The demo proxy did not start or did not answer."""

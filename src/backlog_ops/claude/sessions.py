@@ -14,8 +14,8 @@ so the hook leaves a claim ticket under that id and the server takes it. The pro
 the fallback when a call carries no id: the SessionStart hook (also run after /clear) and every
 PreToolUse hook keep it current.
 
-Light on purpose (os, time and fastjson: not even `re` or pathlib): the hooks import this module. Files are tiny, ephemeral and
-rewritten whole, so they are replaced atomically but not fsynced.
+Light on purpose (os, time and fastjson: not even `re` or pathlib): the hooks import this module.
+Files are tiny, ephemeral and rewritten whole, so they are replaced atomically but not fsynced.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import os
 import time
 
 from backlog_ops.common import fastjson
-from backlog_ops.common.home import home_dir
+from backlog_ops.common.home import home_dir, write_atomic
 
 __all__ = [
     "CALL_TTL",
@@ -59,15 +59,7 @@ def _safe_name(value: object) -> str | None:
 
 
 def _write(path: str, data: dict) -> None:
-    directory = os.path.dirname(path)
-    os.makedirs(directory, mode=0o700, exist_ok=True)
-    tmp = f"{path}.{os.getpid()}.{os.urandom(3).hex()}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
-    try:
-        os.write(fd, fastjson.dumps(data).encode())
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+    write_atomic(path, fastjson.dumps(data).encode(), durable=False)
 
 
 def read_json(path: str) -> dict | None:

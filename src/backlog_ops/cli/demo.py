@@ -13,20 +13,18 @@ import tempfile
 import uuid
 from pathlib import Path
 
-from backlog_ops.errors import BacklogOpsError
+from backlog_ops.errors import DemoError
 from backlog_ops.gateway.process import ProxyProcess
 
 __all__ = ["run_demo"]
 
 
-class DemoError(BacklogOpsError):
-    """The demo proxy did not start or did not answer."""
-
-
 def run_demo(*, port: int = 0, keep_home: bool = False) -> int:
     demo_home = Path(tempfile.mkdtemp(prefix="backlog-ops-demo-"))
     os.environ["BACKLOG_HOME"] = str(demo_home)
-    os.environ.pop("BACKLOG_CONTEXT_FILE", None)
+    # Contexts and the ledger in the demo home too, never in the user's Redis or PostgreSQL.
+    for variable in ("BACKLOG_CONTEXT_FILE", "BACKLOG_CONTEXT_URL", "BACKLOG_LEDGER_URL"):
+        os.environ.pop(variable, None)
     # The demo proxy uses a key generated in the demo home, never the user's own master key.
     os.environ.pop("LITELLM_MASTER_KEY", None)
     from backlog_ops.gateway.proxy import master_key
@@ -59,11 +57,12 @@ def run_demo(*, port: int = 0, keep_home: bool = False) -> int:
 def _play_scenario(base: str, key: str) -> None:
     import httpx
 
+    from backlog_ops.context.backend import open_store
     from backlog_ops.context.scope import Scope
     from backlog_ops.project.file import default_project
-    from backlog_ops.context.file_store import ContextStore
 
-    store = ContextStore()
+    # The store the demo proxy reads too: it inherits this environment.
+    store = open_store()
     project = default_project()
     session_a, session_b, session_c = (str(uuid.uuid4()) for _ in range(3))
     reviewer = "agent-" + uuid.uuid4().hex[:8]

@@ -46,6 +46,8 @@ def _parser(argparse):
     parser.add_argument("--version", action="version", version=f"backlog-ops {__version__}")
     sub = parser.add_subparsers(metavar="COMMAND")
 
+    from backlog_ops.cli import context_cmd
+
     ctx = sub.add_parser("context", help="set, clear or show the active ticket context")
     ctx_sub = ctx.add_subparsers(metavar="ACTION")
 
@@ -56,27 +58,27 @@ def _parser(argparse):
     p.add_argument("--skill")
     p.add_argument("--project", help="default: project.name in ./backlog.config.json, else this directory's name")
     p.add_argument("--component")
-    _scope_args(p)
+    context_cmd.add_scope_args(p)
     p.add_argument("--ttl", type=_positive_int, metavar="SECONDS", help="expire after this long (default 8 h)")
     p.add_argument("--json", action="store_true", help="print the stored context as JSON")
-    p.set_defaults(run=_context_set)
+    p.set_defaults(run=context_cmd.context_set)
 
     p = ctx_sub.add_parser("clear", help="clear the context of a scope")
-    _scope_args(p)
+    context_cmd.add_scope_args(p)
     p.add_argument("--all-agents", action="store_true", help="with --session: also clear every agent of the session")
-    p.set_defaults(run=_context_clear)
+    p.set_defaults(run=context_cmd.context_clear)
 
     p = ctx_sub.add_parser("show", help="show the context in force for a scope")
-    _scope_args(p)
+    context_cmd.add_scope_args(p)
     p.add_argument("--json", action="store_true")
-    p.set_defaults(run=_context_show)
+    p.set_defaults(run=context_cmd.context_show)
 
     p = ctx_sub.add_parser("history", help="print the history of sets and clears")
     p.add_argument("--since", type=_since, metavar="DATE", help="YYYY-MM-DD, an ISO time, or 24h / 7d")
-    p.set_defaults(run=_context_history)
+    p.set_defaults(run=context_cmd.context_history)
 
     p = ctx_sub.add_parser("shell-helper", help="print the path of the sourceable shell helper")
-    p.set_defaults(run=_context_shell_helper)
+    p.set_defaults(run=context_cmd.context_shell_helper)
 
     p = sub.add_parser("spend", help="what tickets have cost, from the ledger")
     p.add_argument("ticket", metavar="TICKET", nargs="?", help="one ticket; '-' for calls made with no ticket")
@@ -154,11 +156,6 @@ def _parser(argparse):
     return parser
 
 
-def _scope_args(p) -> None:
-    p.add_argument("--session", metavar="ID", help="Claude Code session id (x-claude-code-session-id)")
-    p.add_argument("--agent-id", metavar="ID", help="agent id within the session (x-claude-code-agent-id)")
-
-
 def _positive_int(text: str) -> int:
     import argparse
 
@@ -182,114 +179,6 @@ def _since(text: str) -> str:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-# -- context ---------------------------------------------------------------------------------
-
-
-def _scope(args):
-    from backlog_ops.context.scope import Scope
-    return Scope(args.session or None, args.agent_id or None)
-
-
-def _context_set(args) -> int:
-    import json
-    from pathlib import Path
-
-    from backlog_ops.project.file import default_project
-    from backlog_ops.context.backend import open_store
-
-    scope = _scope(args)
-    project = args.project or default_project()
-    fields = {
-        "ticket_id": args.ticket,
-        "gate": args.gate,
-        "agent_type": args.agent,
-        "project": project,
-        "skill": args.skill,
-        "component": args.component,
-    }
-    change = open_store().set(fields, scope, ttl=args.ttl, project_dir=Path.cwd())
-    _print_warnings(change.warnings)
-    if args.json:
-        print(json.dumps({**scope.as_dict(), "context": change.new}, indent=2))
-    else:
-        print(f"set ({scope.describe()}): {_describe(change.new)}")
-    return 0
-
-
-def _context_clear(args) -> int:
-    from pathlib import Path
-
-    from backlog_ops.context.backend import open_store
-
-    scope = _scope(args)
-    store = open_store()
-    if args.all_agents:
-        if scope.kind != "session":
-            from backlog_ops.errors import InvalidContext
-
-            raise InvalidContext("--all-agents needs --session (and no --agent-id)")
-        changes = store.clear_session(scope.session_id, project_dir=Path.cwd())
-    else:
-        changes = [store.clear(scope, project_dir=Path.cwd())]
-    for change in changes:
-        _print_warnings(change.warnings)
-        state = f"was {_describe(change.old)}" if change.old else "nothing was set"
-        print(f"cleared ({change.scope.describe()}): {state}")
-    return 0
-
-
-def _context_show(args) -> int:
-    import json
-
-    from backlog_ops.context.backend import make_resolver
-
-    scope = _scope(args)
-    resolver = make_resolver(warn=lambda m: print(f"backlog-ops: warning: {m}", file=sys.stderr))
-    found = resolver.resolve(scope.session_id, scope.agent_id)
-    if args.json:
-        out = {**found.scope.as_dict(), "context": found.context} if found else {**scope.as_dict(), "context": None}
-        print(json.dumps(out, indent=2))
-    elif found is None:
-        print(f"no context in force for {scope.describe()}")
-    else:
-        print(_describe(found.context))
-        print(f"from: {found.scope.describe()}   expires: {found.context['expires_at']}")
-        print(f"tags: {' '.join(found.tags)}")
-    return 0
-
-
-def _context_history(args) -> int:
-    import json
-
-    from backlog_ops.context.backend import open_store
-    from backlog_ops.common.times import iso_to_epoch
-
-    since = iso_to_epoch(args.since) if args.since else None
-    for entry in open_store().history(since=since):
-        print(json.dumps(entry, separators=(",", ":")))
-    return 0
-
-
-def _context_shell_helper(args) -> int:
-    from pathlib import Path
-
-    print(Path(__file__).with_name("shell") / "context.sh")
-    return 0
-
-
-def _describe(ctx: dict | None) -> str:
-    if not ctx:
-        return "(none)"
-    from backlog_ops.context.fields import context_tags
-
-    return "  ".join(context_tags(ctx)) or "(empty)"
-
-
-def _print_warnings(warnings: list[str]) -> None:
-    for w in warnings:
-        print(f"backlog-ops: warning: {w}", file=sys.stderr)
-
-
 # -- spend -----------------------------------------------------------------------------------
 
 
@@ -309,7 +198,7 @@ def _mcp(args) -> int:
 
 
 def _install(args) -> int:
-    from backlog_ops.claude.install import run_install
+    from backlog_ops.cli.install_cmd import run_install
 
     return run_install(scope=args.scope, directory=args.dir, uninstall=args.uninstall)
 

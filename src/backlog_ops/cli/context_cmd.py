@@ -1,0 +1,122 @@
+"""`backlog-ops context set | clear | show | history | shell-helper`: the commands and what they print.
+
+main.py builds the argument parser at every start, so this module imports nothing heavy at
+import time; each command imports the store when it runs.
+"""
+
+from __future__ import annotations
+
+import sys
+
+__all__ = ["add_scope_args", "context_clear", "context_history", "context_set", "context_shell_helper", "context_show"]
+
+
+def add_scope_args(parser) -> None:
+    """--session and --agent-id: the scope a context command acts on (neither: the global scope)."""
+    parser.add_argument("--session", metavar="ID", help="Claude Code session id (x-claude-code-session-id)")
+    parser.add_argument("--agent-id", metavar="ID", help="agent id within the session (x-claude-code-agent-id)")
+
+
+def _scope(args):
+    from backlog_ops.context.scope import Scope
+
+    return Scope(args.session or None, args.agent_id or None)
+
+
+def context_set(args) -> int:
+    import json
+    from pathlib import Path
+
+    from backlog_ops.context.backend import open_store
+    from backlog_ops.project.file import default_project
+
+    scope = _scope(args)
+    fields = {
+        "ticket_id": args.ticket,
+        "gate": args.gate,
+        "agent_type": args.agent,
+        "project": args.project or default_project(),
+        "skill": args.skill,
+        "component": args.component,
+    }
+    change = open_store().set(fields, scope, ttl=args.ttl, project_dir=Path.cwd())
+    _print_warnings(change.warnings)
+    if args.json:
+        print(json.dumps({**scope.as_dict(), "context": change.new}, indent=2))
+    else:
+        print(f"set ({scope.describe()}): {_describe(change.new)}")
+    return 0
+
+
+def context_clear(args) -> int:
+    from pathlib import Path
+
+    from backlog_ops.context.backend import open_store
+
+    scope = _scope(args)
+    store = open_store()
+    if args.all_agents:
+        if scope.kind != "session":
+            from backlog_ops.errors import InvalidContext
+
+            raise InvalidContext("--all-agents needs --session (and no --agent-id)")
+        changes = store.clear_session(scope.session_id, project_dir=Path.cwd())
+    else:
+        changes = [store.clear(scope, project_dir=Path.cwd())]
+    for change in changes:
+        _print_warnings(change.warnings)
+        state = f"was {_describe(change.old)}" if change.old else "nothing was set"
+        print(f"cleared ({change.scope.describe()}): {state}")
+    return 0
+
+
+def context_show(args) -> int:
+    import json
+
+    from backlog_ops.context.backend import make_resolver
+
+    scope = _scope(args)
+    resolver = make_resolver(warn=lambda message: _print_warnings([message]))
+    found = resolver.resolve(scope.session_id, scope.agent_id)
+    if args.json:
+        out = {**found.scope.as_dict(), "context": found.context} if found else {**scope.as_dict(), "context": None}
+        print(json.dumps(out, indent=2))
+    elif found is None:
+        print(f"no context in force for {scope.describe()}")
+    else:
+        print(_describe(found.context))
+        print(f"from: {found.scope.describe()}   expires: {found.context['expires_at']}")
+        print(f"tags: {' '.join(found.tags)}")
+    return 0
+
+
+def context_history(args) -> int:
+    import json
+
+    from backlog_ops.common.times import iso_to_epoch
+    from backlog_ops.context.backend import open_store
+
+    since = iso_to_epoch(args.since) if args.since else None
+    for entry in open_store().history(since=since):
+        print(json.dumps(entry, separators=(",", ":")))
+    return 0
+
+
+def context_shell_helper(args) -> int:
+    from pathlib import Path
+
+    print(Path(__file__).with_name("shell") / "context.sh")
+    return 0
+
+
+def _describe(ctx: dict | None) -> str:
+    if not ctx:
+        return "(none)"
+    from backlog_ops.context.fields import context_tags
+
+    return "  ".join(context_tags(ctx)) or "(empty)"
+
+
+def _print_warnings(warnings: list[str]) -> None:
+    for warning in warnings:
+        print(f"backlog-ops: warning: {warning}", file=sys.stderr)
