@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from backlog_ops.checks.direct_calls import check_paths, check_source, run_check
+from backlog_ops.checks.direct_calls import check_paths, check_source
+from backlog_ops.cli.check_cmd import run_check
 
 CORPUS = Path(__file__).parent / "data" / "direct_calls"
 REPO = Path(__file__).resolve().parent.parent
