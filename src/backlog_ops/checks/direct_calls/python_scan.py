@@ -17,7 +17,7 @@ __all__ = ["FileChecker"]
 
 @dataclass(frozen=True)
 class _Origin:
-    kind: str  # client | module | other | unknown
+    kind: str  # client | module | def | other | unknown
     provider: str | None = None
     gateway: str | None = None  # gateway | direct | param
     path: tuple[str, ...] = ()
