@@ -21,7 +21,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
-from backlog_ops.gateway.guardrails import FAMILIES, Detector, evaluate, iter_texts  # noqa: E402
+from backlog_ops.gateway.guardrails import Detector, iter_texts  # noqa: E402
+from backlog_ops.gateway.guardrails.evaluation import FAMILIES, evaluate  # noqa: E402
 
 DATA = ROOT / "tests" / "data" / "guardrails" / "labelled.jsonl"
 

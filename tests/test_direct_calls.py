@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from backlog_ops.checks.direct_calls import check_paths, check_source, run_check
+from backlog_ops.checks.direct_calls import check_paths, check_source
+from backlog_ops.cli.check_cmd import run_check
 
 CORPUS = Path(__file__).parent / "data" / "direct_calls"
 REPO = Path(__file__).resolve().parent.parent
@@ -151,3 +152,18 @@ def test_pre_commit_hook_definition() -> None:
     assert warn["verbose"] is True  # pre-commit hides a passing hook's output otherwise
     assert "python" in warn["types_or"] and "ts" in warn["types_or"]
     assert strict["entry"].endswith("--strict")
+    for hook in (warn, strict):  # the base install is all the hook gets: no extras, nothing added
+        assert "additional_dependencies" not in hook
+
+
+def test_the_check_needs_only_the_standard_library(tmp_path: Path) -> None:
+    """What `backlog-ops check-direct-calls` imports, so the hook runs on the base install alone."""
+    probe = ("import sys\n"
+             "before = set(sys.modules)\n"
+             "from backlog_ops.cli import main\n"
+             f"assert main(['check-direct-calls', {str(tmp_path)!r}]) == 0\n"
+             "print(sorted(m for m in set(sys.modules) - before\n"
+             "             if m.split('.')[0] not in sys.stdlib_module_names and m.split('.')[0] != 'backlog_ops'))\n")
+    r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[-1] == "[]", r.stdout

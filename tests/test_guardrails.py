@@ -16,7 +16,8 @@ import pytest
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no price-map download when litellm loads
 
-from backlog_ops.gateway.guardrails import FAMILIES, Detector, evaluate, luhn_ok
+from backlog_ops.gateway.guardrails import Detector, luhn_ok
+from backlog_ops.gateway.guardrails.evaluation import FAMILIES, evaluate
 
 DATA = Path(__file__).parent / "data" / "guardrails" / "labelled.jsonl"
 ITEMS = [json.loads(line) for line in DATA.read_text().splitlines() if line.strip()]

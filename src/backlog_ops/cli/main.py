@@ -222,7 +222,7 @@ def _import_transcripts(args) -> int:
 
 
 def _check_direct_calls(args) -> int:
-    from backlog_ops.checks.direct_calls import run_check
+    from backlog_ops.cli.check_cmd import run_check
 
     return run_check(args.paths or ["."], strict=args.strict)
 
