@@ -6,6 +6,7 @@ __all__ = [
     "ContextFileError",
     "HomeError",
     "InvalidContext",
+    "KeyAPIError",
     "LedgerError",
     "MissingExtra",
 ]
@@ -37,3 +38,7 @@ class ConfigError(BacklogOpsError):
 
 class MissingExtra(BacklogOpsError):
     """A feature needs an optional dependency that is not installed (pip install 'backlog-ops[EXTRA]')."""
+
+
+class KeyAPIError(BacklogOpsError):
+    """The proxy's key API refused a request, or could not be reached."""

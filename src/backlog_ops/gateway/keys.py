@@ -29,7 +29,8 @@ from typing import Any
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from backlog_ops.errors import BacklogOpsError, ConfigError
+from backlog_ops.errors import BacklogOpsError, ConfigError, KeyAPIError
+from backlog_ops.gateway.master_key import resolve_master_key
 
 __all__ = [
     "DEFAULT_URL",
@@ -49,10 +50,6 @@ LIST_MAX_PAGES = 100  # 10,000 keys: a bound, not a limit anybody should reach
 _DURATION = re.compile(r"^\d+(s|m|h|d|w|mo)$")  # what litellm's duration_in_seconds accepts
 _ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
 _ALIAS = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@/-]{0,127}$")
-
-
-class KeyAPIError(BacklogOpsError):
-    """The proxy's key API refused a request, or could not be reached."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -203,21 +200,6 @@ def _explain(exc: ValidationError) -> str:
 
 def base_url(url: str | None) -> str:
     return (url or os.environ.get("LITELLM_BASE_URL") or DEFAULT_URL).rstrip("/")
-
-
-def resolve_master_key() -> str:
-    """$LITELLM_MASTER_KEY, else the key file the proxy generated; never a new one."""
-    if os.environ.get("LITELLM_MASTER_KEY"):
-        return os.environ["LITELLM_MASTER_KEY"]
-    from backlog_ops.common.home import home
-    from backlog_ops.gateway.proxy import _KEY_FILE, master_key
-
-    if not (home() / _KEY_FILE).is_file():
-        raise KeyAPIError(
-            "no master key: set LITELLM_MASTER_KEY (the proxy's general_settings.master_key), "
-            f"or run where the proxy generated {home() / _KEY_FILE}"
-        )
-    return master_key()[0]
 
 
 class KeyAPI:

@@ -8,43 +8,23 @@ proportion to the request, so spend looks like spend without any provider key.
 from __future__ import annotations
 
 import os
-import secrets
 import signal
 import sys
 from importlib import resources
 from pathlib import Path
 
-from backlog_ops.errors import ConfigError, HomeError
-from backlog_ops.common.home import ensure_dir, home, write_atomic
+from backlog_ops.common.home import home, write_atomic
+from backlog_ops.errors import ConfigError
+from backlog_ops.gateway.master_key import master_key
 
-__all__ = ["DEV_CONFIG", "master_key", "run_proxy"]
+__all__ = ["DEV_CONFIG", "run_proxy"]
 
 DEV_CONFIG = "dev.yaml"
 MOCK_BASE_ENV = "BACKLOG_MOCK_API_BASE"
-_KEY_FILE = "master-key"
 
 
 def dev_config_path() -> Path:
     return Path(str(resources.files("backlog_ops.config").joinpath(DEV_CONFIG)))
-
-
-def master_key() -> tuple[str, str]:
-    """(key, where it came from): $LITELLM_MASTER_KEY, else a key generated once and kept 0600."""
-    key = os.environ.get("LITELLM_MASTER_KEY")
-    if key:
-        return key, "LITELLM_MASTER_KEY"
-    path = home() / _KEY_FILE
-    try:
-        key = path.read_text().strip()
-    except FileNotFoundError:
-        key = ""
-    except OSError as exc:
-        raise HomeError(f"cannot read {path}: {exc.strerror or exc}") from exc
-    if not key:
-        ensure_dir(path.parent)
-        key = "sk-" + secrets.token_urlsafe(32)
-        write_atomic(path, (key + "\n").encode())
-    return key, str(path)
 
 
 def run_proxy(*, config: str | None, host: str, port: int) -> int:
