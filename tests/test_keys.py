@@ -23,7 +23,7 @@ import pytest
 
 from backlog_ops.cli.main import main
 from backlog_ops.errors import ConfigError
-from backlog_ops.gateway.keys import load_keys_file
+from backlog_ops.gateway.keys_file import load_keys_file
 from backlog_ops.gateway.process import free_port
 
 from fake_key_api import FakeKeyAPI

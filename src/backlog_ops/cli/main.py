@@ -339,7 +339,7 @@ def _check_direct_calls(args) -> int:
 
 
 def _keys(args) -> int:
-    from backlog_ops.gateway.keys import run_keys
+    from backlog_ops.cli.keys_cmd import run_keys
 
     return run_keys(args)
 

@@ -474,7 +474,7 @@ def _is_virtual_keys_file(path: Path) -> bool:
 
 
 def check_virtual_keys_file(path: Path) -> list[str]:
-    from backlog_ops.gateway.keys import load_keys_file
+    from backlog_ops.gateway.keys_file import load_keys_file
 
     try:
         load_keys_file(path)
