@@ -13,11 +13,11 @@ from typing import Any
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from backlog_ops.common.times import duration_problem
 from backlog_ops.errors import ConfigError
 
 __all__ = ["KeySpec", "VirtualKeysFile", "load_keys_file"]
 
-_DURATION = re.compile(r"^\d+(s|m|h|d|w|mo)$")  # what litellm's duration_in_seconds accepts
 _ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
 _ALIAS = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@/-]{0,127}$")
 # The service brief's names for LiteLLM's fields; normalised before `defaults:` are merged in.
@@ -42,9 +42,13 @@ class _KeySettings(BaseModel):
     @field_validator("budget_duration", "duration")
     @classmethod
     def _duration(cls, value: str | None) -> str | None:
-        if value is not None and not _DURATION.match(value):
-            raise ValueError(f"{value!r} is not a LiteLLM duration: a number and one of s, m, h, d, w, mo (e.g. 30d, 1mo)")
-        return value
+        if value is None:
+            return None
+        problem = duration_problem(value)
+        if problem:
+            raise ValueError(problem)
+        # What was checked is what LiteLLM gets: its parser takes no blanks or capital units.
+        return value.strip().lower()
 
 
 class KeySpec(_KeySettings):
