@@ -9,6 +9,7 @@ __all__ = [
     "KeyAPIError",
     "LedgerError",
     "MissingExtra",
+    "ProxyStartError",
 ]
 
 
@@ -42,3 +43,7 @@ class MissingExtra(BacklogOpsError):
 
 class KeyAPIError(BacklogOpsError):
     """The proxy's key API refused a request, or could not be reached."""
+
+
+class ProxyStartError(BacklogOpsError):
+    """The proxy exited or did not answer its liveness probe in time."""

@@ -10,16 +10,12 @@ import sys
 import time
 from pathlib import Path
 
-from backlog_ops.errors import BacklogOpsError
+from backlog_ops.errors import ProxyStartError
 from backlog_ops.gateway.master_key import KEY_FILE
 
-__all__ = ["ProxyProcess", "ProxyStartError", "free_port"]
+__all__ = ["ProxyProcess", "free_port"]
 
 READY_TIMEOUT = 120.0
-
-
-class ProxyStartError(BacklogOpsError):
-    """The proxy exited or did not answer its liveness probe in time."""
 
 
 def free_port() -> int:
