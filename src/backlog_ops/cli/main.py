@@ -315,13 +315,13 @@ def _install(args) -> int:
 
 
 def _config_render(args) -> int:
-    from backlog_ops.gateway.render import run_render
+    from backlog_ops.cli.config_cmd import run_render
 
     return run_render(input_path=args.input, output=args.output)
 
 
 def _config_check(args) -> int:
-    from backlog_ops.gateway.render import run_check
+    from backlog_ops.cli.config_cmd import run_check
 
     return run_check(args.files)
 

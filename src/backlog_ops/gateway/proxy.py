@@ -77,7 +77,8 @@ def _dev_policy_from_project() -> None:
         return
     import yaml
 
-    from backlog_ops.gateway.render import load_backlog_config, render_proxy_config
+    from backlog_ops.gateway.render import render_proxy_config
+    from backlog_ops.project.schema import load_backlog_config
 
     section = render_proxy_config(load_backlog_config(source), source=source)["backlog_ops"]
     policy_file = home() / "dev-policy.yaml"
