@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from backlog_ops.gateway.render import check_proxy_config
+from backlog_ops.gateway.lint import check_proxy_config
 
 from conftest import in_ci
 

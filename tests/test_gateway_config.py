@@ -12,14 +12,9 @@ import yaml
 
 from backlog_ops.cli.main import main
 from backlog_ops.errors import ConfigError
-from backlog_ops.gateway.render import (
-    check_backlog_config,
-    check_proxy_config,
-    load_backlog_config,
-    load_proxy_config,
-    render_proxy_config,
-    shipped_configs,
-)
+from backlog_ops.gateway.lint import check_proxy_config, load_proxy_config, shipped_configs
+from backlog_ops.gateway.render import render_proxy_config
+from backlog_ops.project.schema import check_backlog_config, load_backlog_config
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "backlog.config.example.json"

@@ -21,7 +21,8 @@ import pytest
 import yaml
 
 from backlog_ops.context.scope import Scope
-from backlog_ops.gateway.render import load_backlog_config, render_proxy_config
+from backlog_ops.gateway.render import render_proxy_config
+from backlog_ops.project.schema import load_backlog_config
 from backlog_ops.ledger import SqliteLedger
 from backlog_ops.testing.mock_upstream import MockUpstream, Reply
 from backlog_ops.gateway.process import ProxyProcess

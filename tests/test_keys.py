@@ -23,7 +23,7 @@ import pytest
 
 from backlog_ops.cli.main import main
 from backlog_ops.errors import ConfigError
-from backlog_ops.gateway.keys import load_keys_file
+from backlog_ops.gateway.keys_file import load_keys_file
 from backlog_ops.gateway.process import free_port
 
 from fake_key_api import FakeKeyAPI
@@ -413,7 +413,8 @@ def test_the_shipped_file_is_valid():
     ("entry", "message"),
     [
         ("- alias: a\n  budget: lots", r"keys\[0\] \('a'\): max_budget: Input should be a valid number"),
-        ("- alias: a\n  budget_duration: monthly", r"keys\[0\] \('a'\): budget_duration: .*'monthly' is not a LiteLLM duration"),
+        ("- alias: a\n  budget_duration: 1 month", r"keys\[0\] \('a'\): budget_duration: .*'1 month' is not a LiteLLM duration"),
+        ("- alias: a\n  duration: 12m", r"keys\[0\] \('a'\): duration: .*'12m' means 12 minute\(s\) to LiteLLM"),
         ("- alias: a\n  rpm: 10", r"keys\[0\] \('a'\): rpm: unknown field"),
         ("- alias: a\n  env: lower-case", r"keys\[0\] \('a'\): env: .*not an environment variable name"),
         ("- alias: a\n  tpm_limit: 0", r"keys\[0\] \('a'\): tpm_limit: Input should be greater than or equal to 1"),
@@ -428,6 +429,13 @@ def test_schema_errors_name_the_key_and_the_field(tmp_path, entry, message):
     path.write_text("keys:\n" + "\n".join("  " + line for line in entry.splitlines()) if entry != "[]" else "keys: []\n")
     with pytest.raises(ConfigError, match=message):
         load_keys_file(path)
+
+
+def test_durations_follow_litellms_grammar_and_are_sent_as_checked(tmp_path):
+    path = tmp_path / "virtual_keys.yaml"
+    path.write_text("keys:\n  - alias: a\n    budget_duration: Monthly\n    duration: ' 30D'\n")
+    (spec,) = load_keys_file(path)
+    assert (spec.request_body()["budget_duration"], spec.request_body()["duration"]) == ("monthly", "30d")
 
 
 def test_a_bad_file_fails_before_any_request(fake, tmp_path, capsys):

@@ -7,8 +7,10 @@ __all__ = [
     "DemoError",
     "HomeError",
     "InvalidContext",
+    "KeyAPIError",
     "LedgerError",
     "MissingExtra",
+    "ProxyStartError",
 ]
 
 
@@ -42,3 +44,11 @@ class MissingExtra(BacklogOpsError):
 
 class DemoError(BacklogOpsError):
     """The demo proxy did not start or did not answer."""
+
+
+class KeyAPIError(BacklogOpsError):
+    """The proxy's key API refused a request, or could not be reached."""
+
+
+class ProxyStartError(BacklogOpsError):
+    """The proxy exited or did not answer its liveness probe in time."""

@@ -27,7 +27,7 @@ def run_demo(*, port: int = 0, keep_home: bool = False) -> int:
         os.environ.pop(variable, None)
     # The demo proxy uses a key generated in the demo home, never the user's own master key.
     os.environ.pop("LITELLM_MASTER_KEY", None)
-    from backlog_ops.gateway.proxy import master_key
+    from backlog_ops.gateway.master_key import master_key
 
     key, _ = master_key()
     proxy = ProxyProcess(demo_home, port=port)

@@ -204,13 +204,13 @@ def _install(args) -> int:
 
 
 def _config_render(args) -> int:
-    from backlog_ops.gateway.render import run_render
+    from backlog_ops.cli.config_cmd import run_render
 
     return run_render(input_path=args.input, output=args.output)
 
 
 def _config_check(args) -> int:
-    from backlog_ops.gateway.render import run_check
+    from backlog_ops.cli.config_cmd import run_check
 
     return run_check(args.files)
 
@@ -228,7 +228,7 @@ def _check_direct_calls(args) -> int:
 
 
 def _keys(args) -> int:
-    from backlog_ops.gateway.keys import run_keys
+    from backlog_ops.cli.keys_cmd import run_keys
 
     return run_keys(args)
 

@@ -10,15 +10,12 @@ import sys
 import time
 from pathlib import Path
 
-from backlog_ops.errors import BacklogOpsError
+from backlog_ops.errors import ProxyStartError
+from backlog_ops.gateway.master_key import KEY_FILE
 
-__all__ = ["ProxyProcess", "ProxyStartError", "free_port"]
+__all__ = ["ProxyProcess", "free_port"]
 
 READY_TIMEOUT = 120.0
-
-
-class ProxyStartError(BacklogOpsError):
-    """The proxy exited or did not answer its liveness probe in time."""
 
 
 def free_port() -> int:
@@ -60,7 +57,7 @@ class ProxyProcess:
     def master_key(self) -> str:
         if self.env.get("LITELLM_MASTER_KEY"):
             return self.env["LITELLM_MASTER_KEY"]
-        return (self.home / "master-key").read_text().strip()
+        return (self.home / KEY_FILE).read_text().strip()
 
     def start(self, timeout: float = READY_TIMEOUT) -> "ProxyProcess":
         self.home.mkdir(parents=True, exist_ok=True, mode=0o700)

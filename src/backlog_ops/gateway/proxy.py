@@ -8,43 +8,30 @@ proportion to the request, so spend looks like spend without any provider key.
 from __future__ import annotations
 
 import os
-import secrets
 import signal
 import sys
-from importlib import resources
 from pathlib import Path
 
-from backlog_ops.errors import ConfigError, HomeError
-from backlog_ops.common.home import ensure_dir, home, write_atomic
+import yaml
 
-__all__ = ["DEV_CONFIG", "master_key", "run_proxy"]
+from backlog_ops.common.home import home, write_atomic
+from backlog_ops.common.settings import settings
+from backlog_ops.errors import ConfigError
+from backlog_ops.gateway.lint import POLICY_SECTION, config_dir
+from backlog_ops.gateway.master_key import master_key
+from backlog_ops.gateway.render import render_proxy_config
+from backlog_ops.ledger.sqlite import default_ledger_path
+from backlog_ops.project.file import CONFIG_FILE
+from backlog_ops.project.schema import load_backlog_config
+
+__all__ = ["DEV_CONFIG", "run_proxy"]
 
 DEV_CONFIG = "dev.yaml"
 MOCK_BASE_ENV = "BACKLOG_MOCK_API_BASE"
-_KEY_FILE = "master-key"
 
 
 def dev_config_path() -> Path:
-    return Path(str(resources.files("backlog_ops.config").joinpath(DEV_CONFIG)))
-
-
-def master_key() -> tuple[str, str]:
-    """(key, where it came from): $LITELLM_MASTER_KEY, else a key generated once and kept 0600."""
-    key = os.environ.get("LITELLM_MASTER_KEY")
-    if key:
-        return key, "LITELLM_MASTER_KEY"
-    path = home() / _KEY_FILE
-    try:
-        key = path.read_text().strip()
-    except FileNotFoundError:
-        key = ""
-    except OSError as exc:
-        raise HomeError(f"cannot read {path}: {exc.strerror or exc}") from exc
-    if not key:
-        ensure_dir(path.parent)
-        key = "sk-" + secrets.token_urlsafe(32)
-        write_atomic(path, (key + "\n").encode())
-    return key, str(path)
+    return config_dir() / DEV_CONFIG
 
 
 def run_proxy(*, config: str | None, host: str, port: int) -> int:
@@ -62,15 +49,18 @@ def run_proxy(*, config: str | None, host: str, port: int) -> int:
 
     mock = None
     if config is None:
-        _dev_policy_from_project()
+        policy_source = _dev_policy_from_project()
+        if policy_source is not None:
+            print(f"backlog-ops: ticket budgets from {policy_source}", file=sys.stderr)
         from backlog_ops.testing.mock_upstream import MockUpstream
 
         mock = MockUpstream(estimate_usage=True)
         os.environ[MOCK_BASE_ENV] = mock.start()
 
+    # The start-up banner stays here: it belongs to the running process and goes to its log.
     print(f"backlog-ops: LiteLLM proxy on http://{host}:{port} with config {config_path}", file=sys.stderr)
     print(f"backlog-ops: master key from {key_source} (use it as the API key; it is not printed)", file=sys.stderr)
-    print(f"backlog-ops: ledger {home() / 'ledger.db'}", file=sys.stderr)
+    print(f"backlog-ops: ledger {default_ledger_path()}", file=sys.stderr)
     from litellm.proxy.proxy_cli import run_server
 
     # uvicorn shuts down gracefully on SIGTERM, then re-raises the signal to the handler it found:
@@ -88,22 +78,19 @@ def run_proxy(*, config: str | None, host: str, port: int) -> int:
     return 0
 
 
-def _dev_policy_from_project() -> None:
-    """Let the offline proxy enforce ./backlog.config.json's ticket budgets, as a rendered config would."""
-    from backlog_ops.project.file import CONFIG_FILE
+def _dev_policy_from_project() -> Path | None:
+    """Let the offline proxy enforce ./backlog.config.json's ticket budgets, as a rendered config would.
 
+    Returns the backlog.config.json it used: None when there is none or BACKLOG_POLICY_FILE is set.
+    """
     source = Path.cwd() / CONFIG_FILE
-    if os.environ.get("BACKLOG_POLICY_FILE") or not source.is_file():
-        return
-    import yaml
-
-    from backlog_ops.gateway.render import load_backlog_config, render_proxy_config
-
-    section = render_proxy_config(load_backlog_config(source), source=source)["backlog_ops"]
+    if settings().policy_file or not source.is_file():
+        return None
+    section = render_proxy_config(load_backlog_config(source), source=source)[POLICY_SECTION]
     policy_file = home() / "dev-policy.yaml"
-    write_atomic(policy_file, yaml.safe_dump({"backlog_ops": section}, sort_keys=False).encode())
+    write_atomic(policy_file, yaml.safe_dump({POLICY_SECTION: section}, sort_keys=False).encode())
     os.environ["BACKLOG_POLICY_FILE"] = str(policy_file)
-    print(f"backlog-ops: ticket budgets from {source}", file=sys.stderr)
+    return source
 
 
 def _exit_on_sigterm(signum: int, frame: object) -> None:
