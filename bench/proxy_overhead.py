@@ -25,7 +25,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from backlog_ops.context.contextfile import Scope  # noqa: E402
+from backlog_ops.context.scope import Scope  # noqa: E402
 from backlog_ops.testing.mock_upstream import MockUpstream  # noqa: E402
 from backlog_ops.context.file_store import ContextStore
 from proxy_support import start_proxy, write_config  # noqa: E402

@@ -23,7 +23,11 @@ import logging
 import sys
 
 from backlog_ops.capture.proxy_record import record_from_logging_object
-from backlog_ops.gateway.observability import context_labels, get_metrics, mount_metrics_endpoint
+from backlog_ops.gateway.observability import (
+    context_labels,
+    get_metrics,
+    mount_metrics_endpoint,
+)
 
 from .base import FinishedCallCallback
 

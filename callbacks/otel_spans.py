@@ -118,13 +118,18 @@ def _default_provider() -> Any:
     try:
         from opentelemetry.sdk.resources import Resource
         from opentelemetry.sdk.trace import TracerProvider
-        from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
+        from opentelemetry.sdk.trace.export import (
+            BatchSpanProcessor,
+            ConsoleSpanExporter,
+        )
 
         provider = TracerProvider(resource=Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME", "backlog-ops-gateway")}))
         if console:
             exporter: Any = ConsoleSpanExporter()
         else:
-            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
+                OTLPSpanExporter,
+            )
 
             exporter = OTLPSpanExporter()  # reads OTEL_EXPORTER_OTLP_* itself
         provider.add_span_processor(BatchSpanProcessor(exporter))  # export off the request path

@@ -15,10 +15,14 @@ import logging
 from typing import Any
 
 from backlog_ops.common.settings import settings
-from backlog_ops.context.fields import TAG_PREFIXES, check_field
-from backlog_ops.context.identity import SPEND_LOG_AGENT, SPEND_LOG_SESSION, request_identity
-from backlog_ops.context.resolver import ContextResolver
 from backlog_ops.context.backend import make_resolver
+from backlog_ops.context.fields import TAG_PREFIXES, check_field
+from backlog_ops.context.identity import (
+    SPEND_LOG_AGENT,
+    SPEND_LOG_SESSION,
+    request_identity,
+)
+from backlog_ops.context.resolver import ContextResolver
 
 from .base import Callback, add_spend_logs_metadata, metadata_key, request_metadata
 

@@ -142,12 +142,6 @@ def _fields(ctx: dict) -> dict:
     return {k: ctx.get(k) for k in CONTEXT_FIELDS}
 
 
-def describe(ctx: dict) -> str:
-    ticket = f"ticket {ctx['ticket_id']}" if ctx.get("ticket_id") else "no ticket"
-    extras = ", ".join(f"{k.replace('_', ' ')} {ctx[k]}" for k in ("skill", "project", "component") if ctx.get(k))
-    return f"{ticket}, gate {ctx.get('gate')}, agent {ctx.get('agent_type')}" + (f" ({extras})" if extras else "")
-
-
 # -- events --------------------------------------------------------------------------------------
 
 
@@ -172,9 +166,11 @@ def session_start(data: dict) -> dict | None:
     ctx = _in_force(store, sid)
     if ctx is None:
         return None
+    from backlog_ops.context.fields import describe_context
+
     how = " (carried over from before /clear)" if carried else ""
     text = (
-        f"backlog-ops: this session's LLM calls are attributed to {describe(ctx)}{how}. "
+        f"backlog-ops: this session's LLM calls are attributed to {describe_context(ctx)}{how}. "
         "When you move to another gate or ticket, call the backlog-ops set_context tool "
         "(mcp__backlog-ops__set_context); when the work is done, clear_context; "
         "ticket_spend tells what a ticket has cost."

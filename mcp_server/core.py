@@ -13,9 +13,9 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from backlog_ops.claude import sessions
+from backlog_ops.context.fields import check_field, context_tags, describe_context
 from backlog_ops.context.model import ContextInput
-from backlog_ops.errors import BacklogOpsError
-from backlog_ops.context.fields import check_field, context_tags
+from backlog_ops.errors import BacklogOpsError, ToolInputError
 
 from .caller import Caller
 
@@ -35,10 +35,6 @@ __all__ = [
 ]
 
 SPEND_GROUPS = ("gate", "agent", "model", "skill", "session", "day")
-
-
-class ToolInputError(ValueError):
-    """Bad arguments or state: the message tells the model what to send instead."""
 
 
 # -- results ---------------------------------------------------------------------------------------
@@ -155,12 +151,7 @@ def _who(scope: str, session_id: str | None, agent_id: str | None) -> str:
 
 
 def _describe(ctx: ContextOut | None) -> str:
-    if ctx is None:
-        return "(none)"
-    ticket = f"ticket {ctx.ticket_id}" if ctx.ticket_id else "no ticket"
-    parts = [ticket, f"gate {ctx.gate}", f"agent {ctx.agent_type}"]
-    parts += [f"{name} {value}" for name, value in (("skill", ctx.skill), ("project", ctx.project), ("component", ctx.component)) if value]
-    return ", ".join(parts)
+    return describe_context(ctx.model_dump() if ctx is not None else None)
 
 
 def _out(ctx: dict | None) -> ContextOut | None:

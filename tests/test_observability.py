@@ -21,7 +21,7 @@ pytest.importorskip("prometheus_client")
 
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
-from backlog_ops.context.contextfile import Scope  # noqa: E402
+from backlog_ops.context.scope import Scope  # noqa: E402
 from backlog_ops.testing.mock_upstream import MockUpstream  # noqa: E402
 from backlog_ops.gateway.observability import LabelLimiter, context_labels  # noqa: E402
 from backlog_ops.gateway.process import ProxyProcess  # noqa: E402

@@ -16,7 +16,7 @@ openai = pytest.importorskip("openai")
 anthropic = pytest.importorskip("anthropic", reason="pip install anthropic (see the dependency note in the README)")
 
 from backlog_ops.capture import per_home, tracking, tracking_log  # noqa: E402
-from backlog_ops.context.contextfile import Scope  # noqa: E402
+from backlog_ops.context.scope import Scope  # noqa: E402
 from backlog_ops.ledger import SqliteLedger  # noqa: E402
 from backlog_ops.testing.mock_upstream import MockUpstream, Reply  # noqa: E402
 from backlog_ops.common.prices import cost_from_usage  # noqa: E402

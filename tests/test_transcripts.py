@@ -15,7 +15,7 @@ import pytest
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 from backlog_ops.cli.main import main  # noqa: E402
-from backlog_ops.context.contextfile import format_time  # noqa: E402
+from backlog_ops.common.times import format_time  # noqa: E402
 from backlog_ops.context.scope import Scope
 from backlog_ops.ledger import CallRecord, SqliteLedger  # noqa: E402
 from backlog_ops.common.prices import cost_from_usage  # noqa: E402

@@ -11,6 +11,7 @@ __all__ = [
     "LedgerError",
     "MissingExtra",
     "ProxyStartError",
+    "ToolInputError",
 ]
 
 
@@ -52,3 +53,7 @@ class KeyAPIError(BacklogOpsError):
 
 class ProxyStartError(BacklogOpsError):
     """The proxy exited or did not answer its liveness probe in time."""
+
+
+class ToolInputError(BacklogOpsError, ValueError):
+    """An MCP tool's arguments or state are wrong: the message tells the model what to send instead."""

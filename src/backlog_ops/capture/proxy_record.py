@@ -13,7 +13,11 @@ from backlog_ops.capture.rows import call_record
 from backlog_ops.capture.usage import token_count
 from backlog_ops.common.prices import cost_from_usage
 from backlog_ops.context.fields import fields_from_tags
-from backlog_ops.context.identity import SPEND_LOG_AGENT, SPEND_LOG_SESSION, request_identity
+from backlog_ops.context.identity import (
+    SPEND_LOG_AGENT,
+    SPEND_LOG_SESSION,
+    request_identity,
+)
 from backlog_ops.ledger.record import CallRecord
 
 __all__ = ["HEALTH_CHECK_TAG", "record_from_logging_object"]

@@ -21,7 +21,13 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from backlog_ops.claude.install_content import MCP_TOOL_PERMISSIONS, cli_command, hook_groups, server_entry, shipped_skills
+from backlog_ops.claude.install_content import (
+    MCP_TOOL_PERMISSIONS,
+    cli_command,
+    hook_groups,
+    server_entry,
+    shipped_skills,
+)
 from backlog_ops.claude.names import HOOK_EVENTS, SERVER_NAME
 from backlog_ops.claude.user_files import (
     file_sha,

@@ -11,7 +11,11 @@ import sys
 from pathlib import Path
 
 from backlog_ops.common.home import write_atomic
-from backlog_ops.gateway.lint import check_config_file, check_proxy_config, shipped_configs
+from backlog_ops.gateway.lint import (
+    check_config_file,
+    check_proxy_config,
+    shipped_configs,
+)
 from backlog_ops.gateway.render import render_text
 from backlog_ops.project.file import CONFIG_FILE
 from backlog_ops.project.schema import load_backlog_config

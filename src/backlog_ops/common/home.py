@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 
-from backlog_ops.common.settings import DEFAULT_HOME, settings
+from backlog_ops.common.settings import settings
 from backlog_ops.errors import HomeError
 
 __all__ = [

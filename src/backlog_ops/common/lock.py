@@ -11,8 +11,8 @@ from __future__ import annotations
 import os
 import time
 
-from backlog_ops.errors import HomeError
 from backlog_ops.common.home import ensure_dir
+from backlog_ops.errors import HomeError
 
 __all__ = ["ExclusiveLock"]
 

@@ -13,7 +13,6 @@ import os
 import sys
 from importlib.util import find_spec
 from pathlib import Path
-from typing import Any
 
 __all__ = ["cost_from_usage", "import_litellm", "model_price", "price_usage", "prices_known"]
 

@@ -11,12 +11,10 @@ import os
 import time
 
 from backlog_ops.common import fastjson
-
-from backlog_ops.errors import ContextFileError, InvalidContext
 from backlog_ops.common.times import format_time
 from backlog_ops.common.times import parse_time as _parse_time
 from backlog_ops.context.fields import normalize_context_fields
-from backlog_ops.context.scope import Scope
+from backlog_ops.errors import ContextFileError, InvalidContext
 
 __all__ = [
     "DEFAULT_TTL",

@@ -16,6 +16,7 @@ __all__ = [
     "check_field",
     "check_id",
     "context_tags",
+    "describe_context",
     "normalize_context_fields",
     "fields_from_tags",
     "find_ticket_id",
@@ -178,3 +179,12 @@ def fields_from_tags(tags) -> dict:
         if field and value and field not in context:
             context[field] = value
     return context
+
+
+def describe_context(ctx: dict | None) -> str:
+    """A context in words, for people and models: 'ticket FEAT-1, gate plan, agent backend (skill x)'."""
+    if not ctx:
+        return "(none)"
+    ticket = f"ticket {ctx['ticket_id']}" if ctx.get("ticket_id") else "no ticket"
+    extras = ", ".join(f"{k} {ctx[k]}" for k in ("skill", "project", "component") if ctx.get(k))
+    return f"{ticket}, gate {ctx.get('gate')}, agent {ctx.get('agent_type')}" + (f" ({extras})" if extras else "")

@@ -12,13 +12,22 @@ import os
 import time
 
 from backlog_ops.common import fastjson
-from backlog_ops.context.contextfile import default_ttl, read_context_file, render_context
-from backlog_ops.context.scope import Scope
-from backlog_ops.common.times import format_time
-from backlog_ops.errors import ContextFileError, HomeError, InvalidContext
-from backlog_ops.common.home import append_line, ensure_dir, global_context_file, home_dir, write_atomic
+from backlog_ops.common.home import (
+    append_line,
+    ensure_dir,
+    global_context_file,
+    home_dir,
+    write_atomic,
+)
 from backlog_ops.common.lock import ExclusiveLock
+from backlog_ops.common.times import format_time
 from backlog_ops.context.change import ContextChange, check_ttl, update_audit_copy
+from backlog_ops.context.contextfile import (
+    read_context_file,
+    render_context,
+)
+from backlog_ops.context.scope import Scope
+from backlog_ops.errors import ContextFileError, HomeError
 
 __all__ = ["ContextStore"]
 

@@ -21,16 +21,18 @@ import time
 from pathlib import Path
 from typing import Callable, Iterator
 
-from backlog_ops.context.contextfile import MAX_CONTEXT_FILE_BYTES, parse_context, render_context
-
-from backlog_ops.context.scope import Scope, scope_chain
-
 from backlog_ops.common.extras import require
 from backlog_ops.common.times import format_time
-from backlog_ops.errors import ContextFileError, HomeError
+from backlog_ops.context.change import ContextChange, check_ttl, update_audit_copy
+from backlog_ops.context.contextfile import (
+    MAX_CONTEXT_FILE_BYTES,
+    parse_context,
+    render_context,
+)
 from backlog_ops.context.fields import context_tags
 from backlog_ops.context.resolver import Resolved
-from backlog_ops.context.change import ContextChange, check_ttl, update_audit_copy
+from backlog_ops.context.scope import Scope, scope_chain
+from backlog_ops.errors import ContextFileError, HomeError
 
 __all__ = ["RedisContextResolver", "RedisContextStore"]
 

@@ -15,11 +15,10 @@ import threading
 import time
 
 from backlog_ops.context.contextfile import MAX_CONTEXT_FILE_BYTES, parse_context
-
-from backlog_ops.context.scope import Scope, scope_chain
-from backlog_ops.errors import ContextFileError
 from backlog_ops.context.fields import context_tags
 from backlog_ops.context.file_store import ContextStore
+from backlog_ops.context.scope import Scope, scope_chain
+from backlog_ops.errors import ContextFileError
 
 __all__ = ["ContextResolver", "Resolved"]
 

@@ -33,9 +33,11 @@ import sys
 import threading
 from typing import Any, Iterable
 
+from backlog_ops.common.extras import require
 from backlog_ops.common.settings import env_int
+from backlog_ops.common.warnings import Warnings
 from backlog_ops.context.fields import fields_from_tags
-from backlog_ops.errors import ConfigError
+from backlog_ops.errors import ConfigError, MissingExtra
 
 __all__ = ["LabelLimiter", "Metrics", "context_labels", "get_metrics", "mount_metrics_endpoint"]
 
@@ -93,7 +95,8 @@ class Metrics:
     """The counters, created once per process in prometheus_client's default registry."""
 
     def __init__(self, limiter: LabelLimiter | None = None, registry: Any = None) -> None:
-        from prometheus_client import REGISTRY, Counter
+        prometheus_client = require("prometheus_client", "metrics", "Prometheus metrics (the metrics callback)")
+        REGISTRY, Counter = prometheus_client.REGISTRY, prometheus_client.Counter
 
         self.limiter = limiter or LabelLimiter()
         registry = registry if registry is not None else REGISTRY
@@ -149,6 +152,9 @@ _metrics: Metrics | None = None
 _metrics_lock = threading.Lock()
 
 
+_missing = Warnings("backlog_ops.metrics")
+
+
 def get_metrics() -> Metrics | None:
     """The process's Metrics, or None when prometheus_client is not installed."""
     global _metrics
@@ -157,7 +163,8 @@ def get_metrics() -> Metrics | None:
             if _metrics is None:
                 try:
                     _metrics = Metrics()
-                except ImportError:
+                except MissingExtra as exc:
+                    _missing.warn(str(exc))
                     return None
     return _metrics
 
@@ -182,7 +189,9 @@ def mount_metrics_endpoint(app: Any = None, path: str = "/metrics") -> bool:
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
     try:
-        from litellm.integrations.prometheus_metrics_endpoint import make_metrics_asgi_app
+        from litellm.integrations.prometheus_metrics_endpoint import (
+            make_metrics_asgi_app,
+        )
 
         metrics_app = make_metrics_asgi_app(registry)
     except Exception:  # noqa: BLE001 - an older LiteLLM: prometheus_client's own app

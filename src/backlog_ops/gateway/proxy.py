@@ -14,6 +14,7 @@ from pathlib import Path
 
 import yaml
 
+from backlog_ops.common.extras import require
 from backlog_ops.common.home import home, write_atomic
 from backlog_ops.common.settings import settings
 from backlog_ops.errors import ConfigError
@@ -36,6 +37,9 @@ def dev_config_path() -> Path:
 
 def run_proxy(*, config: str | None, host: str, port: int) -> int:
     """Run the proxy in this process until it is stopped (Ctrl-C or SIGTERM)."""
+    # The proxy's own dependencies (fastapi, websockets, …) come with the gateway extra.
+    for module in ("fastapi", "websockets"):
+        require(module, "gateway", "The LiteLLM proxy (backlog-ops proxy)")
     if config is None:
         config_path = dev_config_path()
     else:

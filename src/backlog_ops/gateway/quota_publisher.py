@@ -32,6 +32,7 @@ import threading
 import time
 from collections import deque
 
+from backlog_ops.common.extras import require
 from backlog_ops.common.home import home_dir
 from backlog_ops.common.settings import env_int, env_str
 from backlog_ops.common.spool import load_spool, spool_lines
@@ -222,7 +223,8 @@ class QuotaEventPublisher:
             return self._buffer.popleft()
 
     async def _publisher(self) -> None:
-        import nats  # missing: the thread stops with a warning, and the next event starts it again
+        # Missing: the thread stops with a warning naming the extra, and the next event starts it again.
+        nats = require("nats", "nats", "quota.updated events on NATS")
 
         nc = None
         js = None

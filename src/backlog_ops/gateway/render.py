@@ -14,8 +14,20 @@ from typing import Any
 import yaml
 
 from backlog_ops.errors import ConfigError
-from backlog_ops.gateway.lint import ALIASES, POLICY_SECTION, config_dir, load_proxy_config
-from backlog_ops.project.schema import PROVIDER_DEFAULTS, PROVIDER_FILES, BacklogConfig, Budgets, CachePolicy, policy_section
+from backlog_ops.gateway.lint import (
+    ALIASES,
+    POLICY_SECTION,
+    config_dir,
+    load_proxy_config,
+)
+from backlog_ops.project.schema import (
+    PROVIDER_DEFAULTS,
+    PROVIDER_FILES,
+    BacklogConfig,
+    Budgets,
+    CachePolicy,
+    policy_section,
+)
 
 __all__ = ["render_proxy_config", "render_text"]
 

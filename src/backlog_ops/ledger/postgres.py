@@ -15,8 +15,8 @@ from typing import Iterable
 from backlog_ops.common.extras import require
 from backlog_ops.common.times import format_time
 from backlog_ops.errors import LedgerError
-from backlog_ops.ledger.queries import UPSERT, LedgerQueries
 from backlog_ops.ledger.migrations import MIGRATIONS, MigrationConnection
+from backlog_ops.ledger.queries import UPSERT, LedgerQueries
 from backlog_ops.ledger.record import COLUMNS, CallRecord
 
 __all__ = ["PostgresLedger"]

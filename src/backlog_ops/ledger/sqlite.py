@@ -9,11 +9,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable
 
+from backlog_ops.common.home import ensure_dir, home
 from backlog_ops.common.times import format_time
 from backlog_ops.errors import LedgerError
-from backlog_ops.common.home import ensure_dir, home
-from backlog_ops.ledger.queries import UPSERT, LedgerQueries
 from backlog_ops.ledger.migrations import MIGRATIONS, MigrationConnection
+from backlog_ops.ledger.queries import UPSERT, LedgerQueries
 from backlog_ops.ledger.record import CallRecord
 
 __all__ = ["SqliteLedger", "default_ledger_path"]

@@ -17,7 +17,12 @@ from typing import Callable
 
 from backlog_ops.common.settings import env_str
 from backlog_ops.common.warnings import Warnings
-from backlog_ops.policy.limits import TicketPolicy, parse_policy_section, parse_routing_section, policy_for
+from backlog_ops.policy.limits import (
+    TicketPolicy,
+    parse_policy_section,
+    parse_routing_section,
+    policy_for,
+)
 
 __all__ = ["POLICY_FILE_ENV", "SECTION", "PolicyFile"]
 

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from backlog_ops.policy.limits import BUDGET_KEY, ESCALATION_KEY, TicketPolicy, override_key
+from backlog_ops.policy.limits import (
+    BUDGET_KEY,
+    ESCALATION_KEY,
+    TicketPolicy,
+    override_key,
+)
 from backlog_ops.project.file import CONFIG_FILE
 
 __all__ = ["budget_message", "escalation_message", "money"]

@@ -8,8 +8,8 @@ from __future__ import annotations
 import os
 
 from backlog_ops.common import fastjson
-from backlog_ops.errors import ConfigError, InvalidContext
 from backlog_ops.context.fields import check_field, slugify
+from backlog_ops.errors import ConfigError, InvalidContext
 
 __all__ = ["CONFIG_FILE", "default_project"]
 

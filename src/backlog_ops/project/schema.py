@@ -11,7 +11,14 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from backlog_ops.common.prices import model_price, prices_known
 from backlog_ops.common.times import duration_problem
@@ -62,6 +69,13 @@ def model_problem(model: Any) -> str | None:
 # -- backlog.config.json ------------------------------------------------------------------------
 
 
+def _accepted(value, problem: str | None):
+    """A validator's answer: the value, or pydantic's ValueError carrying the problem found."""
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -105,10 +119,7 @@ class Routing(_Strict):
     @field_validator("cheap", "balanced", "frontier")
     @classmethod
     def _model(cls, value: str) -> str:
-        problem = model_problem(value)
-        if problem:
-            raise ValueError(problem)
-        return value
+        return _accepted(value, model_problem(value))
 
     @field_validator("criticalTags")
     @classmethod
@@ -180,10 +191,7 @@ class Budgets(_Strict):
     @field_validator("period")
     @classmethod
     def _period(cls, value: str) -> str:
-        problem = duration_problem(value)
-        if problem:
-            raise ValueError(problem)
-        return value
+        return _accepted(value, duration_problem(value))
 
 
 class LlmOps(_Strict):

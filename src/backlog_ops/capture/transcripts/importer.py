@@ -20,7 +20,12 @@ from backlog_ops.capture.transcripts.files import (
     save_state,
     state_path,
 )
-from backlog_ops.capture.transcripts.matching import MATCHED, SAME_SESSION, ProxyRows, proxy_rows_near
+from backlog_ops.capture.transcripts.matching import (
+    MATCHED,
+    SAME_SESSION,
+    ProxyRows,
+    proxy_rows_near,
+)
 from backlog_ops.capture.transcripts.parse import Request, group_requests, parse_lines
 from backlog_ops.capture.transcripts.report import ImportReport
 from backlog_ops.common.times import format_time, parse_time

@@ -6,10 +6,21 @@ import ast
 from dataclasses import dataclass, field
 from typing import Iterable
 
-from backlog_ops.checks.direct_calls.allowlist import PROVIDER_HINT, names_gateway, pragma_lines
+from backlog_ops.checks.direct_calls.allowlist import (
+    PROVIDER_HINT,
+    names_gateway,
+    pragma_lines,
+)
 from backlog_ops.checks.direct_calls.finding import Finding
 from backlog_ops.checks.direct_calls.providers import (
-    CLIENT_CALLS, CLIENT_CLASSES, ENV_BASE_URLS, MODULE_CALLS, RESPONSE_WRAPPERS, UNRESOLVED_CALLS, URL_KEYWORDS)
+    CLIENT_CALLS,
+    CLIENT_CLASSES,
+    ENV_BASE_URLS,
+    MODULE_CALLS,
+    RESPONSE_WRAPPERS,
+    UNRESOLVED_CALLS,
+    URL_KEYWORDS,
+)
 from backlog_ops.checks.direct_calls.scopes import Scope, build_scopes
 
 __all__ = ["FileChecker"]

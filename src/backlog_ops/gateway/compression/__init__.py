@@ -29,7 +29,10 @@ with code and diffs protected), request (the cache-safe region of a request body
 
 from backlog_ops.gateway.compression.folds import is_important
 from backlog_ops.gateway.compression.options import CompressionOptions, CompressionStats
-from backlog_ops.gateway.compression.request import compress_request, compressible_region
+from backlog_ops.gateway.compression.request import (
+    compress_request,
+    compressible_region,
+)
 from backlog_ops.gateway.compression.text import compress_text
 
 __all__ = ["CompressionOptions", "CompressionStats", "compress_request", "compress_text", "compressible_region", "is_important"]

@@ -6,7 +6,16 @@ import hashlib
 import re
 
 from backlog_ops.gateway.compression.folds import (
-    dedupe_blocks, fold_blocks, fold_identical, fold_library_frames, fold_similar, is_important, marker, normalise, shorten)
+    dedupe_blocks,
+    fold_blocks,
+    fold_identical,
+    fold_library_frames,
+    fold_similar,
+    is_important,
+    marker,
+    normalise,
+    shorten,
+)
 from backlog_ops.gateway.compression.options import CompressionOptions, CompressionStats
 
 __all__ = ["compress_text"]

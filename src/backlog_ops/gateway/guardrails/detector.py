@@ -9,13 +9,36 @@ import re
 from dataclasses import dataclass, field
 
 from backlog_ops.gateway.guardrails.finding import Finding, family
-from backlog_ops.gateway.guardrails.injection_patterns import INJECTION, INJECTION_PREFILTER
+from backlog_ops.gateway.guardrails.injection_patterns import (
+    INJECTION,
+    INJECTION_PREFILTER,
+)
 from backlog_ops.gateway.guardrails.masking import mask
 from backlog_ops.gateway.guardrails.pii_patterns import (
-    CARD, DIGITS13, EMAIL, PHONE_INTL, PHONE_NANP, PLACEHOLDER_DOMAINS, SSN, SSN_CONTEXT, TEST_CARDS, card_ok, email_ok,
-    phone_ok, ssn_context_bad, ssn_ok)
+    CARD,
+    DIGITS13,
+    EMAIL,
+    PHONE_INTL,
+    PHONE_NANP,
+    PLACEHOLDER_DOMAINS,
+    SSN,
+    SSN_CONTEXT,
+    TEST_CARDS,
+    card_ok,
+    email_ok,
+    phone_ok,
+    ssn_context_bad,
+    ssn_ok,
+)
 from backlog_ops.gateway.guardrails.secret_patterns import (
-    AUTH_HEADER, KEYISH, PLACEHOLDER, SECRET_PREFILTER, SECRETS, generic_secret, shannon_entropy)
+    AUTH_HEADER,
+    KEYISH,
+    PLACEHOLDER,
+    SECRET_PREFILTER,
+    SECRETS,
+    generic_secret,
+    shannon_entropy,
+)
 
 __all__ = ["Detector", "scan"]
 
