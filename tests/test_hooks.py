@@ -258,7 +258,7 @@ def test_hooks_can_be_switched_off(project_dir, backlog_home) -> None:
     assert (r.returncode, r.stdout) == (0, "") and not backlog_home.exists()
 
 
-HEAVY = ("pydantic", "filelock", "litellm", "mcp", "argparse", "httpx", "asyncio", "yaml", "sqlite3")
+HEAVY = ("pydantic", "filelock", "litellm", "mcp", "argparse", "httpx", "asyncio", "yaml", "sqlite3", "datetime")
 
 
 def test_the_hook_path_imports_nothing_heavy(project_dir) -> None:

@@ -5,13 +5,15 @@ Durations are a whole number and a unit, the grammar LiteLLM itself reads in its
 (`budget_duration: 30d`): s, m, h, d, w and mo (30 days). So `--ttl 8h`, `--since 24h`, a key's
 `duration: 30d` and `ticket_spend(since="7d")` all mean the same thing.
 
-No `re` and no pathlib: Claude Code hooks import this module.
+No `re`, no pathlib and no datetime on the common path: Claude Code hooks import this module,
+and datetime (with the math and operator modules it pulls in) costs each hook about a
+millisecond. Our own timestamps have one fixed shape, so they are written and read by hand;
+anything else goes through datetime, imported when needed.
 """
 
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
 
 __all__ = [
     "DURATION_HELP",
@@ -31,13 +33,54 @@ DURATION_HELP = "a number and a unit: s, m, h, d, w or mo (e.g. 90m, 8h, 7d, 1mo
 
 
 def format_time(epoch: float) -> str:
-    """UTC ISO 8601 with milliseconds: history is used to attribute usage by time."""
-    return datetime.fromtimestamp(epoch, timezone.utc).isoformat(timespec="milliseconds")
+    """UTC ISO 8601 with milliseconds, '2026-12-03T07:05:01.123+00:00' (what datetime's
+    isoformat(timespec="milliseconds") gives): history is used to attribute usage by time."""
+    whole = int(epoch // 1)
+    micro = round((epoch - whole) * 1_000_000)  # datetime.fromtimestamp rounds half to even, as round() does
+    if micro >= 1_000_000:
+        whole, micro = whole + 1, micro - 1_000_000
+    t = time.gmtime(whole)
+    return (f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}T{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}"
+            f".{micro // 1000:03d}+00:00")
+
+
+def _days_from_civil(y: int, m: int, d: int) -> int:
+    """Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm)."""
+    y -= m <= 2
+    era = (y if y >= 0 else y - 399) // 400
+    yoe = y - era * 400
+    doy = (153 * (m + (-3 if m > 2 else 9)) + 2) // 5 + d - 1
+    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    return era * 146097 + doe - 719468
+
+
+def _fixed_shape_epoch(text: str) -> float | None:
+    """Epoch seconds of 'YYYY-MM-DDTHH:MM:SS.mmm+00:00' (our own shape), else None."""
+    if len(text) != 29 or text[4] != "-" or text[7] != "-" or text[10] != "T" or text[13] != ":" \
+            or text[16] != ":" or text[19] != "." or not text.endswith("+00:00"):
+        return None
+    digits = text[0:4] + text[5:7] + text[8:10] + text[11:13] + text[14:16] + text[17:19] + text[20:23]
+    if not (digits.isdigit() and digits.isascii()):
+        return None
+    y, mo, d = int(text[0:4]), int(text[5:7]), int(text[8:10])
+    h, mi, s, ms = int(text[11:13]), int(text[14:16]), int(text[17:19]), int(text[20:23])
+    if not (1 <= mo <= 12 and 1 <= d <= 31 and h < 24 and mi < 60 and s < 60):
+        return None
+    leap = y % 4 == 0 and (y % 100 != 0 or y % 400 == 0)
+    if d > (29 if leap else 28) if mo == 2 else d > 30 + ((mo + (mo > 7)) % 2):
+        return None  # no such day: datetime says so, in its words
+    return _days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + s + ms / 1000
 
 
 def iso_to_epoch(text: str) -> float:
     """Epoch seconds of an ISO 8601 time; a time without a zone is UTC. Raises ValueError."""
-    parsed = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    text = text.strip()
+    fast = _fixed_shape_epoch(text)
+    if fast is not None:
+        return fast
+    from datetime import datetime, timezone
+
+    parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=timezone.utc)
     return parsed.timestamp()
