@@ -156,9 +156,39 @@ def test_mcp_ticket_spend_never_shows_a_ledger_password(monkeypatch, project_dir
 # -- the proxy log ---------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("form", list(POSTGRES_FORMS))
+def test_ledger_writer_warnings_never_show_a_password(monkeypatch, caplog, form) -> None:
+    """What the proxy logs when the ledger cannot be written, per DSN form (the same writer, in process)."""
+    from backlog_ops.ledger import CallRecord, LedgerWriter, open_ledger
+
+    monkeypatch.setenv("BACKLOG_LEDGER_URL", POSTGRES_FORMS[form])
+    writer = LedgerWriter(open_ledger, spool_path=Path(os.environ["BACKLOG_HOME"]) / "spool.jsonl")
+    with caplog.at_level("WARNING", logger="backlog_ops.ledger"):
+        writer.submit(CallRecord(call_id="c1", started_at="2026-01-01T00:00:00.000+00:00", status="success"))
+        end = time.monotonic() + 20
+        while time.monotonic() < end and "cannot write" not in caplog.text:
+            time.sleep(0.05)
+        writer.close(timeout=2)
+    assert "cannot write 1 ledger rows" in caplog.text and "cannot open ledger" in caplog.text, caplog.text
+    _clean(caplog.text)
+
+
+@pytest.mark.parametrize("form", list(REDIS_FORMS))
+def test_tagger_warnings_never_show_a_context_store_password(monkeypatch, caplog, form) -> None:
+    """What the proxy logs when the Redis context store is down, per URL form (the tagger, in process)."""
+    from backlog_ops.callbacks.ticket_tagger import TicketTagger
+
+    monkeypatch.setenv("BACKLOG_CONTEXT_URL", REDIS_FORMS[form])
+    with caplog.at_level("WARNING", logger="backlog_ops.tagger"):
+        TicketTagger().tag_request({"metadata": {}, "proxy_server_request": {"headers": {"x-backlog-session": "s1"}}})
+    assert "context store unavailable" in caplog.text, caplog.text
+    _clean(caplog.text)
+
+
 @pytest.mark.proxy
-@pytest.mark.parametrize("ledger_form,redis_form", [("query", "query"), ("keyvalue-malformed", "colon"), ("userinfo", "user")])
+@pytest.mark.parametrize("ledger_form,redis_form", [("keyvalue-malformed", "query")])
 def test_the_proxy_log_never_shows_a_password(tmp_path, ledger_form, redis_form) -> None:
+    """The real proxy with both backends down: calls are served, the log names both, no secret."""
     env = {"LITELLM_MASTER_KEY": "sk-test-" + secrets.token_hex(16),
            "BACKLOG_LEDGER_URL": POSTGRES_FORMS[ledger_form], "BACKLOG_CONTEXT_URL": REDIS_FORMS[redis_form]}
     with MockUpstream() as upstream:
