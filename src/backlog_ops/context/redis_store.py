@@ -195,7 +195,7 @@ class RedisContextResolver:
             raws = self._redis.mget([self.store.key(scope) for scope in chain])
         except Exception as exc:  # noqa: BLE001 - an outage must not fail the call
             self._down_until = now + self._retry_after
-            self._report(f"context store unavailable, calls go untagged for {self._retry_after:g} s: {scrub_dsn(exc, self.store.url)}")
+            self._report(f"context store unavailable, calls go untagged for {self._retry_after:g} s: {exc}")
             return cached[1] if cached and cached[2] > time.time() else None
         found, expires = None, 0.0
         wall = time.time()
