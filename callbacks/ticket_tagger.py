@@ -15,8 +15,9 @@ import logging
 from typing import Any
 
 from backlog_ops.common.settings import settings
+from backlog_ops.common.terminal import printable
 from backlog_ops.context.backend import make_resolver
-from backlog_ops.context.fields import TAG_PREFIXES, check_field
+from backlog_ops.context.fields import TAG_PREFIXES, check_field, tag_problem, valid_id
 from backlog_ops.context.identity import (
     SPEND_LOG_AGENT,
     SPEND_LOG_SESSION,
@@ -83,6 +84,7 @@ class TicketTagger(Callback):
             process = settings()
             session_id, agent_id = process.session_id, process.agent_id
 
+        self._drop_bad_caller_tags(data, meta)
         resolved = self.resolver.resolve(session_id, agent_id)
         ours = list(resolved.tags) if resolved is not None else []
         component = meta.get("component") or (data.get("metadata") or {}).get("component")
@@ -102,9 +104,34 @@ class TicketTagger(Callback):
                     tags.append(tag)
             meta["tags"] = tags
 
-        identity = {key: value for key, value in ((SPEND_LOG_SESSION, session_id), (SPEND_LOG_AGENT, agent_id)) if value}
+        # Ids that are not ids (control characters, a megabyte of text) are neither stored nor used.
+        identity = {key: value for key, value in ((SPEND_LOG_SESSION, session_id), (SPEND_LOG_AGENT, agent_id)) if valid_id(value)}
         if identity:
             add_spend_logs_metadata(meta, identity)
+
+    def _drop_bad_caller_tags(self, data: dict, meta: dict) -> None:
+        """Remove the caller's ticket:/gate:/… tags whose values break the field rules.
+
+        LiteLLM has merged the x-litellm-tags header and the body's tags into `meta["tags"]` by
+        now; the body's own list is cleaned too. The call goes on, attributed to the stored
+        context as if the caller had sent no such tag.
+        """
+        anthropic_meta = data.get("metadata")
+        for holder in (meta, data, anthropic_meta if isinstance(anthropic_meta, dict) and anthropic_meta is not meta else {}):
+            tags = holder.get("tags")
+            if not isinstance(tags, list):
+                continue
+            kept = []
+            for tag in tags:
+                problem = tag_problem(tag)
+                if problem is None:
+                    kept.append(tag)
+                else:
+                    shown = printable(tag if len(tag) <= 80 else tag[:77] + "...")
+                    self._warn(f"ignored a caller's tag '{shown}' ({problem}); the call is attributed "
+                               "to the stored context instead", key="bad caller tag " + tag.partition(":")[0])
+            if len(kept) != len(tags):
+                holder["tags"] = kept
 
 
 def _caller_prefixes(data: dict, headers: dict, tags: list) -> set[str]:
@@ -116,7 +143,7 @@ def _caller_prefixes(data: dict, headers: dict, tags: list) -> set[str]:
     for name, value in headers.items():
         if str(name).lower() == "x-litellm-tags" and isinstance(value, str):
             caller += [t.strip() for t in value.split(",")]
-    return {t.split(":", 1)[0] + ":" for t in caller if t.startswith(_OUR_PREFIXES)}
+    return {t.split(":", 1)[0] + ":" for t in caller if t.startswith(_OUR_PREFIXES) and tag_problem(t) is None}
 
 
 ticket_tagger = TicketTagger()

@@ -13,6 +13,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from backlog_ops.claude import sessions
+from backlog_ops.common.secrets import scrub_dsn
+from backlog_ops.common.terminal import printable
 from backlog_ops.context.fields import check_field, context_tags, describe_context
 from backlog_ops.context.model import ContextInput
 from backlog_ops.errors import BacklogOpsError, ToolInputError
@@ -114,7 +116,8 @@ class SpendResult(BaseModel):
         if self.breakdown:
             lines.append(f"By {self.by}:")
             for row in self.breakdown:
-                lines.append(f"  {row.key or '(none)'}: ${row.cost_usd:.4f}, {row.calls} calls, {row.tokens:,} tokens")
+                # Keys are ledger data: Claude Code prints this text in the user's terminal.
+                lines.append(f"  {printable(row.key or '(none)')}: ${row.cost_usd:.4f}, {row.calls} calls, {row.tokens:,} tokens")
         else:
             lines.append("No calls recorded" + (" in that period." if self.since else " for this ticket yet."))
         return "\n".join(lines)
@@ -327,7 +330,7 @@ def ticket_spend(data: SpendInput, caller: Caller) -> SpendResult:
     try:
         spend = read_ticket_spend(ticket, by=data.group_by, since=data.since, project_dir=Path(caller.cwd))
     except BacklogOpsError as exc:
-        raise ToolInputError(f"cannot read the spend ledger: {exc}") from None
+        raise ToolInputError(f"cannot read the spend ledger: {scrub_dsn(exc)}") from None
     report = spend.report
     return SpendResult(
         ticket_id=ticket,

@@ -16,6 +16,7 @@ from mcp_types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import Field
 
 from backlog_ops import __version__
+from backlog_ops.common.secrets import scrub_dsn
 from backlog_ops.errors import BacklogOpsError
 
 from . import core
@@ -108,9 +109,10 @@ def _run(work: Callable[[], core.ContextResult | core.SpendResult]) -> CallToolR
     try:
         result = work()
     except core.ToolInputError as exc:
-        raise ToolError(str(exc)) from None
+        raise ToolError(scrub_dsn(exc)) from None
     except BacklogOpsError as exc:
-        raise ToolError(f"backlog-ops: {exc}") from None
+        # The model reads this (and Claude Code may show it): a backend's error can echo its DSN.
+        raise ToolError(f"backlog-ops: {scrub_dsn(exc)}") from None
     return CallToolResult(
         content=[TextContent(type="text", text=result.text())],
         structured_content=result.model_dump(mode="json"),

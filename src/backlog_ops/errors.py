@@ -12,6 +12,7 @@ __all__ = [
     "MissingExtra",
     "ProxyStartError",
     "ToolInputError",
+    "TranscriptFileError",
 ]
 
 
@@ -57,3 +58,7 @@ class ProxyStartError(BacklogOpsError):
 
 class ToolInputError(BacklogOpsError, ValueError):
     """An MCP tool's arguments or state are wrong: the message tells the model what to send instead."""
+
+
+class TranscriptFileError(BacklogOpsError):
+    """A transcript path is not a regular file (a FIFO, a device, a socket): it is skipped, not read."""

@@ -12,7 +12,7 @@ from typing import Any
 from backlog_ops.capture.rows import call_record
 from backlog_ops.capture.usage import token_count
 from backlog_ops.common.prices import cost_from_usage
-from backlog_ops.context.fields import fields_from_tags
+from backlog_ops.context.fields import fields_from_tags, valid_id
 from backlog_ops.context.identity import (
     SPEND_LOG_AGENT,
     SPEND_LOG_SESSION,
@@ -29,12 +29,15 @@ HEALTH_CHECK_TAG = "litellm-internal-health-check"
 def record_from_logging_object(slo: dict, *, status: str, source: str = "proxy") -> CallRecord:
     """Build a ledger row from LiteLLM's StandardLoggingPayload."""
     meta = slo.get("metadata") or {}
+    # Only values that obey the field rules: a caller's `ticket:../../x` is not stored.
     context = fields_from_tags(slo.get("request_tags") or [])
     spend_meta = meta.get("spend_logs_metadata") or {}
     session_id = spend_meta.get(SPEND_LOG_SESSION)
     agent_id = spend_meta.get(SPEND_LOG_AGENT)
     if session_id is None:
         session_id, agent_id = request_identity(meta.get("requester_custom_headers"))
+    # Ids come from the caller: one that is not an id (control characters, megabytes) is not stored.
+    session_id, agent_id = valid_id(session_id), valid_id(agent_id)
 
     usage = meta.get("usage_object") or (slo.get("hidden_params") or {}).get("usage_object") or {}
     prompt = token_count(slo.get("prompt_tokens"))

@@ -39,7 +39,7 @@ from backlog_ops.claude.user_files import (
     sha,
     unlink_if_present,
 )
-from backlog_ops.common.home import write_atomic
+from backlog_ops.common.home import ensure_dir, write_atomic
 from backlog_ops.errors import ConfigError
 
 __all__ = ["InstallReport", "InstallTarget", "install", "remove"]
@@ -183,7 +183,7 @@ def _install_skills(target: InstallTarget, manifest: dict, report: InstallReport
         for rel, data in files.items():
             path = directory / rel
             if file_sha(path) != sha(data):
-                path.parent.mkdir(parents=True, exist_ok=True)
+                ensure_dir(path.parent)
                 write_atomic(path, data, mode=0o644)
                 changed = True
         for rel in set(ours_before) - set(files):

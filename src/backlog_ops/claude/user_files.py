@@ -10,7 +10,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from backlog_ops.common.home import write_atomic
+from backlog_ops.common.home import ensure_dir, write_atomic
 from backlog_ops.errors import ConfigError
 
 __all__ = [
@@ -50,7 +50,7 @@ def save_json_object(path: Path, data: dict) -> None:
         mode = path.stat().st_mode & 0o777
     except FileNotFoundError:
         mode = 0o600 if path.name == ".claude.json" else 0o644
-    path.parent.mkdir(parents=True, exist_ok=True)
+    ensure_dir(path.parent)
     write_atomic(path, (json.dumps(data, indent=2) + "\n").encode(), mode=mode)
 
 

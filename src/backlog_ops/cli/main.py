@@ -30,7 +30,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.run(args) or 0
     except BacklogOpsError as exc:
-        print(f"backlog-ops: error: {exc}", file=sys.stderr)
+        from backlog_ops.common.secrets import scrub_dsn
+        from backlog_ops.common.terminal import one_line
+
+        # One line, no secret a backend echoed, no control character from stored data.
+        print(f"backlog-ops: error: {one_line(scrub_dsn(exc))}", file=sys.stderr)
         return 2 if isinstance(exc, ValueError) else 1
     except KeyboardInterrupt:
         return 130

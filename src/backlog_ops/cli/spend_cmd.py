@@ -8,6 +8,7 @@ import json
 import sys
 from typing import TextIO
 
+from backlog_ops.common.terminal import one_line, printable
 from backlog_ops.policy.messages import money
 from backlog_ops.reports.spend import spend_report
 from backlog_ops.reports.ticket import ticket_spend
@@ -15,6 +16,8 @@ from backlog_ops.reports.ticket import ticket_spend
 __all__ = ["NO_TICKET", "format_budget", "format_table", "print_spend", "render_spend"]
 
 NO_TICKET = "(no ticket)"
+# A table cell longer than this is cut (JSON and CSV keep whole values).
+MAX_CELL = 80
 
 
 def print_spend(args, out: TextIO = sys.stdout) -> int:
@@ -27,7 +30,7 @@ def print_spend(args, out: TextIO = sys.stdout) -> int:
         spend = ticket_spend(args.ticket, by=args.by, project=args.project, since=args.since)
         report, budget = spend.report, spend.budget
         if spend.budget_problem:
-            print(f"backlog-ops: warning: no budget shown: {spend.budget_problem}", file=sys.stderr)
+            print(f"backlog-ops: warning: no budget shown: {one_line(spend.budget_problem)}", file=sys.stderr)
     if budget is not None:
         report = {**report, "budget": budget}
     out.write(render_spend(report, fmt, filtered=bool(args.project or args.since or args.ticket)))
@@ -44,28 +47,34 @@ def format_budget(status: dict | None) -> str:
     if status["budget_usd"] is not None:
         state = "OVER BUDGET: new calls are refused" if status["over_budget"] else f"{money(status['remaining_usd'])} remaining"
         lines.append(
-            f"budget: {money(status['spent_usd'])} of {money(status['budget_usd'])} spent, {state} ({status['budget_key']})"
+            f"budget: {money(status['spent_usd'])} of {money(status['budget_usd'])} spent, {state} ({printable(status['budget_key'])})"
         )
     if status["max_escalations"] is not None:
         lines.append(
             f"escalations: {status['escalations']} of {status['max_escalations']} frontier calls, "
-            f"{status['escalations_remaining']} remaining ({status['escalation_key']})"
+            f"{status['escalations_remaining']} remaining ({printable(status['escalation_key'])})"
         )
     return "\n".join(lines) + "\n"
 
 
 def render_spend(report: dict, fmt: str = "table", *, filtered: bool = False) -> str:
-    """A spend_report as 'table', 'json' or 'csv' text."""
+    """A spend_report as 'table', 'json' or 'csv' text.
+
+    Ledger values come from callers: in the table and the CSV every control character is shown
+    as an escape (`\\x1b`) and the table cuts cells at MAX_CELL characters; JSON escapes control
+    characters itself (`\\u001b`), so it stays valid and exact.
+    """
     if fmt == "json":
-        return json.dumps(report, indent=2) + "\n"
+        return json.dumps(report, indent=2, ensure_ascii=True) + "\n"
     if "tickets" in report:
         header = ["ticket", "project", "cost_usd", "calls", "tokens"]
-        rows = [[t["ticket_id"] or NO_TICKET, t["project"] or "", t["cost_usd"], t["calls"], t["tokens"]] for t in report["tickets"]]
+        rows = [[printable(t["ticket_id"] or NO_TICKET), printable(t["project"] or ""), t["cost_usd"], t["calls"], t["tokens"]]
+                for t in report["tickets"]]
         total = ["TOTAL", "", round(sum(t["cost_usd"] for t in report["tickets"]), 6),
                  sum(t["calls"] for t in report["tickets"]), sum(t["tokens"] for t in report["tickets"])]
     else:
         header = [report["by"], "cost_usd", "calls", "tokens"]
-        rows = [[b["key"] if b["key"] is not None else "(none)", b["cost_usd"], b["calls"], b["tokens"]] for b in report["breakdown"]]
+        rows = [[printable(b["key"]) if b["key"] is not None else "(none)", b["cost_usd"], b["calls"], b["tokens"]] for b in report["breakdown"]]
         total = ["TOTAL", report["cost_usd"], report["calls"], report["tokens"]]
     if fmt == "csv":
         buf = io.StringIO()
@@ -75,7 +84,7 @@ def render_spend(report: dict, fmt: str = "table", *, filtered: bool = False) ->
         return buf.getvalue()
     text = ""
     if "ticket_id" in report:
-        name = report["ticket_id"] or NO_TICKET
+        name = printable(report["ticket_id"] or NO_TICKET)
         text += f"{name}: ${report['cost_usd']:.4f} over {report['calls']} calls, {report['tokens']:,} tokens\n\n"
     if not rows:
         return text + "no calls recorded" + (" for this filter" if filtered else "") + "\n"
@@ -89,7 +98,7 @@ def format_table(header: list[str], rows: list[list]) -> str:
             return f"${value:,.4f}"
         if isinstance(value, int):
             return f"{value:,}"
-        return str(value)
+        return str(value) if len(str(value)) <= MAX_CELL else str(value)[:MAX_CELL - 3] + "..."
 
     text = [[cell(h, v) for h, v in zip(header, row)] for row in rows]
     widths = [max(len(h), *(len(r[i]) for r in text)) for i, h in enumerate(header)]

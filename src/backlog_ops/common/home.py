@@ -51,12 +51,33 @@ def global_context_path():
 
 
 def ensure_dir(path) -> str:
-    """Create `path` (and missing parents) with mode 0700; raise HomeError if that is impossible."""
+    """Create `path` and its missing parents, each 0700; raise HomeError if that is impossible.
+
+    os.makedirs(mode=0o700) would not do: its mode passes through the umask and applies to the
+    last directory only, so a BACKLOG_HOME made on the way to HOME/claude-code came out 0755.
+    Each directory made here is chmod-ed; directories that already exist are left as they are.
+    """
     path = os.fspath(path)
-    try:
-        os.makedirs(path, mode=0o700, exist_ok=True)
-    except OSError as exc:
-        raise HomeError(f"cannot create directory {path}: {exc.strerror or exc}") from exc
+    if os.path.isdir(path):
+        return path
+    missing = []
+    parent = os.path.abspath(path)
+    while not os.path.lexists(parent):
+        missing.append(parent)
+        parent, child = os.path.dirname(parent), parent
+        if parent == child:
+            break
+    for directory in reversed(missing):
+        try:
+            os.mkdir(directory, 0o700)
+        except FileExistsError:
+            continue  # made meanwhile by another process: its mode is its creator's business
+        except OSError as exc:
+            raise HomeError(f"cannot create directory {directory}: {exc.strerror or exc}") from exc
+        try:
+            os.chmod(directory, 0o700)
+        except OSError as exc:
+            raise HomeError(f"cannot make {directory} private: {exc.strerror or exc}") from exc
     if not os.path.isdir(path):
         raise HomeError(f"{path} exists and is not a directory")
     return path

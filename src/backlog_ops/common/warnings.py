@@ -2,7 +2,8 @@
 
 `Warnings(logger)` logs each distinct message once (memory bounded); `Warnings(logger,
 interval=30)` logs a message again at most every `interval` seconds per key and says how many
-were held back meanwhile. Every message goes out as "backlog-ops: …" at WARNING.
+were held back meanwhile. Every message goes out as "backlog-ops: …" at WARNING, scrubbed of
+passwords, tokens and keys (common/secrets.scrub_dsn).
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
+
+from backlog_ops.common.secrets import scrub_dsn
 
 __all__ = ["Warnings"]
 
@@ -40,6 +43,8 @@ class Warnings:
             self._last[key] = now
             held = self._held.pop(key, 0)
         suffix = f" ({held} similar message{'s' if held != 1 else ''} held back)" if held else ""
+        # Backend errors can echo a DSN: no password, token or key reaches the log.
+        message = scrub_dsn(message)
         self._logger.log(level, "backlog-ops: %s%s", message, suffix)
         return True
 

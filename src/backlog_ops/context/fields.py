@@ -21,6 +21,8 @@ __all__ = [
     "fields_from_tags",
     "find_ticket_id",
     "slugify",
+    "tag_problem",
+    "valid_id",
 ]
 
 MAX_LEN = 64
@@ -44,7 +46,8 @@ class _Shape:
         self.max_len = max_len
 
     def fullmatch(self, value: str) -> bool:
-        return 0 < len(value) <= self.max_len and value[0] in _ALNUM and all(c in self.rest for c in value)
+        # issuperset walks the string in C: every request's tags pass through here.
+        return 0 < len(value) <= self.max_len and value[0] in _ALNUM and self.rest.issuperset(value)
 
 
 _TICKET = _Shape(_WORD, 64)
@@ -104,6 +107,11 @@ def check_id(kind: str, value: object) -> str:
             f"starting with a letter or digit, at most {_ID_MAX_LEN} characters"
         )
     return value
+
+
+def valid_id(value: object) -> str | None:
+    """`value` if it is a valid session or agent id, else None (for ids read from requests)."""
+    return value if isinstance(value, str) and _ID.fullmatch(value) else None
 
 
 def normalize_context_fields(fields: dict) -> dict:
@@ -166,9 +174,10 @@ _FIELD_OF_PREFIX = {prefix: key for key, prefix in TAG_PREFIXES}
 def fields_from_tags(tags) -> dict:
     """The context fields carried by ticket:/gate:/project:/agent:/skill:/component: tags.
 
-    The first tag of each prefix wins (the caller's own tags come before the tagger's); fields
-    with no tag are absent from the result. Values are taken as they are: callers that store or
-    print them validate them first.
+    The first tag of each prefix whose value obeys its field's rule wins (the caller's own tags
+    come before the tagger's); a value that breaks the rule (`ticket:../../x`, control
+    characters, more than 64 characters) is skipped, as if the tag were absent. Fields with no
+    valid tag are absent from the result.
     """
     context: dict = {}
     for tag in tags or ():
@@ -176,9 +185,27 @@ def fields_from_tags(tags) -> dict:
             continue
         prefix, sep, value = tag.partition(":")
         field = _FIELD_OF_PREFIX.get(prefix) if sep else None
-        if field and value and field not in context:
+        if field and field not in context and _RULES[field][0].fullmatch(value):
             context[field] = value
     return context
+
+
+def tag_problem(tag: object) -> str | None:
+    """Why a ticket:/gate:/… tag's value is not allowed (None: allowed, or not one of ours).
+
+    The tagger drops such tags from a request, whoever sent them: they would otherwise decide
+    the call's ticket (a caller's own tag wins over the stored context) with a value no context
+    may hold.
+    """
+    if not isinstance(tag, str):
+        return None
+    prefix, sep, value = tag.partition(":")
+    field = _FIELD_OF_PREFIX.get(prefix) if sep else None
+    if field is None:
+        return None
+    shape, rule, _ = _RULES[field]
+    # An empty value ('ticket:') is a caller saying "no ticket": allowed, it carries no field.
+    return None if not value or shape.fullmatch(value) else f"{field}: {rule}"
 
 
 def describe_context(ctx: dict | None) -> str:

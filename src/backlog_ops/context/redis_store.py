@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from backlog_ops.common.extras import require
+from backlog_ops.common.secrets import scrub_dsn
 from backlog_ops.common.times import format_time
 from backlog_ops.context.change import ContextChange, check_ttl, update_audit_copy
 from backlog_ops.context.contextfile import (
@@ -32,7 +33,7 @@ from backlog_ops.context.contextfile import (
 from backlog_ops.context.fields import context_tags
 from backlog_ops.context.resolver import Resolved
 from backlog_ops.context.scope import Scope, scope_chain
-from backlog_ops.errors import ContextFileError, HomeError
+from backlog_ops.errors import ConfigError, ContextFileError, HomeError
 
 __all__ = ["RedisContextResolver", "RedisContextStore"]
 
@@ -69,7 +70,10 @@ class RedisContextStore:
 
         self.url = url
         self.prefix = prefix
-        self.redis = redis.Redis.from_url(url, socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout)
+        try:
+            self.redis = redis.Redis.from_url(url, socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout)
+        except ValueError as exc:
+            raise ConfigError(f"BACKLOG_CONTEXT_URL {scrub_dsn(url)} is not a Redis URL: {scrub_dsn(exc, url)}") from None
         self.history_key = f"{prefix}ctx-history"
         self.channel = f"{prefix}ctx-changed"
         self._write_script = self.redis.register_script(_WRITE)
@@ -150,7 +154,7 @@ class RedisContextStore:
         try:
             return fn(*args, **kwargs)
         except redis.RedisError as exc:
-            raise HomeError(f"context store {self.url.split('@')[-1]} is unavailable: {exc}") from exc
+            raise HomeError(f"context store {scrub_dsn(self.url)} is unavailable: {scrub_dsn(exc, self.url)}") from None
 
 
 class RedisContextResolver:

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+from backlog_ops.common.home import ensure_dir
 from backlog_ops.errors import ProxyStartError
 from backlog_ops.gateway.master_key import KEY_FILE
 
@@ -60,7 +61,7 @@ class ProxyProcess:
         return (self.home / KEY_FILE).read_text().strip()
 
     def start(self, timeout: float = READY_TIMEOUT) -> "ProxyProcess":
-        self.home.mkdir(parents=True, exist_ok=True, mode=0o700)
+        ensure_dir(self.home)
         args = [sys.executable, "-m", "backlog_ops.cli.main", "proxy", "--host", "127.0.0.1", "--port", str(self.port)]
         if self.config is not None:
             args += ["--config", str(self.config)]

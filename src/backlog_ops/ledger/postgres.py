@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from typing import Iterable
 
 from backlog_ops.common.extras import require
+from backlog_ops.common.secrets import scrub_dsn
 from backlog_ops.common.times import format_time
 from backlog_ops.errors import LedgerError
 from backlog_ops.ledger.migrations import MIGRATIONS, MigrationConnection
@@ -47,13 +48,20 @@ class PostgresLedger(LedgerQueries):
                 cur.execute(f'SET search_path TO "{schema}"')
             self.db.commit()
         except psycopg.Error as exc:
-            raise LedgerError(f"cannot open ledger {self.where}: {exc}") from exc
+            raise LedgerError(f"cannot open ledger {self.where}: {self._why(exc)}") from None
         self._migrate()
 
     @property
     def where(self) -> str:
-        # Never show a password: keep only host, port and database.
-        return f"postgresql://{self.url.rsplit('@', 1)[-1].split('://')[-1]} (schema {self.schema})"
+        # Never show a password, in whatever form the DSN carries it (URL, ?password=, key=value);
+        # a URL is shown from its host on, the user name being no help in finding the server.
+        scheme, sep, rest = self.url.partition("://")
+        shown = f"{scheme}://{rest.rsplit('@', 1)[-1]}" if sep else self.url
+        return f"{scrub_dsn(shown, self.url)} (schema {self.schema})"
+
+    def _why(self, exc: Exception) -> str:
+        """A driver error as one line without secrets: libpq's text can echo parts of the DSN."""
+        return " ".join(scrub_dsn(exc, self.url).split())
 
     @staticmethod
     def drop_schema(url: str, schema: str) -> None:
@@ -77,7 +85,7 @@ class PostgresLedger(LedgerQueries):
                 cur.execute("SELECT pg_advisory_lock(%s)", (_MIGRATION_LOCK,))
             self.db.commit()
         except psycopg.Error as exc:
-            raise LedgerError(f"cannot lock ledger {self.where} for migration: {exc}") from exc
+            raise LedgerError(f"cannot lock ledger {self.where} for migration: {self._why(exc)}") from None
         try:
             with self.db.cursor() as cur:
                 cur.execute(
@@ -101,10 +109,10 @@ class PostgresLedger(LedgerQueries):
                     self.db.commit()
                 except psycopg.Error as exc:
                     self.db.rollback()
-                    raise LedgerError(f"ledger {self.where}: migration {name} failed: {exc}") from exc
+                    raise LedgerError(f"ledger {self.where}: migration {name} failed: {self._why(exc)}") from None
         except psycopg.Error as exc:
             self.db.rollback()
-            raise LedgerError(f"cannot read the schema of ledger {self.where}: {exc}") from exc
+            raise LedgerError(f"cannot read the schema of ledger {self.where}: {self._why(exc)}") from None
         finally:
             try:
                 with self.db.cursor() as cur:
@@ -131,7 +139,7 @@ class PostgresLedger(LedgerQueries):
             self.db.commit()
         except self._psycopg.Error as exc:
             self.db.rollback()
-            raise LedgerError(f"cannot write to ledger {self.where}: {exc}") from exc
+            raise LedgerError(f"cannot write to ledger {self.where}: {self._why(exc)}") from None
         return len(rows)
 
     # -- reads -------------------------------------------------------------------------------
@@ -145,7 +153,7 @@ class PostgresLedger(LedgerQueries):
             return result
         except self._psycopg.Error as exc:
             self.db.rollback()
-            raise LedgerError(f"cannot query ledger {self.where}: {exc}") from exc
+            raise LedgerError(f"cannot query ledger {self.where}: {self._why(exc)}") from None
 
     @contextmanager
     def _snapshot(self):
@@ -168,4 +176,4 @@ class PostgresLedger(LedgerQueries):
                 # Writes stay READ COMMITTED: concurrent upserts of one call id must wait, not fail.
                 self.db.isolation_level = None
         except psycopg.Error as exc:
-            raise LedgerError(f"cannot query ledger {self.where}: {exc}") from exc
+            raise LedgerError(f"cannot query ledger {self.where}: {self._why(exc)}") from None

@@ -5,7 +5,13 @@ Where transcripts are
     ``<project-dir>/<session-id>/subagents/agent-<agent-id>.jsonl`` for subagents (older
     releases: ``agent-<id>.jsonl`` beside the sessions). Default root: ``$CLAUDE_CONFIG_DIR/projects``
     when set, else ``~/.claude/projects`` (and ``~/.config/claude/projects`` if it exists). Every
-    ``*.jsonl`` below the root is read.
+    ``*.jsonl`` below the root is read if it is a regular file (or a link to one); FIFOs, devices
+    and sockets are skipped unopened, and the report says which and why.
+
+Streamed
+    Lines are read one at a time, up to the size the file had when it was opened, and parsed as
+    they come: memory does not grow with a file's size. A line over MAX_LINE_BYTES is skipped
+    unread (reported as malformed).
 
 Incremental
     BACKLOG_HOME/transcripts-import.json keeps each file's inode, size, mtime and the offset
@@ -19,23 +25,26 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 from pathlib import Path
-from typing import Iterator, NamedTuple
+from typing import Iterator
 
 from backlog_ops.common.home import home, write_atomic
+from backlog_ops.errors import TranscriptFileError
 
-__all__ = ["NewLines", "default_roots", "find_transcripts", "load_state", "read_new_lines", "save_state", "state_path"]
+__all__ = ["MAX_LINE_BYTES", "NewLines", "default_roots", "find_transcripts", "load_state", "special_kind",
+           "read_new_lines", "save_state", "state_path"]
 
 STATE_FILE = "transcripts-import.json"
 HEAD_BYTES = 4096
 
 
-class NewLines(NamedTuple):
-    """The complete lines a file gained since the last import, and the state to keep for it."""
-
-    data: bytes  # whole lines, each ending in a newline
-    first_line: int  # the number of the line before `data` (0: data starts the file)
-    state: dict  # inode, size, mtime_ns, offset, lines, head
+# A line longer than this is skipped unread and reported: usage lines are a few KB,
+# and reading a line into memory must stay bounded whatever the file holds.
+MAX_LINE_BYTES = 32 * 1024 * 1024
+_CHUNK = 1024 * 1024
+_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+          (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
 
 
 def default_roots() -> list[Path]:
@@ -51,8 +60,12 @@ def default_roots() -> list[Path]:
 
 
 def find_transcripts(root: Path) -> Iterator[Path]:
-    """`root` itself if it is a file, else every *.jsonl below it, hidden directories left out."""
-    if root.is_file():
+    """`root` itself if it is not a directory, else every *.jsonl below it, hidden directories left out.
+
+    Whatever is found is checked when it is opened (`read_new_lines`): a FIFO or a link to a
+    device named *.jsonl is skipped there, with the reason.
+    """
+    if not root.is_dir():
         yield root
         return
     for dirpath, dirnames, filenames in os.walk(root):
@@ -62,32 +75,126 @@ def find_transcripts(root: Path) -> Iterator[Path]:
                 yield Path(dirpath) / name
 
 
+def special_kind(mode: int) -> str | None:
+    """What a file of this st_mode is when it is not a regular file ('a FIFO', 'a socket', …); None for a regular file."""
+    if stat.S_ISREG(mode):
+        return None
+    for test, kind in _KINDS:
+        if test(mode):
+            return kind
+    return "a special file"
+
+
+class NewLines:
+    """The complete lines a file gained since the last import, read one at a time.
+
+    Iterate it once for the lines (bytes with their newline; None for a line longer than
+    MAX_LINE_BYTES, skipped unread); `state` is then what to keep for the file. Reads stop at
+    the size the file had when it was opened, so a file being written cannot keep the import
+    reading, and a line still being written is left for next time. A context manager (it holds
+    the file open).
+    """
+
+    def __init__(self, fh, first_line: int, offset: int, signature: dict) -> None:
+        self._fh = fh
+        self.first_line = first_line  # the number of the line before the first one read
+        self._offset = offset
+        self._signature = signature
+        self._lines = first_line
+        self.state: dict | None = None  # inode, size, mtime_ns, offset, lines, head: after iteration
+
+    def __iter__(self) -> Iterator[bytes | None]:
+        fh, end = self._fh, self._signature["size"]
+        fh.seek(self._offset)
+        position = self._offset
+        while position < end:
+            line = fh.readline(min(MAX_LINE_BYTES, end - position))
+            if not line:
+                break
+            if line.endswith(b"\n"):
+                position += len(line)
+                self._lines += 1
+                yield line
+                continue
+            if position + len(line) >= end:
+                break  # the last line, still being written: next time
+            skipped = _skip_line(fh, position + len(line), end)
+            if skipped is None:
+                break  # too long and not finished yet: next time, from its start
+            position = skipped
+            self._lines += 1
+            yield None
+        self.state = {**self._signature, "offset": position, "lines": self._lines, "head": _head(fh, position)}
+
+    def close(self) -> None:
+        self._fh.close()
+
+    def __enter__(self) -> "NewLines":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def _skip_line(fh, position: int, end: int) -> int | None:
+    """Read past the rest of an over-long line in chunks; the offset after it, or None if it does not end before `end`."""
+    while position < end:
+        chunk = fh.read(min(_CHUNK, end - position))
+        if not chunk:
+            return None
+        newline = chunk.find(b"\n")
+        if newline >= 0:
+            position += newline + 1
+            fh.seek(position)
+            return position
+        position += len(chunk)
+    return None
+
+
 def read_new_lines(path: Path, prior: dict | None) -> NewLines | None:
     """What `path` gained since `prior` (its state after the last import); None if it is unchanged.
 
-    Raises OSError if the file cannot be read.
+    Raises TranscriptFileError for anything but a regular file (a FIFO, a device, a socket, a
+    directory: checked on the open descriptor, which never blocks), OSError if it cannot be read.
     """
-    st = path.stat()
+    kind = special_kind(os.stat(path).st_mode)
+    if kind:
+        raise TranscriptFileError(f"not a regular file ({kind})")  # never opened: a FIFO's open blocks
+    # O_NONBLOCK: a FIFO swapped in after the stat still cannot hang the open.
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        st = os.fstat(fd)
+        kind = special_kind(st.st_mode)
+        if kind:
+            raise TranscriptFileError(f"not a regular file ({kind})")
+        fh = os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
     signature = {"inode": st.st_ino, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
-    if prior and all(prior.get(k) == v for k, v in signature.items()):
-        return None
-    offset, line_no = 0, 0
-    if (prior and prior.get("inode") == st.st_ino and prior.get("offset", 0) <= st.st_size
-            and prior.get("head") == _head(path, int(prior.get("offset", 0)))):
-        offset, line_no = int(prior.get("offset", 0)), int(prior.get("lines", 0))
-    with open(path, "rb") as fh:
-        fh.seek(offset)
-        data = fh.read()
-    data = data[: data.rfind(b"\n") + 1]  # a line still being written is left for next time
-    end = offset + len(data)
-    state = {**signature, "offset": end, "lines": line_no + data.count(b"\n"), "head": _head(path, end)}
-    return NewLines(data, line_no, state)
+    try:
+        if prior and all(prior.get(k) == v for k, v in signature.items()):
+            fh.close()
+            return None
+        offset, line_no = 0, 0
+        prior_offset = _whole(prior.get("offset")) if prior else None
+        if (prior and prior.get("inode") == st.st_ino and prior_offset is not None and prior_offset <= st.st_size
+                and prior.get("head") == _head(fh, prior_offset)):
+            offset, line_no = prior_offset, _whole(prior.get("lines")) or 0
+    except BaseException:
+        fh.close()
+        raise
+    return NewLines(fh, line_no, offset, signature)
 
 
-def _head(path: Path, upto: int) -> str:
+def _whole(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+def _head(fh, upto: int) -> str:
     """A fingerprint of the part already read (its first 4 KiB): a file replaced in place differs."""
-    with open(path, "rb") as fh:
-        return hashlib.sha1(fh.read(min(upto, HEAD_BYTES))).hexdigest()[:16]
+    fh.seek(0)
+    return hashlib.sha1(fh.read(min(upto, HEAD_BYTES))).hexdigest()[:16]
 
 
 def state_path() -> Path:

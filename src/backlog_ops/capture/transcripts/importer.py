@@ -18,6 +18,7 @@ from backlog_ops.capture.transcripts.files import (
     load_state,
     read_new_lines,
     save_state,
+    special_kind,
     state_path,
 )
 from backlog_ops.capture.transcripts.matching import (
@@ -26,10 +27,10 @@ from backlog_ops.capture.transcripts.matching import (
     ProxyRows,
     proxy_rows_near,
 )
-from backlog_ops.capture.transcripts.parse import Request, group_requests, parse_lines
+from backlog_ops.capture.transcripts.parse import Request, RequestGroups, parse_lines
 from backlog_ops.capture.transcripts.report import ImportReport
 from backlog_ops.common.times import format_time, parse_time
-from backlog_ops.errors import BacklogOpsError
+from backlog_ops.errors import BacklogOpsError, TranscriptFileError
 
 __all__ = ["import_transcripts"]
 
@@ -51,6 +52,9 @@ def import_transcripts(
         root = Path(path).expanduser()
         if not root.exists():
             raise BacklogOpsError(f"no such file or directory: {root}")
+        kind = None if root.is_dir() else special_kind(root.stat().st_mode)
+        if kind:
+            raise BacklogOpsError(f"{root} is {kind}, not a transcript: give a .jsonl file or a directory of them")
         roots = [root]
         shown = str(root)
     report = ImportReport(shown, dry_run)
@@ -60,11 +64,14 @@ def import_transcripts(
     state_file = state_path()
     state = load_state(state_file)
     new_state = dict(state)
-    items: list[Request] = []
+    groups = RequestGroups(report)
     for file in (progress or iter)(files):
         key = str(file.resolve())
         try:
             new = read_new_lines(file, state.get(key))
+        except TranscriptFileError as exc:
+            report.problem("not_regular", f"{file}: {exc}")
+            continue
         except OSError as exc:
             report.problem("unreadable", f"{file}: {exc.strerror or exc}")
             continue
@@ -72,10 +79,16 @@ def import_transcripts(
             report["files"]["unchanged"] += 1
             continue
         report["files"]["read"] += 1
-        items.extend(parse_lines(file, new.data, new.first_line, report))
+        with new:
+            try:
+                for request in parse_lines(file, new, new.first_line, report):
+                    groups.add(request)
+            except OSError as exc:
+                report.problem("unreadable", f"{file}: {exc.strerror or exc}")
+                continue
         new_state[key] = new.state
 
-    requests = group_requests(items, report)
+    requests = groups.requests()
     ledger = _open_ledger(dry_run)
     try:
         records = _build(requests, ledger, report)

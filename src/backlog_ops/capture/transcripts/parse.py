@@ -15,11 +15,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Iterable, Iterator
 
+from backlog_ops.capture.transcripts import files
 from backlog_ops.capture.transcripts.report import ImportReport
 from backlog_ops.common.times import parse_time
 
-__all__ = ["Request", "group_requests", "parse_lines"]
+__all__ = ["Request", "RequestGroups", "group_requests", "parse_lines"]
 
 SYNTHETIC_MODELS = ("<synthetic>",)
 # The usage counts of a request, in the order Request takes them.
@@ -50,12 +52,21 @@ class Request:
         return self.input_tokens + self.cache_read + self.cache_write
 
 
-def parse_lines(path: Path, data: bytes, line_no: int, report: ImportReport) -> list[Request]:
-    """One Request per usable assistant line of `data` (whole lines of `path` after line `line_no`)."""
-    requests: list[Request] = []
+def parse_lines(path: Path, lines: Iterable[bytes | None], line_no: int, report: ImportReport) -> Iterator[Request]:
+    """One Request per usable assistant line of `lines`, the whole lines of `path` after line `line_no`.
+
+    Lines are parsed one at a time as they are read; None stands for a line too long to read
+    (files.MAX_LINE_BYTES), reported as malformed.
+    """
     fallback_session, fallback_agent = _ids_from_path(path)
-    for raw in data.split(b"\n")[:-1]:
+    for raw in lines:
         line_no += 1
+        if raw is None:
+            report["lines"] += 1
+            limit = files.MAX_LINE_BYTES
+            shown = f"{limit // 2**20} MiB" if limit >= 2**20 else f"{limit:,} bytes"
+            report.malformed(f"{path}:{line_no}", f"longer than {shown}, not read")
+            continue
         if not raw.strip():
             continue
         report["lines"] += 1
@@ -72,8 +83,7 @@ def parse_lines(path: Path, data: bytes, line_no: int, report: ImportReport) -> 
             continue
         request = _request(entry, where, fallback_session, fallback_agent, report)
         if request is not None:
-            requests.append(request)
-    return requests
+            yield request
 
 
 def _text(mapping: dict, key: str) -> str | None:
@@ -140,20 +150,29 @@ def _ids_from_path(path: Path) -> tuple[str | None, str | None]:
     return stem, None
 
 
-def group_requests(items: list[Request], report: ImportReport) -> list[Request]:
-    """The lines of each request merged into one (largest counts, earliest time), in time order."""
-    requests: dict[str, Request] = {}
-    files_of: dict[str, set[str]] = {}
-    for item in items:
-        found = requests.get(item.key)
+class RequestGroups:
+    """The lines of each request merged into one (largest counts, earliest time), as they are read.
+
+    Memory grows with the number of requests, not with the number of lines or their size.
+    """
+
+    def __init__(self, report: ImportReport) -> None:
+        self._report = report
+        self._requests: dict[str, Request] = {}
+        self._files_of: dict[str, set[str]] = {}
+        self._items = 0
+
+    def add(self, item: Request) -> None:
+        self._items += 1
+        found = self._requests.get(item.key)
         file = item.where.rsplit(":", 1)[0]
-        seen_in = files_of.setdefault(item.key, set())
+        seen_in = self._files_of.setdefault(item.key, set())
         if found is not None and file not in seen_in:
-            report["skipped"]["duplicate"] += 1  # the request copied into another transcript (a resumed session)
+            self._report["skipped"]["duplicate"] += 1  # the request copied into another transcript (a resumed session)
         seen_in.add(file)
         if found is None:
-            requests[item.key] = replace(item)
-            continue
+            self._requests[item.key] = replace(item)
+            return
         found.lines += 1
         for name in TOKEN_COUNTS:
             setattr(found, name, max(getattr(found, name), getattr(item, name)))
@@ -161,5 +180,16 @@ def group_requests(items: list[Request], report: ImportReport) -> list[Request]:
         found.model = found.model or item.model
         if found.call_id == f"transcript:{item.key}" and item.call_id != found.call_id:
             found.call_id = item.call_id  # a requestId seen on a later line of the same message
-    report["lines_merged"] = len(items) - len(requests)
-    return sorted(requests.values(), key=lambda r: (r.at, r.call_id))
+
+    def requests(self) -> list[Request]:
+        """The merged requests, in time order (and the count of merged lines in the report)."""
+        self._report["lines_merged"] = self._items - len(self._requests)
+        return sorted(self._requests.values(), key=lambda r: (r.at, r.call_id))
+
+
+def group_requests(items: Iterable[Request], report: ImportReport) -> list[Request]:
+    """The lines of each request merged into one (largest counts, earliest time), in time order."""
+    groups = RequestGroups(report)
+    for item in items:
+        groups.add(item)
+    return groups.requests()

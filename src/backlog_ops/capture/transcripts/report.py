@@ -7,6 +7,8 @@ lines are not imported; each kind with a count and a few examples.
 
 from __future__ import annotations
 
+from backlog_ops.common.terminal import printable
+
 __all__ = ["ImportReport", "render_report"]
 
 EXAMPLES = 5
@@ -30,6 +32,7 @@ class ImportReport(dict):
                 "unknown_price": {"count": 0, "models": {}, "examples": []},
                 "malformed": {"count": 0, "examples": []},
                 "unreadable": {"count": 0, "examples": []},
+                "not_regular": {"count": 0, "examples": []},
             },
         )
 
@@ -62,6 +65,7 @@ _PROBLEMS = (
     ("unknown_price", "unknown model price: {n}, imported with cost 0: {models}", "request"),
     ("malformed", "malformed: {n}, not imported", "line"),
     ("unreadable", "unreadable: {n}", "file"),
+    ("not_regular", "not regular files (FIFOs, devices, sockets): {n}, skipped unread", "file"),
 )
 
 
@@ -70,7 +74,7 @@ def render_report(report: dict) -> str:
     f, imp, skip, un = report["files"], report["imported"], report["skipped"], report["unattributed"]
     verb = "would import" if report["dry_run"] else "imported"
     out = [
-        f"transcripts: {report['root']}",
+        f"transcripts: {printable(report['root'])}",
         f"  files: {f['found']} found, {f['read']} read, {f['unchanged']} unchanged since the last import",
         f"  {verb} {_n(imp['requests'], 'request')} ({imp['subagent_requests']} from subagents), "
         f"{imp['tokens']:,} tokens, ${imp['cost_usd']:.4f}"
@@ -92,8 +96,9 @@ def render_report(report: dict) -> str:
         if not bucket["count"]:
             continue
         models = ", ".join(f"{m} ({n})" for m, n in sorted(bucket.get("models", {}).items()))
-        problems.append("  " + text.format(n=_n(bucket["count"], noun), cost=bucket.get("cost_usd", 0.0), models=models))
-        problems += [f"      e.g. {e}" for e in bucket["examples"]]
+        problems.append("  " + printable(text.format(n=_n(bucket["count"], noun), cost=bucket.get("cost_usd", 0.0), models=models)))
+        # File names and models come from the transcripts: shown with control characters escaped.
+        problems += [f"      e.g. {printable(e)}" for e in bucket["examples"]]
     if problems:
         out.append("could not attribute:")
         out += problems
