@@ -40,6 +40,8 @@ def format_time(epoch: float) -> str:
     if micro >= 1_000_000:
         whole, micro = whole + 1, micro - 1_000_000
     t = time.gmtime(whole)
+    if not 1 <= t.tm_year <= 9999:
+        raise OverflowError(f"{epoch!r} is outside the years 1 to 9999")
     return (f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}T{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}"
             f".{micro // 1000:03d}+00:00")
 
