@@ -72,7 +72,8 @@ def _load_yaml(path: Path) -> Any:
 def load_proxy_config(path: Path, *, inline_includes: bool = True) -> dict:
     """A proxy config as a dict; with inline_includes, included files' model_lists are appended."""
     path = Path(path)
-    data = _load_yaml(path) or {}
+    data = _load_yaml(path)
+    data = {} if data is None else data  # an empty file; `[]` is refused below, not taken as empty
     if (problem := not_an_object(path, data, PROXY_CONFIG_HINT)) is not None:
         raise ConfigError(problem)
     if inline_includes and data.get("include"):

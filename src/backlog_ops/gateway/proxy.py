@@ -24,7 +24,7 @@ import yaml
 from backlog_ops.common.extras import require
 from backlog_ops.common.home import home, write_atomic
 from backlog_ops.common.settings import settings
-from backlog_ops.errors import ConfigError
+from backlog_ops.errors import ConfigError, ProxyStartError
 from backlog_ops.gateway.lint import POLICY_SECTION, config_dir, load_proxy_config
 from backlog_ops.gateway.master_key import master_key
 from backlog_ops.gateway.render import render_proxy_config
@@ -84,6 +84,9 @@ def run_proxy(*, config: str | None, host: str, port: int) -> int:
         if not config_path.is_file():
             raise ConfigError(f"proxy config {config_path} does not exist")
     proxy_config = _read_proxy_config(config_path)
+    if not isinstance(proxy_config.get("model_list"), list) or not proxy_config["model_list"]:
+        raise ConfigError(f"{config_path}: model_list: missing or empty, so the proxy would serve nothing; "
+                          f"fix: render one with `backlog-ops config render --output litellm.yaml`")
     problems = environment_problems(config_path, proxy_config, os.environ, port=port) if config else []
     if problems:
         raise ConfigError("\n".join(f"cannot start the proxy: {p}" for p in problems))
@@ -134,6 +137,8 @@ def run_proxy(*, config: str | None, host: str, port: int) -> int:
             args=["--config", str(config_path), "--host", host, "--port", str(port)],
             standalone_mode=False,
         )
+    except Exception as exc:  # noqa: BLE001 - LiteLLM reads the config again before serving
+        raise ProxyStartError(f"the LiteLLM proxy stopped: {type(exc).__name__}: {exc}") from None
     finally:
         if mock is not None:
             mock.stop()
