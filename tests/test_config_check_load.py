@@ -122,3 +122,25 @@ def test_the_banner_names_the_postgres_ledger_without_its_password(monkeypatch, 
     assert "ledger: PostgreSQL at db.internal:5433/spend (schema backlog_ops)" in lines
     assert not any("s3cret" in line or "backlog@" in line for line in lines)
     assert lines[0].startswith("LiteLLM proxy on http://127.0.0.1:4000 in OFFLINE MOCK mode: answers are fake")
+
+
+def test_deployments_inactive_for_this_environment_are_deliberate_except_for_an_alias() -> None:
+    """LiteLLM's outcome as the child reports it; the problems it means (gateway.serving)."""
+    from backlog_ops.gateway.serving import load_problems
+
+    config = {"model_list": [{"model_name": n, "litellm_params": {"model": "anthropic/claude-haiku-4-5"}}
+                             for n in ("cheap", "balanced", "frontier", "named", "named")]}
+    env = {"LITELLM_ENVIRONMENT": "development"}
+    everything = {"cheap": 1, "balanced": 1, "frontier": 1}
+    assert load_problems(Path("c.yaml"), config, {"loaded": {**everything, "named": 2}}, {}) == []
+    # A named model meant for another environment: LiteLLM's intended use, no problem.
+    assert load_problems(Path("c.yaml"), config, {"loaded": everything, "inactive": ["named", "named"]}, env) == []
+    # An alias with nothing active, and a deployment dropped for an error: both named, each once.
+    found = load_problems(Path("c.yaml"), config, {"loaded": {"balanced": 1, "frontier": 1, "named": 1},
+                                                   "inactive": ["cheap"], "dropped": ["bad param x"]}, env)
+    assert found == [
+        "c.yaml: model_list: LiteLLM drops deployments (named: 1 of 2): bad param x; fix: fix the deployment",
+        "c.yaml: model_list (cheap): no deployment is active for LITELLM_ENVIRONMENT=development "
+        "(model_info.supported_environments), so skills calling it would fail; fix: list development there, "
+        "or remove supported_environments",
+    ]

@@ -180,18 +180,19 @@ def load_problems(path: Path, config: Mapping[str, Any], outcome: Mapping[str, A
         if isinstance(dep, dict) and isinstance(dep.get("model_name"), str):
             configured[dep["model_name"]] = configured.get(dep["model_name"], 0) + 1
     loaded: Mapping[str, int] = outcome.get("loaded") or {}
-    inactive = set(outcome.get("inactive") or ())
+    inactive = list(outcome.get("inactive") or ())
     reasons = list(dict.fromkeys(outcome.get("dropped") or ()))
     environment = environ.get("LITELLM_ENVIRONMENT")
     inactive_aliases: list[str] = []
-    dropped: dict[tuple[str, str], list[str]] = {}  # (why, fix) -> "name (kept of configured)"
+    dropped: dict[tuple[str, str], list[str]] = {}  # (why, fix) -> ["name: dropped of configured"]
     for name, count in configured.items():
         kept = loaded.get(name, 0)
-        if kept >= count:
-            continue
-        if name in inactive and environment and not reasons:
-            if kept == 0 and name in ALIASES:  # deliberate for a named model, fatal for an alias
-                inactive_aliases.append(name)
+        # Not active for this LITELLM_ENVIRONMENT: deliberate for a named model, fatal for an alias.
+        idle = min(inactive.count(name), count - kept)
+        if idle and kept == 0 and name in ALIASES:
+            inactive_aliases.append(name)
+        missing = count - kept - idle
+        if missing <= 0:
             continue
         why = "; ".join(reasons) if reasons else "see the proxy log"
         fix = "fix the deployment"
@@ -199,7 +200,7 @@ def load_problems(path: Path, config: Mapping[str, Any], outcome: Mapping[str, A
             why = "their model_info.supported_environments needs LITELLM_ENVIRONMENT, which is not set"
             fix = ("export LITELLM_ENVIRONMENT=production (or another environment they list), or remove "
                    "model_info.supported_environments (`backlog-ops config render` no longer writes it)")
-        dropped.setdefault((why, fix), []).append(f"{name}: {count - kept} of {count}")
+        dropped.setdefault((why, fix), []).append(f"{name}: {missing} of {count}")
     problems = [f"{path}: model_list: LiteLLM drops deployments ({', '.join(names)}): {why}; fix: {fix}"
                 for (why, fix), names in dropped.items()]
     if inactive_aliases:
