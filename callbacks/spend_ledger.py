@@ -1,4 +1,4 @@
-"""SpendLedger: record every LLM call, success or failure, with its ticket context.
+"""SpendLedger: record every LLM call sent to a provider, success or failure, with its ticket context.
 
 Loaded by `litellm --config` through `litellm_settings.callbacks:
 backlog_ops.callbacks.spend_ledger.spend_ledger`. It reads LiteLLM's standard logging object,
@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from backlog_ops.capture.proxy_record import record_from_logging_object
+from backlog_ops.capture.proxy_record import reached_provider, record_from_logging_object
 from backlog_ops.common.home import home
 from backlog_ops.context.fields import CONTEXT_FIELDS
 from backlog_ops.ledger import CallRecord, LedgerWriter, open_ledger
@@ -58,11 +58,15 @@ class SpendLedger(FinishedCallCallback):
                 setattr(record, field, found.context.get(field))
 
     def _handle(self, slo: dict, status: str, kwargs: dict) -> None:
+        if status == "failure" and not reached_provider(slo):
+            # Refused before any provider was asked (no or wrong key, unknown model, a budget
+            # stop): not a call, so not a row; the proxy log has a line for each.
+            return
         source = self._source or ("proxy" if (kwargs.get("litellm_params") or {}).get("proxy_server_request") else "sdk")
         record = record_from_logging_object(slo, status=status, source=source)
         if status == "failure" and record.gate is None:
-            # A call refused in a pre-call hook (a budget stop) is logged without the tags
-            # the tagger added: attribute it to the context in force now, milliseconds later.
+            # A failure LiteLLM logged without the request's tags: attribute it to the context
+            # in force now, milliseconds later.
             self._attribute(record)
         self.writer.submit(record)
 

@@ -1,4 +1,4 @@
-"""`backlog-ops proxy` with no --config: the offline aliases, and ./backlog.config.json's budgets."""
+"""`backlog-ops proxy` with no --config: the offline aliases, ./backlog.config.json's budgets, its banner and keys."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import pytest
 
 from backlog_ops.context.scope import Scope
 from backlog_ops.gateway.process import ProxyProcess
+from backlog_ops.ledger import SqliteLedger
 from backlog_ops.context.file_store import ContextStore
 
 from proxy_support import wait_for_rows
@@ -47,5 +48,16 @@ def test_offline_proxy_prices_aliases_and_enforces_the_project_budget(tmp_path: 
                     assert "has reached its budget" in r.json()["error"]["message"]
                     break
             assert statuses[-1] == 402 and 200 in statuses
+        # Without the key: 401 naming where the key is kept, never the key; not a call in the ledger.
+        bare = httpx.post(f"{proxy.base_url}/v1/chat/completions", timeout=60,
+                          json={"model": "cheap", "messages": [{"role": "user", "content": "hi"}]})
+        assert bare.status_code == 401 and str(home / "master-key") in bare.json()["error"]["message"]
+        assert proxy.master_key not in bare.text
+        log = proxy.log()
+    # The start-up text says the answers are fake, and where the ledger is.
+    assert "backlog-ops: LiteLLM proxy on " in log and "in OFFLINE MOCK mode: answers are fake" in log
+    assert f"backlog-ops: ledger: SQLite at {home / 'ledger.db'}" in log
     row = wait_for_rows(home / "ledger.db", [first.headers["x-litellm-call-id"]])[first.headers["x-litellm-call-id"]]
     assert row["model"] == "anthropic/claude-opus-4-6" and row["cost_usd"] > 0 and row["project"] == "shop-api"
+    with SqliteLedger(home / "ledger.db") as ledger:  # refusals (402, 401) never reached a provider
+        assert {r["status"] for r in ledger.rows()} == {"success"}

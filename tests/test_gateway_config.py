@@ -37,20 +37,30 @@ def write_yaml(tmp_path: Path, data: dict, name: str = "proxy.yaml") -> Path:
     return path
 
 
+@pytest.fixture
+def provider_env(monkeypatch):
+    """What the shipped production configs need to start: a provider key and a Redis host (stand-ins)."""
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-stand-in")
+    monkeypatch.setenv("REDIS_HOST", "127.0.0.1")
+    for name in ("LITELLM_ENVIRONMENT", "ANTHROPIC_API_BASE", "ANTHROPIC_BASE_URL", "DATABASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+
+
 # -- everything shipped passes ---------------------------------------------------------------------
 
 
-def test_config_check_passes_on_everything_shipped(capsys, monkeypatch, tmp_path) -> None:
+def test_config_check_passes_on_everything_shipped(capsys, monkeypatch, tmp_path, provider_env) -> None:
     monkeypatch.chdir(tmp_path)
     files = [str(EXAMPLE)] + [str(p) for p in shipped_configs()]
     assert {p.name for p in shipped_configs()} >= {"dev.yaml", "production.yaml", "openai.yaml", "anthropic.yaml", "google.yaml", "groq.yaml"}
     assert main(["config", "check", *files]) == 0
     out = capsys.readouterr().out
     assert out.count("ok  ") == len(files), out
-    # no FILE: ./backlog.config.json when there is one, and every shipped config
+    # no FILE: ./backlog.config.json when there is one, and the config `backlog-ops proxy` starts
     (tmp_path / "backlog.config.json").write_text(EXAMPLE.read_text())
     assert main(["config", "check"]) == 0
-    assert "ok  backlog.config.json" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "ok  backlog.config.json" in out and "dev.yaml (the offline config `backlog-ops proxy` starts" in out
 
 
 def test_shipped_configs_keep_secrets_in_the_environment() -> None:
@@ -91,6 +101,11 @@ def test_render_of_the_example_matches_the_production_aliases() -> None:
                 for d in cfg["model_list"] if d["model_name"] in ("cheap", "balanced", "frontier")]
 
     assert aliases(rendered) == aliases(production)
+    # No environment gating: LiteLLM would drop every alias unless LITELLM_ENVIRONMENT were set.
+    assert not any("model_info" in d for cfg in (rendered, production) for d in cfg["model_list"])
+    for cfg in (rendered, production):
+        assert cfg["general_settings"]["custom_auth"] == "backlog_ops.callbacks.proxy_auth.user_api_key_auth"
+        assert cfg["general_settings"]["custom_auth_run_common_checks"] is True
     assert rendered["router_settings"]["fallbacks"] == production["router_settings"]["fallbacks"]
     assert rendered["litellm_settings"]["callbacks"] == production["litellm_settings"]["callbacks"]
 
@@ -137,7 +152,7 @@ def test_render_cache_variants(tmp_path: Path) -> None:
     assert cfg["litellm_settings"]["cache_params"] == {"type": "local", "ttl": 3600, "namespace": "backlog"}
 
 
-def test_render_cli_writes_a_checked_config(tmp_path: Path, capsys) -> None:
+def test_render_cli_writes_a_checked_config(tmp_path: Path, capsys, provider_env) -> None:
     out = tmp_path / "litellm.yaml"
     assert main(["config", "render", "--input", str(EXAMPLE), "--output", str(out)]) == 0
     text = out.read_text()

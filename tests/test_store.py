@@ -201,7 +201,7 @@ def test_design_shell_helper_file_is_accepted(backlog_home: Path) -> None:
     ("content", "needle"),
     [
         (b"{not json", "not valid JSON"),
-        (b"[1, 2]", "must hold a JSON object"),
+        (b"[1, 2]", "the top level must be an object {...}, not an array"),
         (json.dumps({**CTX, "gate": 5}).encode(), "gate must be a string"),
         (json.dumps({**CTX, "ticket_id": "bad ticket"}).encode(), "ticket_id 'bad ticket'"),
         (json.dumps({**CTX, "expires_at": "tomorrow"}).encode(), "expires_at 'tomorrow' is not an ISO 8601 time"),

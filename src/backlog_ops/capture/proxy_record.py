@@ -20,7 +20,7 @@ from backlog_ops.context.identity import (
 )
 from backlog_ops.ledger.record import CallRecord
 
-__all__ = ["HEALTH_CHECK_TAG", "record_from_logging_object"]
+__all__ = ["HEALTH_CHECK_TAG", "reached_provider", "record_from_logging_object"]
 
 # LiteLLM tags its own deployment probes (GET /health) with this: nobody's work, never recorded.
 HEALTH_CHECK_TAG = "litellm-internal-health-check"
@@ -84,3 +84,15 @@ def _float(value: Any) -> float:
         return float(value or 0.0)
     except (TypeError, ValueError):
         return 0.0
+
+
+def reached_provider(slo: dict) -> bool:
+    """Whether a failed call was sent to a provider: False for what the proxy refused before routing.
+
+    A key check (401), an unknown model or a budget stop (402) fails before LiteLLM picks a
+    deployment endpoint, so the logging object has no api_base; a provider's own error, a
+    timeout or a refused connection carries the endpoint it was sent to.
+    """
+    if slo.get("api_base") or (slo.get("hidden_params") or {}).get("api_base"):
+        return True
+    return False

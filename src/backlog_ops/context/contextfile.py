@@ -11,6 +11,7 @@ import os
 import time
 
 from backlog_ops.common import fastjson
+from backlog_ops.common.shape import not_an_object
 from backlog_ops.common.times import format_time
 from backlog_ops.common.times import parse_time as _parse_time
 from backlog_ops.context.fields import normalize_context_fields
@@ -66,8 +67,8 @@ def parse_context(raw: bytes, *, path: object, mtime: float) -> tuple[dict, floa
         data = fastjson.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ContextFileError(f"{path} is not valid JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise ContextFileError(f"{path} must hold a JSON object, not {type(data).__name__}")
+    if (problem := not_an_object(path, data, "fix: set the context again (backlog-ops context set) or delete the file")) is not None:
+        raise ContextFileError(problem)
     if not data:
         return None
     try:

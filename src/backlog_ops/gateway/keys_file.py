@@ -21,10 +21,13 @@ from pydantic import (
     model_validator,
 )
 
+from backlog_ops.common.shape import not_an_object
 from backlog_ops.common.times import duration_problem
 from backlog_ops.errors import ConfigError
 
-__all__ = ["KeySpec", "VirtualKeysFile", "load_keys_file"]
+__all__ = ["KEYS_HINT", "KeySpec", "VirtualKeysFile", "load_keys_file"]
+
+KEYS_HINT = "fix: a `keys:` list inside one mapping (see config/virtual_keys.yaml)"
 
 _ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
 _ALIAS = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@/-]{0,127}$")
@@ -126,8 +129,8 @@ def load_keys_file(path: str | Path) -> list[KeySpec]:
         raise ConfigError(f"{path}: no such file (see config/virtual_keys.yaml for the shape)") from None
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"{path}: cannot read: {exc}") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping with a `keys:` list")
+    if (problem := not_an_object(path, raw, KEYS_HINT)) is not None:
+        raise ConfigError(problem)
     try:
         document = VirtualKeysFile.model_validate(raw)
     except ValidationError as exc:

@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from backlog_ops.common.prices import model_price
+from backlog_ops.common.shape import not_an_object
 from backlog_ops.common.times import duration_problem
 from backlog_ops.errors import ConfigError
 from backlog_ops.gateway.keys_file import load_keys_file
@@ -30,6 +31,7 @@ __all__ = [
     "check_proxy_config",
     "check_virtual_keys_file",
     "config_dir",
+    "is_proxy_config",
     "load_proxy_config",
     "shipped_configs",
 ]
@@ -40,6 +42,8 @@ VALID_ENVIRONMENTS = ("development", "staging", "production")
 TAGGER = "backlog_ops.callbacks.ticket_tagger.ticket_tagger"
 POLICY = "backlog_ops.callbacks.ticket_policy.ticket_policy"
 LEDGER = "backlog_ops.callbacks.spend_ledger.spend_ledger"
+PROXY_CONFIG_HINT = ("fix: one mapping with model_list:, router_settings:, litellm_settings:, general_settings: "
+                     "(or, for a virtual keys file, a `keys:` list inside one mapping)")
 CACHE_TYPES = ("redis", "local", "redis-semantic", "qdrant-semantic", "s3", "disk")
 
 # litellm_params / settings keys whose literal values are secrets
@@ -68,9 +72,10 @@ def _load_yaml(path: Path) -> Any:
 def load_proxy_config(path: Path, *, inline_includes: bool = True) -> dict:
     """A proxy config as a dict; with inline_includes, included files' model_lists are appended."""
     path = Path(path)
-    data = _load_yaml(path) or {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: a LiteLLM config must be a YAML mapping")
+    data = _load_yaml(path)
+    data = {} if data is None else data  # an empty file; `[]` is refused below, not taken as empty
+    if (problem := not_an_object(path, data, PROXY_CONFIG_HINT)) is not None:
+        raise ConfigError(problem)
     if inline_includes and data.get("include"):
         merged = copy.deepcopy(data)
         includes = merged.pop("include")
@@ -93,6 +98,18 @@ def check_config_file(path: Path) -> list[str]:
     if path.suffix in (".yaml", ".yml"):
         return check_proxy_config(path)
     return [f"{path}: not a .json (backlog.config.json) or .yaml (proxy config) file"]
+
+
+def is_proxy_config(path: Path) -> bool:
+    """A LiteLLM config one can start (not a provider file of deployments only, nor a keys file)."""
+    path = Path(path)
+    if path.suffix not in (".yaml", ".yml"):
+        return False
+    try:
+        data = _load_yaml(path)
+    except Exception:  # noqa: BLE001 - unreadable: the static check reports it
+        return False
+    return isinstance(data, dict) and not set(data) <= {"model_list"} and "keys" not in data
 
 
 def _is_virtual_keys_file(path: Path) -> bool:
@@ -125,8 +142,8 @@ def check_proxy_config(path: Path) -> list[str]:
         return [f"{path}: not valid YAML: {exc}"]
     if raw is None:
         return [f"{path}: is empty; a LiteLLM config needs at least model_list"]
-    if not isinstance(raw, dict):
-        return [f"{path}: must be a YAML mapping (model_list:, router_settings:, litellm_settings:, general_settings:)"]
+    if (problem := not_an_object(path, raw, PROXY_CONFIG_HINT)) is not None:
+        return [problem]
 
     includes = raw.get("include") or []
     for name in includes if isinstance(includes, list) else [includes]:

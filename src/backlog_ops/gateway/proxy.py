@@ -2,7 +2,14 @@
 
 With no --config it runs the shipped offline development config: the aliases cheap, balanced
 and frontier answered by a local mock provider (backlog_ops.testing.mock_upstream) that reports usage in
-proportion to the request, so spend looks like spend without any provider key.
+proportion to the request, so spend looks like spend without any provider key. The answers are
+fake, and the start-up text says so.
+
+With --config it runs that file against real providers, and refuses to start, with one line per
+problem, when the config would not serve: an alias whose provider key is unset, a provider base
+URL pointing at the proxy itself, a start-up error in LiteLLM's loading (a Redis cache without
+REDIS_HOST), or deployments LiteLLM drops (gateway.serving says which). A `.env` in the directory
+it starts in supplies variables the environment does not set.
 """
 
 from __future__ import annotations
@@ -17,17 +24,19 @@ import yaml
 from backlog_ops.common.extras import require
 from backlog_ops.common.home import home, write_atomic
 from backlog_ops.common.settings import settings
-from backlog_ops.errors import ConfigError
-from backlog_ops.gateway.lint import POLICY_SECTION, config_dir
+from backlog_ops.errors import ConfigError, ProxyStartError
+from backlog_ops.gateway.lint import POLICY_SECTION, config_dir, load_proxy_config
 from backlog_ops.gateway.master_key import master_key
 from backlog_ops.gateway.render import render_proxy_config
-from backlog_ops.ledger.sqlite import default_ledger_path
+from backlog_ops.gateway.serving import environment_problems, load_problems, provider_summary, routes
+from backlog_ops.ledger.backend import describe_ledger
 from backlog_ops.project.file import CONFIG_FILE
 from backlog_ops.project.schema import load_backlog_config
 
-__all__ = ["DEV_CONFIG", "run_proxy"]
+__all__ = ["DEV_CONFIG", "DOTENV", "read_dotenv", "run_proxy", "startup_text"]
 
 DEV_CONFIG = "dev.yaml"
+DOTENV = ".env"
 MOCK_BASE_ENV = "BACKLOG_MOCK_API_BASE"
 
 
@@ -35,17 +44,52 @@ def dev_config_path() -> Path:
     return config_dir() / DEV_CONFIG
 
 
+def read_dotenv(directory: Path | None = None) -> dict[str, str]:
+    """The variables of DIRECTORY/.env (default: the current directory); {} when there is none."""
+    path = (directory or Path.cwd()) / DOTENV
+    if not path.is_file():
+        return {}
+    from dotenv import dotenv_values  # python-dotenv comes with litellm
+
+    try:
+        values = dotenv_values(path)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from None
+    return {k: v for k, v in values.items() if isinstance(k, str) and v is not None}
+
+
+def _read_proxy_config(path: Path) -> dict:
+    try:
+        return load_proxy_config(path)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+
+
 def run_proxy(*, config: str | None, host: str, port: int) -> int:
     """Run the proxy in this process until it is stopped (Ctrl-C or SIGTERM)."""
     # The proxy's own dependencies (fastapi, websockets, …) come with the gateway extra.
     for module in ("fastapi", "websockets"):
         require(module, "gateway", "The LiteLLM proxy (backlog-ops proxy)")
+    from_dotenv = []  # the environment wins over .env, as with docker compose and python-dotenv
+    for name, value in read_dotenv().items():
+        if name not in os.environ:
+            os.environ[name] = value
+            from_dotenv.append(name)
     if config is None:
         config_path = dev_config_path()
     else:
         config_path = Path(config).expanduser()
         if not config_path.is_file():
             raise ConfigError(f"proxy config {config_path} does not exist")
+    proxy_config = _read_proxy_config(config_path)
+    if not isinstance(proxy_config.get("model_list"), list) or not proxy_config["model_list"]:
+        raise ConfigError(f"{config_path}: model_list: missing or empty, so the proxy would serve nothing; "
+                          f"fix: render one with `backlog-ops config render --output litellm.yaml`")
+    problems = environment_problems(config_path, proxy_config, os.environ, port=port) if config else []
+    if problems:
+        raise ConfigError("\n".join(f"cannot start the proxy: {p}" for p in problems))
     key, key_source = master_key()
     os.environ["LITELLM_MASTER_KEY"] = key
     # The price map ships with litellm; fetching it at start costs ~7 s and needs the internet.
@@ -62,10 +106,27 @@ def run_proxy(*, config: str | None, host: str, port: int) -> int:
         os.environ[MOCK_BASE_ENV] = mock.start()
 
     # The start-up banner stays here: it belongs to the running process and goes to its log.
-    print(f"backlog-ops: LiteLLM proxy on http://{host}:{port} with config {config_path}", file=sys.stderr)
-    print(f"backlog-ops: master key from {key_source} (use it as the API key; it is not printed)", file=sys.stderr)
-    print(f"backlog-ops: ledger {default_ledger_path()}", file=sys.stderr)
+    for line in startup_text(config_path if config else None, proxy_config, host=host, port=port,
+                             key_source=key_source, from_dotenv=from_dotenv):
+        print(f"backlog-ops: {line}", file=sys.stderr)
     from litellm.proxy.proxy_cli import run_server
+
+    from backlog_ops.gateway.litellm_load import guard_startup_load
+
+    def stop_on_problems(outcome: dict) -> None:
+        found = load_problems(config_path, proxy_config, outcome, os.environ)
+        if not found:
+            return
+        for problem in found:
+            print(f"backlog-ops: error: cannot start the proxy: {problem}", file=sys.stderr)
+        sys.stderr.flush()
+        if mock is not None:
+            mock.stop()
+        # Inside uvicorn's start-up any exception ends in a traceback; nothing was served or
+        # recorded yet, so leaving at once loses nothing.
+        os._exit(1)
+
+    guard_startup_load(stop_on_problems)
 
     # uvicorn shuts down gracefully on SIGTERM, then re-raises the signal to the handler it found:
     # with the default one the process dies before atexit, and the ledger's last rows with it.
@@ -76,10 +137,41 @@ def run_proxy(*, config: str | None, host: str, port: int) -> int:
             args=["--config", str(config_path), "--host", host, "--port", str(port)],
             standalone_mode=False,
         )
+    except Exception as exc:  # noqa: BLE001 - LiteLLM reads the config again before serving
+        raise ProxyStartError(f"the LiteLLM proxy stopped: {type(exc).__name__}: {exc}") from None
     finally:
         if mock is not None:
             mock.stop()
     return 0
+
+
+def startup_text(config_path: Path | None, proxy_config: dict, *, host: str, port: int, key_source: str,
+                 from_dotenv: list[str] = ()) -> list[str]:
+    """The start-up banner: which mode, where calls go, which keys are missing (names only), the ledger."""
+    lines = []
+    if config_path is None:
+        lines.append(f"LiteLLM proxy on http://{host}:{port} in OFFLINE MOCK mode: answers are fake, from a local "
+                     f"mock provider (no provider is called, no key is needed; costs use the real models' prices)")
+        lines.append("for real answers: backlog-ops config render --output litellm.yaml && "
+                     "backlog-ops proxy --config litellm.yaml (README: real provider quick start)")
+    else:
+        lines.append(f"LiteLLM proxy on http://{host}:{port} with config {config_path}")
+        found = routes(proxy_config, os.environ)
+        aliases = [f"{r.model_name} → {r.model}" for r in found if r.model_name in ("cheap", "balanced", "frontier")]
+        if aliases:
+            lines.append("aliases: " + ", ".join(aliases))
+        for entry in provider_summary(found):
+            where = (f"at {', '.join(entry['local_endpoints'])} (a local endpoint)" if entry["local_endpoints"]
+                     else "real provider")
+            keys = ", ".join(entry["keys"]) or "no key variable"
+            status = (f"MISSING {', '.join(entry['missing_keys'])}: calls to {', '.join(entry['models'])} will fail"
+                      if entry["missing_keys"] else f"{keys} set")
+            lines.append(f"provider {entry['provider']} ({where}): {status}")
+    if from_dotenv:
+        lines.append(f"from ./{DOTENV}: {', '.join(sorted(from_dotenv))} (values not shown)")
+    lines.append(f"master key from {key_source} (use it as the API key; it is not printed)")
+    lines.append(f"ledger: {describe_ledger()}")
+    return lines
 
 
 def _dev_policy_from_project() -> Path | None:

@@ -29,9 +29,10 @@ from backlog_ops.project.schema import (
     policy_section,
 )
 
-__all__ = ["render_proxy_config", "render_text"]
+__all__ = ["RENDERED_CONFIG", "render_proxy_config", "render_text"]
 
 TEMPLATE = "production.yaml"
+RENDERED_CONFIG = "litellm.yaml"  # where the README renders to, and what `config check` looks for
 
 
 def _provider_catalog(providers: list[str]) -> dict[str, list[dict]]:
@@ -69,11 +70,6 @@ def render_proxy_config(config: BacklogConfig, *, source: Path | None = None, te
         providers = sorted({PROVIDER_FILES[m.split("/", 1)[0]] for m in alias_models.values()})
     catalog = _provider_catalog(providers)
 
-    template_aliases = {d["model_name"]: d for d in base.get("model_list") or [] if d.get("model_name") in ALIASES}
-    envs = None
-    for dep in template_aliases.values():
-        envs = (dep.get("model_info") or {}).get("supported_environments", envs)
-
     def deployment(alias: str, model: str, tags: list[str], budget: float | None) -> dict:
         params = _alias_params(model, catalog)
         params["tags"] = tags
@@ -84,10 +80,9 @@ def render_proxy_config(config: BacklogConfig, *, source: Path | None = None, te
             # Mark the system prompt as a cache breakpoint for clients that set none themselves
             # (Claude Code marks its own): the stable prefix is then billed at the cache-read price.
             params["cache_control_injection_points"] = [{"location": "message", "role": "system"}]
-        dep: dict[str, Any] = {"model_name": alias, "litellm_params": params}
-        if envs:
-            dep["model_info"] = {"supported_environments": list(envs)}
-        return dep
+        # No model_info.supported_environments, even when the template has it: LiteLLM drops
+        # such a deployment unless LITELLM_ENVIRONMENT lists it, and the alias would vanish.
+        return {"model_name": alias, "litellm_params": params}
 
     critical = list(routing.criticalTags)
     tiers = {"cheap": ["default", "interactive", "offline"], "balanced": ["default", "interactive", "offline"],

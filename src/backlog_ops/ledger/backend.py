@@ -6,7 +6,7 @@ from pathlib import Path
 
 from backlog_ops.common.settings import settings
 
-__all__ = ["open_ledger"]
+__all__ = ["describe_ledger", "open_ledger"]
 
 
 def open_ledger(path: Path | None = None):
@@ -19,3 +19,15 @@ def open_ledger(path: Path | None = None):
     from backlog_ops.ledger.sqlite import SqliteLedger, default_ledger_path
 
     return SqliteLedger(default_ledger_path() if path is None else path)
+
+
+def describe_ledger() -> str:
+    """Which ledger open_ledger() writes to, for people: never a user name or password."""
+    conf = settings()
+    if conf.ledger_url:
+        from backlog_ops.common.dsn import dsn_location
+
+        return f"PostgreSQL at {dsn_location(conf.ledger_url)} (schema {conf.ledger_schema})"
+    from backlog_ops.ledger.sqlite import default_ledger_path
+
+    return f"SQLite at {default_ledger_path()}"

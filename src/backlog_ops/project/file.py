@@ -8,12 +8,15 @@ from __future__ import annotations
 import os
 
 from backlog_ops.common import fastjson
+from backlog_ops.common.shape import not_an_object
 from backlog_ops.context.fields import check_field, slugify
 from backlog_ops.errors import ConfigError, InvalidContext
 
-__all__ = ["CONFIG_FILE", "default_project"]
+__all__ = ["CONFIG_FILE", "SETTINGS_HINT", "default_project"]
 
 CONFIG_FILE = "backlog.config.json"
+# What a backlog.config.json whose top level is not an object is told (common.shape).
+SETTINGS_HINT = "fix: put its sections ('project', 'llmOps') in one object, as in backlog.config.example.json"
 
 
 def default_project(directory=None) -> str:
@@ -26,7 +29,9 @@ def default_project(directory=None) -> str:
                 data = fastjson.loads(fh.read())
         except (OSError, ValueError) as exc:
             raise ConfigError(f"{config} is not valid JSON: {exc}; fix it or pass --project") from None
-        project = data.get("project") if isinstance(data, dict) else None
+        if (problem := not_an_object(config, data, SETTINGS_HINT)) is not None:
+            raise ConfigError(problem)
+        project = data.get("project")
         name = project.get("name") if isinstance(project, dict) else None
         if name is not None:
             try:

@@ -21,9 +21,11 @@ from pydantic import (
 )
 
 from backlog_ops.common.prices import model_price, prices_known
+from backlog_ops.common.shape import not_an_object
 from backlog_ops.common.times import duration_problem
 from backlog_ops.context.fields import check_field
 from backlog_ops.errors import ConfigError, InvalidContext
+from backlog_ops.project.file import SETTINGS_HINT
 
 __all__ = [
     "PROVIDER_DEFAULTS",
@@ -245,8 +247,8 @@ def _validate_backlog_file(path: Path) -> tuple[list[str], BacklogConfig | None]
         data = json.loads(raw)
     except ValueError as exc:
         return [f"{path}: not valid JSON: {exc}; fix the syntax (JSON has no comments or trailing commas)"], None
-    if not isinstance(data, dict):
-        return [f"{path}: must be a JSON object with 'project' and 'llmOps' sections"], None
+    if (problem := not_an_object(path, data, SETTINGS_HINT)) is not None:
+        return [problem], None
     try:
         return [], BacklogConfig.model_validate(data)
     except ValidationError as exc:
