@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["MASK", "dsn_secrets", "scrub_dsn"]
+__all__ = ["MASK", "dsn_location", "dsn_secrets", "scrub_dsn"]
 
 MASK = "***"
 # Environment variables that hold a DSN or a secret this process may be shown an echo of.
@@ -158,3 +158,32 @@ def _libpq_pairs(text: str) -> list[tuple[str, str | None]]:
                 i += 1
         pairs.append((name, "".join(value)))
     return pairs
+
+
+def dsn_location(dsn: str) -> str:
+    """'host:port/database' of a URL or key=value connection string; '?' for what cannot be read."""
+    import shlex  # both import `re`: only when a location is shown, never on the hook path
+    from urllib.parse import urlsplit
+
+    text = str(dsn or "").strip()
+    host = port = database = ""
+    if "://" in text:
+        try:
+            parts = urlsplit(text)
+            host = parts.hostname or ""
+            port = str(parts.port or "")
+        except ValueError:  # a port that is not a number
+            host, port = host or "?", ""
+        else:
+            database = parts.path.lstrip("/")
+    else:
+        try:
+            tokens = shlex.split(text)
+        except ValueError:
+            tokens = text.split()
+        values = dict(t.split("=", 1) for t in tokens if "=" in t)
+        host = values.get("host") or values.get("hostaddr") or ""
+        port = values.get("port", "")
+        database = values.get("dbname", "")
+    where = (host or "localhost") + (f":{port}" if port.isdigit() else "")
+    return f"{where}/{database}" if database else where

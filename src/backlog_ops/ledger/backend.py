@@ -25,7 +25,7 @@ def describe_ledger() -> str:
     """Which ledger open_ledger() writes to, for people: never a user name or password."""
     conf = settings()
     if conf.ledger_url:
-        from backlog_ops.common.dsn import dsn_location
+        from backlog_ops.common.secrets import dsn_location
 
         return f"PostgreSQL at {dsn_location(conf.ledger_url)} (schema {conf.ledger_schema})"
     from backlog_ops.ledger.sqlite import default_ledger_path
