@@ -67,6 +67,8 @@ def run_proxy(*, config: str | None, host: str, port: int) -> int:
     print(f"backlog-ops: ledger {default_ledger_path()}", file=sys.stderr)
     from litellm.proxy.proxy_cli import run_server
 
+    _serve_status(config_path, mock=mock is not None)
+
     # uvicorn shuts down gracefully on SIGTERM, then re-raises the signal to the handler it found:
     # with the default one the process dies before atexit, and the ledger's last rows with it.
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
@@ -95,6 +97,20 @@ def _dev_policy_from_project() -> Path | None:
     write_atomic(policy_file, yaml.safe_dump({POLICY_SECTION: section}, sort_keys=False).encode())
     os.environ["BACKLOG_POLICY_FILE"] = str(policy_file)
     return source
+
+
+def _serve_status(config_path: Path, *, mock: bool) -> None:
+    """GET /backlog-ops/status: the mode and missing key names, for `backlog-ops doctor`."""
+    from litellm.proxy.proxy_server import app
+
+    from backlog_ops.gateway.lint import load_proxy_config
+    from backlog_ops.gateway.status import add_status_route, describe_proxy_config
+
+    try:
+        config = load_proxy_config(config_path)
+    except (ConfigError, OSError, yaml.YAMLError):
+        config = {}  # LiteLLM reports the broken file itself when it loads it
+    add_status_route(app, describe_proxy_config(config, mock=mock, config_path=config_path))
 
 
 def _exit_on_sigterm(signum: int, frame: object) -> None:
