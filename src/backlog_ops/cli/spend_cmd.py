@@ -61,7 +61,7 @@ def _say_when_no_proxy_records() -> None:
     from backlog_ops.gateway.status import probe
 
     url = gateway_url(None, Path.cwd())[0]
-    found = probe(url)
+    found = probe(url, timeout=3)
     if not found.answers:
         print(f"backlog-ops: no proxy answers at {url}, and calls are recorded by the proxy: {START_HINT}", file=sys.stderr)
 

@@ -104,6 +104,8 @@ def _mode(found) -> Check:
             return Check("gateway", "mode", PROBLEM, f"{summary}; missing in the proxy's environment: {names}",
                          fix=f"export {exports} (or put them in .env) where the proxy runs, then restart it", facts=facts)
         return Check("gateway", "mode", OK, f"{summary}; every provider key is set", facts=facts)
+    if found.status_problem == "no answer in time":
+        return Check("gateway", "mode", INFO, "the proxy did not say its mode in time (busy starting?): run doctor again")
     if found.models:
         providers = sorted({str(m.get("litellm_params", {}).get("model", "")).split("/", 1)[0] for m in found.models} - {""})
         local = all(_is_loopback((m.get("litellm_params") or {}).get("api_base")) for m in found.models)

@@ -19,7 +19,9 @@ from backlog_ops import __version__
 __all__ = ["STATUS_PATH", "ProxyProbe", "add_status_route", "describe_proxy_config", "probe", "url_problem"]
 
 STATUS_PATH = "/backlog-ops/status"
-PROBE_TIMEOUT = 3.0
+# A proxy's first requests after start-up can take seconds on a loaded machine; nothing to wait
+# for when nothing listens (refused at once).
+PROBE_TIMEOUT = 10.0
 _ENV_PREFIX = "os.environ/"
 _OUR_CALLBACKS = "backlog_ops.callbacks."
 # The variable LiteLLM reads for a provider when a deployment names no api_key of its own.
@@ -91,6 +93,7 @@ class ProxyProbe:
     answers: bool = False  # ... and it answered as a LiteLLM proxy (/health/liveliness)
     problem: str | None = None  # why it does not answer
     status: dict | None = None  # the backlog-ops status, when the proxy is ours
+    status_problem: str | None = None  # why there is no status: not ours (HTTP 404), or no answer in time
     models: list[dict] = field(default_factory=list)  # /model/info entries, when the key was accepted
     key_accepted: bool | None = None  # None: no key to try
 
@@ -121,7 +124,10 @@ def probe(url: str, master_key: str | None = None, *, timeout: float = PROBE_TIM
                 result.problem = f"/health/liveliness answered HTTP {alive.status_code}"
                 return result
             result.answers = True
-            result.status = _json_object(_get(client, STATUS_PATH))
+            response = _get(client, STATUS_PATH)
+            result.status = _json_object(response)
+            if result.status is None:
+                result.status_problem = "no answer in time" if response is None else f"HTTP {response.status_code}"
             if master_key:
                 info = _get(client, "/model/info", headers={"Authorization": f"Bearer {master_key}"})
                 # A key that is not the master key: 401 (or, from a LiteLLM without a database,
