@@ -25,7 +25,10 @@ async def user_api_key_auth(request: Any, api_key: str | None) -> None:
     """None when LiteLLM should check the key itself; raises LiteLLM's 401 ProxyException otherwise."""
     from litellm.proxy import proxy_server
     from litellm.proxy._types import LiteLLMRoutes, ProxyErrorTypes, ProxyException
-    from litellm.proxy.auth.auth_utils import get_request_route, route_in_additonal_public_routes
+    from litellm.proxy.auth.auth_utils import (
+        get_request_route,
+        route_in_additonal_public_routes,
+    )
 
     master = proxy_server.master_key
     if not isinstance(master, str) or not master or proxy_server.prisma_client is not None:

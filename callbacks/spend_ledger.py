@@ -11,7 +11,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from backlog_ops.capture.proxy_record import reached_provider, record_from_logging_object
+from backlog_ops.capture.proxy_record import (
+    reached_provider,
+    record_from_logging_object,
+)
 from backlog_ops.common.home import home
 from backlog_ops.context.fields import CONTEXT_FIELDS
 from backlog_ops.ledger import CallRecord, LedgerWriter, open_ledger

@@ -29,11 +29,13 @@ __all__ = [
     "SpendResult",
     "ToolInputError",
     "clear_context",
+    "explain_arguments",
     "get_context",
     "parse_context_input",
     "parse_spend_input",
     "set_context",
     "ticket_spend",
+    "unknown_arguments",
 ]
 
 SPEND_GROUPS = ("gate", "agent", "model", "skill", "session", "day")
@@ -220,21 +222,68 @@ def parse_spend_input(**arguments: object) -> SpendInput:
 
 
 def _explain(exc: ValidationError, spend: bool = False) -> str:
+    return explain_arguments("ticket_spend" if spend else "set_context", exc.errors())
+
+
+def explain_arguments(tool: str, errors: list[dict]) -> str:
+    """One message for a tool's bad arguments: each field, what is wrong, and what to send instead.
+
+    `errors` are pydantic's (ValidationError.errors()); their own wording never reaches the model.
+    """
+    hints = _SPEND_HINTS if tool == "ticket_spend" else _HINTS
     problems = []
-    for err in exc.errors():
+    for err in errors:
         field = ".".join(str(p) for p in err.get("loc", ())) or "arguments"
-        msg = err.get("msg", "invalid").removeprefix("Value error, ")
-        if err.get("type") == "missing":
+        kind = err.get("type", "")
+        if kind == "missing":
             msg = f"{field} is required"
-        elif err.get("type") == "extra_forbidden":
+        elif kind == "extra_forbidden":
             msg = f"there is no argument {field!r}"
-        hint = _SPEND_HINTS.get(field) if spend else _HINTS.get(field)
+        elif kind in _EXPECTED:
+            msg = f"{field} must be {_EXPECTED.get(kind, 'of another type')}, not {_json_kind(err.get('input'))}"
+        else:
+            msg = str(err.get("msg", "is invalid")).removeprefix("Value error, ")
+        hint = hints.get(field)
         problems.append(f"{msg}; {hint}" if hint else msg)
     return "Invalid arguments: " + " | ".join(problems)
 
 
+def unknown_arguments(tool: str, unknown: list[str], known: list[str]) -> str:
+    """The message for arguments a tool does not take (they are refused, never ignored)."""
+    names = ", ".join(repr(n) for n in unknown)
+    takes = ", ".join(known) if known else "no arguments"
+    return f"Invalid arguments: {tool} has no argument {names}; it takes {takes}. Send only those."
+
+
+_EXPECTED = {
+    "string_type": "a string",
+    "int_type": "a whole number",
+    "int_parsing": "a whole number",
+    "bool_type": "true or false",
+    "bool_parsing": "true or false",
+    "dict_type": "an object",
+    "list_type": "a list",
+}
+
+
+def _json_kind(value: object) -> str:
+    """What the caller sent, in JSON's words."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, (int, float)):
+        return f"the number {value!r}"[:60]
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return f"a {type(value).__name__}"
+
+
 _SPEND_HINTS = {
     "ticket_id": "send a ticket id such as 'FEAT-001', or leave it out for the ticket you are on",
+    "group_by": f"send one of {', '.join(repr(g) for g in SPEND_GROUPS)}, or leave it out for 'gate'",
     "since": "send YYYY-MM-DD, an ISO 8601 time, or a span such as '90m', '24h', '7d'",
 }
 

@@ -2,7 +2,8 @@
 
 Four tools, each a thin layer over mcp_server.core: set_context, clear_context, get_context and
 ticket_spend. Results are structured (an output schema and structuredContent) and readable (a
-text summary). Bad arguments come back as tool errors that say what to send instead.
+text summary). Bad arguments come back as tool errors that name the field and say what to send
+instead; arguments a tool does not take are refused, never ignored.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import CallToolResult, TextContent, ToolAnnotations
-from pydantic import Field
+from pydantic import Field, ValidationError
 
 from backlog_ops import __version__
 from backlog_ops.common.secrets import scrub_dsn
@@ -40,12 +41,43 @@ _PROJECT = Field(default=None, description="The project's slug. Leave it out: th
 _COMPONENT = Field(default=None, description="Optional part of the project, e.g. 'billing'.")
 
 
+class _StrictArgumentsServer(MCPServer):
+    """An MCPServer that refuses arguments a tool does not take, and explains bad ones in plain words.
+
+    The SDK ignores unknown arguments and reports a wrong type with pydantic's own text; a model
+    that sent `ticket` for `ticket_id` would then see its call "succeed" without the ticket.
+    """
+
+    _arguments: dict[str, list[str]] | None = None
+
+    async def list_tools(self):
+        tools = await super().list_tools()
+        for tool in tools:
+            # Say it in the schema too, so a client can check before it calls.
+            tool.input_schema = {**tool.input_schema, "additionalProperties": False}
+        return tools
+
+    async def call_tool(self, name, arguments, context=None):
+        if self._arguments is None:
+            self._arguments = {t.name: list((t.input_schema.get("properties") or {})) for t in await super().list_tools()}
+        known = self._arguments.get(name)
+        unknown = sorted(set(arguments) - set(known)) if known is not None else []
+        if unknown:
+            raise ToolError(core.unknown_arguments(name, unknown, known))
+        try:
+            return await super().call_tool(name, arguments, context)
+        except ToolError as exc:
+            if isinstance(exc.__cause__, ValidationError):
+                raise ToolError(core.explain_arguments(name, exc.__cause__.errors())) from None
+            raise
+
+
 def build_server(resolver: CallerResolver | None = None) -> MCPServer:
     """The server with its four tools; `resolver` identifies callers (tests pass their own)."""
     callers = resolver if resolver is not None else CallerResolver()
     # WARNING: a stdio server's stderr lands in Claude Code's MCP log; a failed tool call is the
     # model's business (it gets the error), not a log line.
-    server = MCPServer("backlog-ops", instructions=INSTRUCTIONS, version=__version__, log_level="WARNING")
+    server = _StrictArgumentsServer("backlog-ops", instructions=INSTRUCTIONS, version=__version__, log_level="WARNING")
 
     def caller_of(ctx: Context):
         return callers.resolve(ctx.request_context.meta)

@@ -311,7 +311,36 @@ def test_setup_gives_up_when_nothing_answers(keys_file, monkeypatch, capsys):
     assert keys("setup", str(keys_file), "--url", url, "--wait", "1.5") == 1
     assert time.monotonic() - started < 6
     err = capsys.readouterr().err
-    assert "was not ready after 1.5 s" in err and "ConnectError" in err
+    assert "waiting for" in err and "ConnectError" in err
+    assert err.splitlines()[-1] == (f"backlog-ops: error: no proxy answers at {url} (connection refused: nothing listens there): "
+                                    "start it with `backlog-ops proxy` (or `backlog-ops proxy --config litellm.yaml`), "
+                                    "or pass --url with the proxy's address")
+
+
+@pytest.mark.parametrize("action", [["list"], ["list", "--json"], ["revoke", "backlog-dev"]])
+def test_a_proxy_that_is_down_is_named_with_how_to_start_it(action, monkeypatch, capsys):
+    monkeypatch.setenv("LITELLM_MASTER_KEY", MASTER)
+    url = f"http://127.0.0.1:{free_port()}"
+    assert keys(*action, "--url", url) == 1
+    out, err = capsys.readouterr()
+    assert out == "" and len(err.splitlines()) == 1
+    assert f"no proxy answers at {url}" in err and "start it with `backlog-ops proxy`" in err
+
+
+def test_no_master_key_and_no_proxy_says_start_the_proxy(monkeypatch, capsys, backlog_home):
+    monkeypatch.delenv("LITELLM_MASTER_KEY", raising=False)
+    monkeypatch.delenv("LITELLM_BASE_URL", raising=False)
+    url = f"http://127.0.0.1:{free_port()}"
+    assert keys("list", "--url", url) == 1
+    assert "start it with `backlog-ops proxy`" in capsys.readouterr().err
+
+
+def test_the_wait_takes_the_duration_grammar(fake, keys_file, capsys):
+    assert keys("setup", str(keys_file), "--url", fake.base_url, "--wait", "1m") == 0
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_:
+        keys("setup", str(keys_file), "--wait", "later")
+    assert exit_.value.code == 2 and "'later' is not a duration" in capsys.readouterr().err
 
 
 def test_list_shows_keys_without_secrets(fake, keys_file, capsys):

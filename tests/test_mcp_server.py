@@ -84,6 +84,7 @@ def test_the_tools_and_their_descriptions_are_written_for_the_model(server) -> N
 
 
 def test_set_context_lands_on_the_spawn_session_without_hooks(server, store, project_dir) -> None:
+    (project_dir / ".git").mkdir()  # a repository: the audit copy goes to its root
     result = call(server, "set_context", {"ticket_id": "FEAT-1", "gate": "plan", "agent_type": "backend", "skill": "backlog-implementer"})
     out = ok(result)
     assert (out["action"], out["scope"], out["session_id"], out["attributed_via"]) == ("set", "session", SPAWNED, "CLAUDE_CODE_SESSION_ID at server start")
@@ -110,6 +111,41 @@ def test_bad_set_context_arguments_say_what_to_send(server, store, arguments, ne
     for needle in needles:
         assert needle in text
     assert not store.contexts_dir.exists() and store.get() is None
+
+
+@pytest.mark.parametrize(("tool", "arguments", "needles"), [
+    ("set_context", {"ticket_id": "FEAT-1", "gate": "plan"}, ["agent_type is required", "agent_type='backend'"]),
+    ("set_context", {"ticket_id": 5, "gate": "plan", "agent_type": "x"},
+     ["ticket_id must be a string, not the number 5", "ticket_id='FEAT-001'"]),
+    ("set_context", {"ticket_id": "FEAT-1", "gate": ["plan"], "agent_type": "x"}, ["gate must be a string, not a list", "gate='plan'"]),
+    ("set_context", {"ticket_id": "FEAT-1", "gate": "plan", "agent_type": None}, ["agent_type must be a string, not null"]),
+    ("set_context", {"ticket_id": "FEAT-1", "gate": "plan", "agent_type": "x", "skill": {"name": "s"}}, ["skill must be a string, not an object"]),
+    ("set_context", {"ticket_id": "FEAT-1", "gate": "plan", "agent_type": "x", "ticket": "FEAT-2"},
+     ["set_context has no argument 'ticket'", "it takes ticket_id, gate, agent_type, skill, project, component"]),
+    ("set_context", {"ticket_id": "FEAT-1", "gate": "plan", "agent_type": "x", "ttl": 60, "scope": "global"},
+     ["no argument 'scope', 'ttl'"]),
+    ("ticket_spend", {"group_by": 3}, ["group_by must be a string, not the number 3", "'gate', 'agent'"]),
+    ("ticket_spend", {"ticket_id": "FEAT-1", "by": "model"}, ["ticket_spend has no argument 'by'", "group_by"]),
+    ("get_context", {"session_id": "x"}, ["get_context has no argument 'session_id'", "it takes no arguments"]),
+    ("clear_context", {"all": True}, ["clear_context has no argument 'all'"]),
+])
+def test_missing_wrong_type_and_unknown_arguments_are_refused_in_plain_words(server, store, tool, arguments, needles) -> None:
+    store.set({"ticket_id": "OPS-1", "gate": "plan", "agent_type": "infra"})
+    text = error(call(server, tool, arguments))
+    for needle in needles:
+        assert needle in text
+    for pydantic_words in ("validation error", "pydantic", "[type=", "input_value", "Arguments\n"):
+        assert pydantic_words not in text
+    assert store.get()["ticket_id"] == "OPS-1" and not store.contexts_dir.exists(), "a refused call changes nothing"
+
+
+def test_the_schemas_say_no_other_arguments(server) -> None:
+    async def go():
+        async with Client(server) as client:
+            return (await client.list_tools()).tools
+
+    for tool in anyio.run(go):
+        assert tool.input_schema["additionalProperties"] is False
 
 
 def test_get_context_falls_back_to_the_global_context(server, store) -> None:
@@ -269,13 +305,18 @@ def test_backlog_ops_mcp_over_stdio(backlog_home, project_dir, store) -> None:
                                              meta={TOOL_USE_ID_META: "toolu_stdio"})
             spawned = await client.call_tool("get_context", {})
             bad = await client.call_tool("set_context", {"ticket_id": "FEAT-11", "gate": "im plement", "agent_type": "backend"})
-            return names, claimed, spawned, bad
+            wrong_type = await client.call_tool("set_context", {"ticket_id": 11, "gate": "plan", "agent_type": "backend"})
+            unknown = await client.call_tool("set_context", {"ticket": "FEAT-12", "gate": "plan", "agent_type": "backend"})
+            return names, claimed, spawned, bad, wrong_type, unknown
 
-    names, claimed, spawned, bad = anyio.run(go)
+    names, claimed, spawned, bad, wrong_type, unknown = anyio.run(go)
     assert names == ["clear_context", "get_context", "set_context", "ticket_spend"]
     assert ok(claimed)["session_id"] == CURRENT and store.get(Scope(CURRENT))["ticket_id"] == "FEAT-11"
     assert ok(spawned)["session_id"] == SPAWNED and ok(spawned)["context"] is None
     assert "gate 'im plement' is not allowed" in error(bad)
+    assert "ticket_id must be a string, not the number 11" in error(wrong_type)
+    assert "set_context has no argument 'ticket'" in error(unknown)
+    assert store.get(Scope(SPAWNED)) is None, "a refused call stores nothing"
 
 
 def test_ticket_spend_with_the_projects_real_budget(server, project_dir) -> None:

@@ -266,6 +266,7 @@ def test_audit_copy_is_written_git_ignored_and_cleared(project_dir: Path) -> Non
 
 
 def test_audit_copy_failure_warns_but_keeps_the_context(project_dir: Path) -> None:
+    (project_dir / ".git").mkdir()  # the audit copy lives at a repository's root
     (project_dir / ".backlog-ops").write_text("a file where a directory should be")
     change = ContextStore().set(CTX, project_dir=project_dir)
     assert change.warnings and "audit copy" in change.warnings[0]

@@ -14,7 +14,12 @@ from importlib.util import find_spec
 from pathlib import Path
 
 from backlog_ops.common.home import write_atomic
-from backlog_ops.gateway.lint import check_config_file, check_proxy_config, is_proxy_config, load_proxy_config
+from backlog_ops.gateway.lint import (
+    check_config_file,
+    check_proxy_config,
+    is_proxy_config,
+    load_proxy_config,
+)
 from backlog_ops.gateway.proxy import dev_config_path, read_dotenv
 from backlog_ops.gateway.render import RENDERED_CONFIG, render_text
 from backlog_ops.gateway.serving import environment_problems, load_problems

@@ -13,8 +13,8 @@ __all__ = ["add_scope_args", "context_clear", "context_history", "context_set", 
 
 def add_scope_args(parser) -> None:
     """--session and --agent-id: the scope a context command acts on (neither: the global scope)."""
-    parser.add_argument("--session", metavar="ID", help="Claude Code session id (x-claude-code-session-id)")
-    parser.add_argument("--agent-id", metavar="ID", help="agent id within the session (x-claude-code-agent-id)")
+    parser.add_argument("--session", metavar="ID", help="Claude Code session id (x-claude-code-session-id; default: the global scope)")
+    parser.add_argument("--agent-id", metavar="ID", help="agent id within the session (x-claude-code-agent-id; default: the session itself)")
 
 
 def _scope(args):
@@ -97,9 +97,41 @@ def context_history(args) -> int:
     from backlog_ops.context.backend import open_store
 
     since = iso_to_epoch(args.since) if args.since else None
-    for entry in open_store().history(since=since):
-        print(json.dumps(entry, separators=(",", ":")))
+    entries = list(open_store().history(since=since))
+    if getattr(args, "json", False):
+        # ensure_ascii: stored text never reaches the terminal as a control character.
+        print(json.dumps(entries, indent=2))
+        return 0
+    if not entries:
+        print("no context changes recorded" + (f" since {args.since}" if args.since else "") + ".")
+        return 0
+    header = ["at (UTC)", "action", "scope", "ticket", "gate", "agent", "skill", "project"]
+    print(_table(header, [_history_row(e) for e in entries]))
     return 0
+
+
+def _history_row(entry: dict) -> list[str]:
+    """One history entry as table cells: a set shows the new context, a clear the one it removed."""
+    ctx = entry.get("new") if entry.get("action") == "set" else entry.get("old")
+    ctx = ctx if isinstance(ctx, dict) else {}
+    at = str(entry.get("at") or "")[:19].replace("T", " ")
+    session, agent = entry.get("session_id"), entry.get("agent_id")
+    scope = f"agent {agent} of {session}" if agent else f"session {session}" if session else "global"
+    cells = [at, entry.get("action") or "?", scope]
+    cells += [ctx.get(k) or "-" for k in ("ticket_id", "gate", "agent_type", "skill", "project")]
+    return [_printable(c) for c in cells]
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
+    lines = [header, ["-" * w for w in widths], *rows]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip() for line in lines)
+
+
+def _printable(value: object) -> str:
+    """Stored text as it may reach a terminal: control characters shown escaped, never sent."""
+    text = str(value)
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def context_shell_helper(args) -> int:

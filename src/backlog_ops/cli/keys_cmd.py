@@ -31,6 +31,27 @@ def run_keys(args) -> int:
     action = getattr(args, "action", None)
     url = base_url(getattr(args, "url", None))
     specs = load_keys_file(args.file) if action == "setup" else None  # a bad file fails before any request
+    try:
+        return _run(action, url, specs, args)
+    except KeyAPIError as exc:
+        down = _proxy_down(url)
+        if down:
+            raise KeyAPIError(down) from None
+        raise exc from None
+
+
+def _proxy_down(url: str) -> str | None:
+    """The one-line message for a proxy that does not answer at all (None when it does)."""
+    from backlog_ops.gateway.status import probe
+
+    found = probe(url)
+    if found.reachable:
+        return None
+    return (f"no proxy answers at {url} ({found.problem}): start it with `backlog-ops proxy` "
+            "(or `backlog-ops proxy --config litellm.yaml`), or pass --url with the proxy's address")
+
+
+def _run(action: str | None, url: str, specs: list[KeySpec] | None, args) -> int:
     secret = resolve_master_key()
     with KeyAPI(url, secret) as api:
         try:

@@ -6,14 +6,15 @@ broken optional dependency breaks only the command that uses it.
 
 from __future__ import annotations
 
+import os
 import sys
 
-__all__ = ["main"]
+__all__ = ["build_parser", "main"]
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["hook"]:
+    if argv[:1] == ["hook"] and not {"-h", "--help"} & set(argv[1:]):
         # Claude Code waits for every hook: this path imports neither argparse nor pydantic.
         from backlog_ops.hooks.entry import main as hook_main
 
@@ -25,7 +26,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = _parser(argparse)
     args = parser.parse_args(argv)
     if not getattr(args, "run", None):
-        parser.print_help()
+        # A command group with no action (`backlog-ops context`): that group's help.
+        getattr(args, "help_parser", parser).print_help(sys.stderr)
         return 2
     try:
         return args.run(args) or 0
@@ -38,32 +40,51 @@ def main(argv: list[str] | None = None) -> int:
         return 2 if isinstance(exc, ValueError) else 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (`| head`): stop quietly, and keep Python from complaining at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except Exception as exc:  # noqa: BLE001 - a bug: one line for the user, the traceback on request
+        from backlog_ops.common.settings import env_str
+
+        if env_str("BACKLOG_DEBUG"):
+            raise
+        print(f"backlog-ops: internal error: {type(exc).__name__}: {str(exc)[:300]} "
+              "(a bug in backlog-ops: run again with BACKLOG_DEBUG=1 for the traceback, and report it)", file=sys.stderr)
+        return 1
+
+
+def build_parser():
+    """The whole argument parser, every sub-command included (the help test walks it)."""
+    import argparse
+
+    return _parser(argparse)
 
 
 def _parser(argparse):
     from backlog_ops import __version__
+    from backlog_ops.cli.help_texts import HelpfulParser
 
-    parser = argparse.ArgumentParser(
-        prog="backlog-ops",
-        description="Attribute LLM spend to tickets, gates, projects, agents and skills through a LiteLLM proxy.",
-    )
+    parser = HelpfulParser(prog="backlog-ops")
     parser.add_argument("--version", action="version", version=f"backlog-ops {__version__}")
     sub = parser.add_subparsers(metavar="COMMAND")
 
     from backlog_ops.cli import context_cmd
 
     ctx = sub.add_parser("context", help="set, clear or show the active ticket context")
+    ctx.set_defaults(help_parser=ctx)
     ctx_sub = ctx.add_subparsers(metavar="ACTION")
 
     p = ctx_sub.add_parser("set", help="set the context for the global, session or agent scope")
     p.add_argument("ticket", metavar="TICKET", help="ticket id such as FEAT-001 ('' for work on no ticket)")
     p.add_argument("gate", metavar="GATE", help="gate or phase, e.g. plan, implement, review")
     p.add_argument("agent", metavar="AGENT", help="agent type, e.g. backend, reviewer")
-    p.add_argument("--skill")
+    p.add_argument("--skill", help="the skill at work, e.g. backlog-implementer (default: none)")
     p.add_argument("--project", help="default: project.name in ./backlog.config.json, else this directory's name")
-    p.add_argument("--component")
+    p.add_argument("--component", help="a part of the project, e.g. billing (default: none)")
     context_cmd.add_scope_args(p)
-    p.add_argument("--ttl", type=_positive_int, metavar="SECONDS", help="expire after this long (default 8 h)")
+    p.add_argument("--ttl", type=_duration, metavar="DURATION",
+                   help="expire after this long: 90m, 8h, 2d or seconds, at most 30d (default: $BACKLOG_CONTEXT_TTL, else 8h)")
     p.add_argument("--json", action="store_true", help="print the stored context as JSON")
     p.set_defaults(run=context_cmd.context_set)
 
@@ -74,11 +95,12 @@ def _parser(argparse):
 
     p = ctx_sub.add_parser("show", help="show the context in force for a scope")
     context_cmd.add_scope_args(p)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the scope and its context as JSON")
     p.set_defaults(run=context_cmd.context_show)
 
     p = ctx_sub.add_parser("history", help="print the history of sets and clears")
-    p.add_argument("--since", type=_since, metavar="DATE", help="YYYY-MM-DD, an ISO time, or 24h / 7d")
+    p.add_argument("--since", type=_since, metavar="WHEN", help="YYYY-MM-DD, an ISO time, or a span such as 24h, 7d (default: all)")
+    p.add_argument("--json", action="store_true", help="print the entries as a JSON array instead of a table")
     p.set_defaults(run=context_cmd.context_history)
 
     p = ctx_sub.add_parser("shell-helper", help="print the path of the sourceable shell helper")
@@ -89,17 +111,17 @@ def _parser(argparse):
     from backlog_ops.ledger.queries import GROUPS
 
     p.add_argument("--by", choices=sorted(GROUPS), default="gate", help="breakdown for one ticket (default: gate)")
-    p.add_argument("--project")
-    p.add_argument("--since", type=_since, metavar="DATE", help="YYYY-MM-DD, an ISO time, or 24h / 7d")
+    p.add_argument("--project", help="only this project's calls (default: every project)")
+    p.add_argument("--since", type=_since, metavar="WHEN", help="YYYY-MM-DD, an ISO time, or a span such as 24h, 7d (default: all time)")
     fmt = p.add_mutually_exclusive_group()
-    fmt.add_argument("--json", action="store_true")
-    fmt.add_argument("--csv", action="store_true")
+    fmt.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    fmt.add_argument("--csv", action="store_true", help="print CSV instead of a table")
     p.set_defaults(run=_spend)
 
     p = sub.add_parser("proxy", help="run the LiteLLM proxy with the backlog-ops callbacks")
     p.add_argument("--config", help="LiteLLM config (default: the shipped offline development config)")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=4000)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    p.add_argument("--port", type=int, default=4000, help="port to listen on")
     p.set_defaults(run=_proxy)
 
     p = sub.add_parser("hook", help="Claude Code hook entry point: reads the hook's JSON on stdin")
@@ -109,22 +131,24 @@ def _parser(argparse):
     p.set_defaults(run=_mcp)
 
     p = sub.add_parser("install", help="wire the MCP server, hooks and skills into a project or the user's settings")
-    p.add_argument("--scope", choices=["project", "user"], default="project")
+    p.add_argument("--scope", choices=["project", "user"], default="project", help="this project, or every project of the user")
     p.add_argument("--dir", default=".", help="project directory (default: .)")
     p.add_argument("--uninstall", action="store_true", help="remove exactly what install added")
     p.set_defaults(run=_install)
 
     cfg = sub.add_parser("config", help="render and check backlog.config.json and LiteLLM proxy configs")
+    cfg.set_defaults(help_parser=cfg)
     cfg_sub = cfg.add_subparsers(metavar="ACTION")
     p = cfg_sub.add_parser("render", help="write the LiteLLM proxy config from backlog.config.json")
-    p.add_argument("--input", default="backlog.config.json")
+    p.add_argument("--input", default="backlog.config.json", help="the project's backlog.config.json")
     p.add_argument("--output", "-o", default="-", help="file to write ('-' for stdout)")
     p.set_defaults(run=_config_render)
     p = cfg_sub.add_parser("check", help="validate backlog.config.json files and proxy configs")
-    p.add_argument("files", nargs="*", metavar="FILE")
+    p.add_argument("files", nargs="*", metavar="FILE", help="files to check (backlog.config.json, proxy configs, virtual_keys.yaml)")
     p.set_defaults(run=_config_check)
 
     imp = sub.add_parser("import", help="import usage recorded outside the proxy into the ledger")
+    imp.set_defaults(help_parser=imp)
     imp_sub = imp.add_subparsers(metavar="SOURCE")
     p = imp_sub.add_parser("transcripts", help="Claude Code JSONL transcripts (default ~/.claude/projects)")
     p.add_argument("path", nargs="?", help="a transcripts directory or one .jsonl file")
@@ -138,37 +162,73 @@ def _parser(argparse):
     p.set_defaults(run=_check_direct_calls)
 
     keys = sub.add_parser("keys", help="LiteLLM virtual keys per environment or tenant (needs the proxy's database)")
+    keys.set_defaults(help_parser=keys)
     keys_sub = keys.add_subparsers(metavar="ACTION")
     p = keys_sub.add_parser("setup", help="create the keys described in a virtual_keys.yaml (idempotent)")
-    p.add_argument("file", nargs="?", default="config/virtual_keys.yaml")
-    p.add_argument("--url", default=None, help="proxy base URL (default: $LITELLM_BASE_URL or http://127.0.0.1:4000)")
-    p.add_argument("--wait", type=float, default=60.0, help="seconds to wait for the proxy to be ready")
+    p.add_argument("file", nargs="?", default="config/virtual_keys.yaml", help="the keys to create")
+    p.add_argument("--url", type=_url, default=None, help=_URL_HELP)
+    p.add_argument("--wait", type=_seconds, default=60.0, metavar="DURATION",
+                   help="how long to wait for the proxy to be ready: seconds, or 90s, 2m (default: 60 s)")
     p.set_defaults(run=_keys, action="setup")
     p = keys_sub.add_parser("list", help="list the virtual keys")
-    p.add_argument("--url", default=None)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--url", type=_url, default=None, help=_URL_HELP)
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(run=_keys, action="list")
     p = keys_sub.add_parser("revoke", help="revoke keys by alias")
-    p.add_argument("aliases", nargs="+", metavar="ALIAS")
-    p.add_argument("--url", default=None)
+    p.add_argument("aliases", nargs="+", metavar="ALIAS", help="key_alias of each key to revoke")
+    p.add_argument("--url", type=_url, default=None, help=_URL_HELP)
     p.set_defaults(run=_keys, action="revoke")
 
     p = sub.add_parser("demo", help="run a scripted two-ticket scenario through a local proxy and print spend")
     p.add_argument("--port", type=int, default=0, help="proxy port (default: a free one)")
     p.add_argument("--keep-home", action="store_true", help="keep the demo's temporary BACKLOG_HOME")
     p.set_defaults(run=_demo)
+
+    p = sub.add_parser("doctor", help="check the set-up and say what to run to fix each gap")
+    p.add_argument("--url", type=_url, default=None, help="the proxy to check (default: $BACKLOG_GATEWAY_URL, else "
+                   "gateway.baseURL in ./backlog.config.json, else http://127.0.0.1:4000)")
+    p.add_argument("--json", action="store_true", help="print the checks as JSON")
+    p.set_defaults(run=_doctor)
     return parser
 
 
-def _positive_int(text: str) -> int:
+_URL_HELP = "proxy base URL (default: $LITELLM_BASE_URL, else http://127.0.0.1:4000)"
+
+
+def _duration(text: str) -> int:
+    """Seconds in a duration of the one grammar (90m, 8h, 7d) or plain seconds."""
+    import argparse
+
+    from backlog_ops.common.times import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _url(text: str) -> str:
+    """A proxy address such as http://127.0.0.1:4000."""
+    import argparse
+
+    from backlog_ops.gateway.status import url_problem
+
+    problem = url_problem(text.strip())
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
+    return text.strip().rstrip("/")
+
+
+def _seconds(text: str) -> float:
+    """A wait: plain seconds (fractions too, e.g. 0.5) or a duration such as 2m."""
     import argparse
 
     try:
-        value = int(text)
+        value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be positive")
+        value = float(_duration(text))
+    if not 0 <= value <= 86400:
+        raise argparse.ArgumentTypeError(f"{text!r} must be from 0 to 86400 seconds")
     return value
 
 
@@ -250,6 +310,12 @@ def _demo(args) -> int:
     from backlog_ops.cli.demo import run_demo
 
     return run_demo(port=args.port, keep_home=args.keep_home)
+
+
+def _doctor(args) -> int:
+    from backlog_ops.cli.doctor_cmd import run_doctor
+
+    return run_doctor(url=args.url, as_json=args.json)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -9,6 +9,7 @@ import sys
 from typing import TextIO
 
 from backlog_ops.common.terminal import one_line, printable
+from backlog_ops.errors import LedgerError
 from backlog_ops.policy.messages import money
 from backlog_ops.reports.spend import spend_report
 from backlog_ops.reports.ticket import ticket_spend
@@ -24,19 +25,48 @@ def print_spend(args, out: TextIO = sys.stdout) -> int:
     """Every ticket's spend, or one ticket's with its breakdown and (per ./backlog.config.json) its budget."""
     fmt = "json" if args.json else "csv" if args.csv else "table"
     budget = None
-    if args.ticket is None:
-        report = spend_report(None, by=args.by, project=args.project, since=args.since)
-    else:
-        spend = ticket_spend(args.ticket, by=args.by, project=args.project, since=args.since)
-        report, budget = spend.report, spend.budget
-        if spend.budget_problem:
-            print(f"backlog-ops: warning: no budget shown: {one_line(spend.budget_problem)}", file=sys.stderr)
+    try:
+        if args.ticket is None:
+            report = spend_report(None, by=args.by, project=args.project, since=args.since)
+        else:
+            spend = ticket_spend(args.ticket, by=args.by, project=args.project, since=args.since)
+            report, budget = spend.report, spend.budget
+            if spend.budget_problem:
+                print(f"backlog-ops: warning: no budget shown: {one_line(spend.budget_problem)}", file=sys.stderr)
+    except LedgerError as exc:
+        raise LedgerError(_ledger_hint(exc)) from None
     if budget is not None:
         report = {**report, "budget": budget}
-    out.write(render_spend(report, fmt, filtered=bool(args.project or args.since or args.ticket)))
+    filtered = bool(args.project or args.since or args.ticket)
+    out.write(render_spend(report, fmt, filtered=filtered))
     if budget is not None and fmt == "table":
         out.write("\n" + format_budget(budget))
+    if not filtered and not report.get("tickets"):
+        _say_when_no_proxy_records()
     return 0
+
+
+def _ledger_hint(exc: LedgerError) -> str:
+    """A ledger error on one line, with what to do about it."""
+    from backlog_ops.common.settings import settings
+
+    text = " ".join(str(exc).split())
+    if settings().ledger_backend == "postgres":
+        return f"{text} (start PostgreSQL, or unset BACKLOG_LEDGER_URL to read the local SQLite ledger)"
+    return text
+
+
+def _say_when_no_proxy_records() -> None:
+    """An empty ledger and no proxy running: say where calls come from (stderr: stdout stays data)."""
+    from pathlib import Path
+
+    from backlog_ops.doctor.gateway import START_HINT, gateway_url
+    from backlog_ops.gateway.status import probe
+
+    url = gateway_url(None, Path.cwd())[0]
+    found = probe(url, timeout=3)
+    if not found.answers:
+        print(f"backlog-ops: no proxy answers at {url}, and calls are recorded by the proxy: {START_HINT}", file=sys.stderr)
 
 
 def format_budget(status: dict | None) -> str:

@@ -8,7 +8,7 @@ these values and importing pydantic would cost each hook ~50 ms.
 |---|---|---|
 | BACKLOG_HOME | where all state lives (contexts, ledger, keys, spools) | ~/.backlog-toolkit |
 | BACKLOG_CONTEXT_FILE | the global context file (the design's override) | HOME/current-context.json |
-| BACKLOG_CONTEXT_TTL | seconds a context lives when set without a TTL | 8 h |
+| BACKLOG_CONTEXT_TTL | how long a context lives when set without a TTL (8h, 90m, or seconds) | 8 h |
 | BACKLOG_CONTEXT_URL | redis://… : contexts in Redis (a team gateway) | files under HOME |
 | BACKLOG_CONTEXT_PREFIX | key prefix in that Redis | backlog: |
 | BACKLOG_LEDGER_URL | postgresql://… : the ledger in PostgreSQL | SQLite at HOME/ledger.db |
@@ -18,6 +18,7 @@ these values and importing pydantic would cost each hook ~50 ms.
 | BACKLOG_POLICY_FILE | the file the ticket policy reads its limits from | the proxy's config |
 | BACKLOG_HOOKS_DISABLED | 1: every hook exits at once | off |
 | BACKLOG_PROGRESS | 0: no progress bar on imports | on for a terminal |
+| BACKLOG_DEBUG | 1: the CLI shows the traceback of an unexpected error | one line |
 
 The gateway's own switches (BACKLOG_NATS_*, BACKLOG_METRICS_MAX_*, BACKLOG_COMPRESSION_*,
 BACKLOG_GUARDRAILS_FILE, BACKLOG_OTEL_CONSOLE, BACKLOG_MOCK*) are read by the callback or module

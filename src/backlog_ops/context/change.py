@@ -9,6 +9,7 @@ from backlog_ops.common.home import ensure_dir, write_atomic
 from backlog_ops.context.contextfile import default_ttl
 from backlog_ops.context.scope import Scope
 from backlog_ops.errors import HomeError, InvalidContext
+from backlog_ops.project.root import project_root
 
 __all__ = ["AUDIT_DIR", "ContextChange", "check_ttl", "update_audit_copy"]
 
@@ -33,18 +34,22 @@ def check_ttl(ttl: int | None) -> int:
     """The TTL to use for a set: the given one if valid, else the default."""
     ttl = default_ttl() if ttl is None else ttl
     if isinstance(ttl, bool) or not isinstance(ttl, int) or not 0 < ttl <= _MAX_TTL:
-        raise InvalidContext(f"ttl must be a whole number of seconds from 1 to {_MAX_TTL}, got {ttl!r}")
+        got = f"{ttl} seconds" if isinstance(ttl, int) and not isinstance(ttl, bool) else repr(ttl)
+        raise InvalidContext(f"ttl must be from 1 second to 30 days (e.g. 90m, 8h, 7d), got {got}")
     return ttl
 
 
 def update_audit_copy(project_dir, change: ContextChange) -> None:
-    """Mirror the latest change into PROJECT/.backlog-ops/current-context.json (git-ignored).
+    """Mirror the latest change into ROOT/.backlog-ops/current-context.json (git-ignored).
 
-    The audit copy is a convenience: failing to write it warns, it never undoes the change.
+    ROOT is the git root of `project_dir`; outside a repository there is no audit copy, so a
+    command run in some other directory leaves nothing behind there. The audit copy is a
+    convenience: failing to write it warns, it never undoes the change.
     """
-    if project_dir is None:
+    root = project_root(project_dir) if project_dir is not None else None
+    if root is None:
         return
-    audit_dir = os.path.join(os.fspath(project_dir), AUDIT_DIR)
+    audit_dir = os.path.join(root, AUDIT_DIR)
     audit_file = os.path.join(audit_dir, _AUDIT_FILE)
     try:
         ensure_dir(audit_dir)

@@ -12,7 +12,7 @@ import time
 
 from backlog_ops.common import fastjson
 from backlog_ops.common.shape import not_an_object
-from backlog_ops.common.times import format_time
+from backlog_ops.common.times import format_time, parse_duration
 from backlog_ops.common.times import parse_time as _parse_time
 from backlog_ops.context.fields import normalize_context_fields
 from backlog_ops.errors import ContextFileError, InvalidContext
@@ -33,17 +33,14 @@ MAX_CONTEXT_FILE_BYTES = 64 * 1024
 
 
 def default_ttl() -> int:
-    """The TTL used when a set gives none: $BACKLOG_CONTEXT_TTL seconds, else 8 hours."""
+    """The TTL used when a set gives none: $BACKLOG_CONTEXT_TTL (8h, 90m, or seconds), else 8 hours."""
     raw = os.environ.get("BACKLOG_CONTEXT_TTL")
     if not raw:
         return DEFAULT_TTL
     try:
-        ttl = int(raw)
-    except ValueError:
-        raise InvalidContext(f"BACKLOG_CONTEXT_TTL={raw!r} is not a whole number of seconds") from None
-    if ttl <= 0:
-        raise InvalidContext(f"BACKLOG_CONTEXT_TTL={raw!r} must be a positive number of seconds")
-    return ttl
+        return parse_duration(raw)
+    except ValueError as exc:
+        raise InvalidContext(f"BACKLOG_CONTEXT_TTL: {exc}") from None
 
 
 def render_context(fields: dict, *, now: float, ttl: int) -> dict:

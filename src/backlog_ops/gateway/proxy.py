@@ -28,7 +28,12 @@ from backlog_ops.errors import ConfigError, ProxyStartError
 from backlog_ops.gateway.lint import POLICY_SECTION, config_dir, load_proxy_config
 from backlog_ops.gateway.master_key import master_key
 from backlog_ops.gateway.render import render_proxy_config
-from backlog_ops.gateway.serving import environment_problems, load_problems, provider_summary, routes
+from backlog_ops.gateway.serving import (
+    environment_problems,
+    load_problems,
+    provider_summary,
+    routes,
+)
 from backlog_ops.ledger.backend import describe_ledger
 from backlog_ops.project.file import CONFIG_FILE
 from backlog_ops.project.schema import load_backlog_config
@@ -127,6 +132,7 @@ def run_proxy(*, config: str | None, host: str, port: int) -> int:
         os._exit(1)
 
     guard_startup_load(stop_on_problems)
+    _serve_status(config_path, mock=mock is not None)
 
     # uvicorn shuts down gracefully on SIGTERM, then re-raises the signal to the handler it found:
     # with the default one the process dies before atexit, and the ledger's last rows with it.
@@ -187,6 +193,20 @@ def _dev_policy_from_project() -> Path | None:
     write_atomic(policy_file, yaml.safe_dump({POLICY_SECTION: section}, sort_keys=False).encode())
     os.environ["BACKLOG_POLICY_FILE"] = str(policy_file)
     return source
+
+
+def _serve_status(config_path: Path, *, mock: bool) -> None:
+    """GET /backlog-ops/status: the mode and missing key names, for `backlog-ops doctor`."""
+    from litellm.proxy.proxy_server import app
+
+    from backlog_ops.gateway.lint import load_proxy_config
+    from backlog_ops.gateway.status import add_status_route, describe_proxy_config
+
+    try:
+        config = load_proxy_config(config_path)
+    except (ConfigError, OSError, yaml.YAMLError):
+        config = {}  # LiteLLM reports the broken file itself when it loads it
+    add_status_route(app, describe_proxy_config(config, mock=mock, config_path=config_path))
 
 
 def _exit_on_sigterm(signum: int, frame: object) -> None:
