@@ -185,5 +185,7 @@ def dsn_location(dsn: str) -> str:
         host = values.get("host") or values.get("hostaddr") or ""
         port = values.get("port", "")
         database = values.get("dbname", "")
+    if ":" in host:
+        host = f"[{host}]"  # an IPv6 address, as a URL writes it
     where = (host or "localhost") + (f":{port}" if port.isdigit() else "")
     return f"{where}/{database}" if database else where
