@@ -23,7 +23,7 @@ from pathlib import Path
 
 from backlog_ops.claude.install_content import (
     MCP_TOOL_PERMISSIONS,
-    cli_command,
+    commands_for,
     hook_groups,
     server_entry,
     shipped_skills,
@@ -82,24 +82,36 @@ class InstallTarget:
 
 @dataclass
 class InstallReport:
-    """What install or uninstall did (done), left alone on purpose (kept), and could not do (warnings)."""
+    """What install or uninstall did (done), left alone on purpose (kept), could not do or should
+    be looked at (warnings), and why it wrote what it wrote (notes)."""
 
     done: list[str] = field(default_factory=list)
     kept: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
 
 # -- install -----------------------------------------------------------------------------------------
 
 
 def install(target: InstallTarget, command: list[str] | None = None) -> InstallReport:
-    """Add the MCP server, hooks, permissions and skills that are missing; record them in the manifest."""
+    """Add the MCP server, hooks, permissions and skills that are missing; record them in the manifest.
+
+    `command` runs our CLI for both the server and the hooks; None: what commands_for(scope) says.
+    """
     report = InstallReport()
     manifest, _ = load_json_object(target.manifest_file)
     manifest.setdefault("created", [])
-    _install_server(target, manifest, server_entry(command or cli_command()), report)
-    # command None: the hooks run this interpreter directly (see install_content.hook_prefix).
-    _install_settings(target, manifest, command, report)
+    if command is None:
+        chosen = commands_for(target.scope)
+        server_command, hooks_command = chosen.server, chosen.hooks
+        report.notes += [chosen.note] if chosen.note else []
+        report.warnings += [chosen.warning] if chosen.warning else []
+    else:
+        server_command = hooks_command = command
+    _install_server(target, manifest, server_entry(server_command), report)
+    # hooks_command None: the hooks run this interpreter directly (see install_content.hook_prefix).
+    _install_settings(target, manifest, hooks_command, report)
     _install_skills(target, manifest, report)
     save_json_object(target.manifest_file, manifest)
     return report
@@ -116,6 +128,11 @@ def _install_server(target: InstallTarget, manifest: dict, ours: dict, report: I
     previous = manifest.get("mcp_server")
     if current is not None and (previous is None or current != previous):
         report.kept.append(f"your own MCP server {SERVER_NAME!r} in {target.show(target.mcp_file)} (left as it is)")
+        if not (isinstance(current, dict) and current.get("alwaysLoad") is True):
+            report.warnings.append(
+                f"your MCP server {SERVER_NAME!r} in {target.show(target.mcp_file)} has no \"alwaysLoad\": true; "
+                "add it, or a session's first requests may go out before set_context is offered"
+            )
         return
     if current != ours:
         servers[SERVER_NAME] = ours
