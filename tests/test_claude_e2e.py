@@ -142,7 +142,7 @@ def run_claude(claude_bin, proxy, project, *script: str, home: Path) -> dict:
 
 def session_rows(proxy, session_id: str, model: ScriptedModel, timeout: float = 20.0) -> list[dict]:
     """The session's ledger rows, oldest first, once every model request of the session is in."""
-    expected = sum(1 for r in model.requests if _request_session(r) == session_id)
+    expected = sum(1 for r in model.requests if r.session_id == session_id)
     deadline = time.monotonic() + timeout
     rows: list[dict] = []
     while time.monotonic() < deadline:
@@ -153,14 +153,6 @@ def session_rows(proxy, session_id: str, model: ScriptedModel, timeout: float = 
                 return rows
         time.sleep(0.1)
     raise AssertionError(f"ledger has {len(rows)} of {expected} rows for session {session_id}")
-
-
-def _request_session(request) -> str | None:
-    user_id = (request.body.get("metadata") or {}).get("user_id")
-    try:
-        return json.loads(user_id).get("session_id") if isinstance(user_id, str) else None
-    except ValueError:
-        return None
 
 
 def tags(row: dict) -> tuple:
@@ -188,7 +180,8 @@ def test_set_context_tool_tags_the_following_requests(claude_bin, proxy, project
     sid = result["session_id"]
     rows = session_rows(proxy, sid, model)
     main = [r for r in rows if r["agent_id"] is None]
-    assert not model.unoffered, f"Claude Code did not offer these tools when the script called them: {model.unoffered}"
+    unoffered = [tool for session, tool in model.unoffered if session == sid]
+    assert not unoffered, f"Claude Code did not offer these tools when the script called them: {unoffered}"
     assert len(main) >= 3
     assert main[0]["ticket_id"] is None, "before the tool call nothing is attributed"
     for row in main[1:]:
@@ -198,7 +191,14 @@ def test_set_context_tool_tags_the_following_requests(claude_bin, proxy, project
     assert_session_cleared(proxy, sid)
 
 
-def test_two_sessions_at_once_are_each_attributed_to_their_ticket(claude_bin, proxy, project, model, tmp_path) -> None:
+# Four sessions started at once on a 2-core machine: with Claude Code's default MCP settings each
+# session's first request used to go out before set_context was offered (FIELD-NOTES); the
+# "alwaysLoad" that install writes makes Claude Code connect the server first.
+CONCURRENT = (("FEAT-601", "plan", "planner"), ("FEAT-602", "review", "reviewer"),
+              ("FEAT-603", "implement", "backend"), ("FEAT-604", "lint", "linter"))
+
+
+def test_four_sessions_at_once_are_each_attributed_to_their_ticket(claude_bin, proxy, project, model, tmp_path) -> None:
     procs = {
         ticket: start_claude(
             claude_bin, proxy, project,
@@ -208,15 +208,19 @@ def test_two_sessions_at_once_are_each_attributed_to_their_ticket(claude_bin, pr
             "SAY done",
             home=tmp_path / f"home-{ticket}",
         )
-        for ticket, gate, agent in (("FEAT-601", "plan", "planner"), ("FEAT-602", "review", "reviewer"))
+        for ticket, gate, agent in CONCURRENT
     }
-    results = {ticket: finish(p) for ticket, p in procs.items()}
-    assert results["FEAT-601"]["session_id"] != results["FEAT-602"]["session_id"]
-    for ticket, gate, agent in (("FEAT-601", "plan", "planner"), ("FEAT-602", "review", "reviewer")):
-        rows = session_rows(proxy, results[ticket]["session_id"], model)
+    results = {ticket: finish(p, timeout=240) for ticket, p in procs.items()}
+    sessions = {ticket: result["session_id"] for ticket, result in results.items()}
+    assert len(set(sessions.values())) == len(CONCURRENT)
+    unoffered = [(s, tool) for s, tool in model.unoffered if s in sessions.values()]
+    assert unoffered == [], f"Claude Code did not offer these tools when the script called them: {unoffered}"
+    for ticket, gate, agent in CONCURRENT:
+        rows = session_rows(proxy, sessions[ticket], model)
+        assert rows[0]["ticket_id"] is None, "before the tool call nothing is attributed"
         tagged = [tags(r) for r in rows[1:]]
-        assert len(tagged) >= 3 and set(tagged) == {(ticket, gate, agent)}, (tagged, "tools not offered:", model.unoffered)
-        assert_session_cleared(proxy, results[ticket]["session_id"])
+        assert len(tagged) >= 3 and set(tagged) == {(ticket, gate, agent)}, tagged
+        assert_session_cleared(proxy, sessions[ticket])
 
 
 def test_a_subagent_carries_its_agent_type_and_can_set_its_own_gate(claude_bin, proxy, project, model, tmp_path) -> None:
