@@ -297,3 +297,55 @@ def test_the_checkout_installs_as_a_claude_code_plugin(claude_bin, proxy, tmp_pa
     assert "Connected" in line, listed
     cached = sum(p.stat().st_size for p in (home / ".claude" / "plugins").rglob("*") if p.is_file())
     assert cached < 5_000_000, f"the plugin cache holds {cached} bytes"
+
+
+# -- no set-up at all: the ticket from the git branch -------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def branch_project(proxy) -> Path:
+    """A git repository on a ticket's branch, installed as a user does it; nobody sets a context."""
+    project = proxy.root / "shop-web"
+    project.mkdir()
+    subprocess.run(["git", "init", "-q", "-b", "feat/FEAT-901-login"], cwd=project, check=True)
+    (project / "backlog.config.json").write_text(json.dumps({"project": {"name": "shop-web"}}))
+    r = subprocess.run([str(BIN / "backlog-ops"), "install", "--dir", str(project)],
+                       capture_output=True, text=True, timeout=60, env=_cli_env(proxy))
+    assert r.returncode == 0, r.stderr
+    return project
+
+
+def _attribution(row: dict) -> tuple:
+    return row["ticket_id"], row["gate"], row["agent_type"], row["project"], row["ticket_source"]
+
+
+def test_a_session_on_a_ticket_branch_is_attributed_with_no_context_set(claude_bin, proxy, branch_project, model, tmp_path) -> None:
+    result = run_claude(claude_bin, proxy, branch_project, _call("mcp__backlog-ops__get_context"), "SAY done",
+                        home=tmp_path / "home")
+    rows = session_rows(proxy, result["session_id"], model)
+    assert len(rows) >= 2
+    assert {_attribution(r) for r in rows} == {("FEAT-901", "unspecified", "main", "shop-web", "branch")}, \
+        "every request, the first one included, lands on the branch's ticket, marked inferred"
+    first = next(r for r in model.requests if r.session_id == result["session_id"])
+    assert "inferred from the git branch 'feat/FEAT-901-login'" in json.dumps(first.body), "the model is told"
+    assert_session_cleared(proxy, result["session_id"])
+
+    r = subprocess.run([str(BIN / "backlog-ops"), "spend", "FEAT-901", "--by", "ticket_source", "--json"],
+                       capture_output=True, text=True, timeout=60, env=_cli_env(proxy))
+    assert r.returncode == 0, r.stderr
+    assert {b["key"] for b in json.loads(r.stdout)["breakdown"]} == {"branch"}
+
+
+def test_set_context_on_a_ticket_branch_replaces_the_inferred_ticket(claude_bin, proxy, branch_project, model, tmp_path) -> None:
+    result = run_claude(
+        claude_bin, proxy, branch_project,
+        _call(SET, ticket_id="FEAT-902", gate="implement", agent_type="backend"),
+        _call("mcp__backlog-ops__get_context"),
+        "SAY done",
+        home=tmp_path / "home",
+    )
+    rows = session_rows(proxy, result["session_id"], model)
+    assert _attribution(rows[0]) == ("FEAT-901", "unspecified", "main", "shop-web", "branch")
+    assert len(rows) >= 3
+    assert {_attribution(r) for r in rows[1:]} == {("FEAT-902", "implement", "backend", "shop-web", None)}
+    assert_session_cleared(proxy, result["session_id"])
