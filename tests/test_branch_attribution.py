@@ -308,3 +308,26 @@ def test_a_ledger_from_before_the_mark_gains_the_column(backlog_home) -> None:
         assert ledger.applied_migrations()[-1] == "m006_add_ticket_source"
         assert ledger.rows()[0]["ticket_source"] is None
         assert ledger.ticket("FEAT-1", by="ticket_source")["breakdown"][0]["key"] == "set"
+
+
+@pytest.mark.services
+def test_the_redis_store_keeps_the_mark_and_the_same_precedence(redis_url) -> None:
+    import uuid
+
+    from backlog_ops.context.redis_store import RedisContextResolver, RedisContextStore
+    from backlog_ops.project.branch import inferred_context
+
+    prefix = f"backlog-test-{uuid.uuid4().hex[:8]}:"
+    store = RedisContextStore(redis_url, prefix=prefix)
+    try:
+        resolver = RedisContextResolver(store, max_age=0)
+        store.set(inferred_context("FEAT-001", "shop-api"), Scope(SID))
+        found = resolver.resolve(SID)
+        assert found.context["ticket_source"] == "branch" and "ticket_source:branch" in found.tags
+        store.set({"ticket_id": "OPS-9", "gate": "implement", "agent_type": "infra"})
+        assert resolver.resolve(SID).context["ticket_id"] == "OPS-9", "a set global context wins over an inferred one"
+        store.clear()
+        assert resolver.resolve(SID).context["ticket_id"] == "FEAT-001"
+    finally:
+        for key in store.redis.scan_iter(match=f"{prefix}*"):
+            store.redis.delete(key)
