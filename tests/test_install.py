@@ -15,7 +15,7 @@ import yaml
 
 from backlog_ops.errors import ConfigError
 from backlog_ops.claude.install import InstallTarget, install, remove
-from backlog_ops.claude.install_content import MCP_TOOL_PERMISSIONS, server_entry
+from backlog_ops.claude.install_content import MCP_TOOL_PERMISSIONS, SETTINGS_ENV, server_entry
 from backlog_ops.claude.names import HOOK_EVENTS
 
 REPO = Path(__file__).resolve().parent.parent
@@ -62,6 +62,8 @@ def test_install_into_a_fresh_project(project: Path) -> None:
     assert set(settings["hooks"]) == set(HOOK_EVENTS)
     assert settings["hooks"]["SubagentStart"][0]["hooks"][0]["command"] == "backlog-ops hook SubagentStart"
     assert settings["permissions"]["allow"] == MCP_TOOL_PERMISSIONS
+    # Claude Code waits for the alwaysLoad server up to 30 s instead of 5 s before the first request.
+    assert settings["env"] == {"MCP_CONNECT_TIMEOUT_MS": "30000"} == SETTINGS_ENV
     for name in SKILLS:
         shipped = resources.files("backlog_ops.skills").joinpath(name, "SKILL.md").read_bytes()
         assert (project / ".claude" / "skills" / name / "SKILL.md").read_bytes() == shipped
@@ -126,6 +128,23 @@ def test_a_skill_the_user_edited_survives_update_and_uninstall(project: Path) ->
     report = remove(target(project))
     assert skill.exists() and "make e2e" in skill.read_text()
     assert not (project / ".claude" / "skills" / "backlog-sentinel").exists()
+
+
+def test_a_users_own_env_setting_is_kept_and_ours_removed_on_uninstall(project: Path) -> None:
+    claude = project / ".claude"
+    claude.mkdir()
+    (claude / "settings.json").write_text(json.dumps({"env": {"MCP_CONNECT_TIMEOUT_MS": "90000", "FOO": "1"}}))
+    report = install(target(project), CMD)
+    assert any("your own env MCP_CONNECT_TIMEOUT_MS='90000'" in k for k in report.kept)
+    assert load(claude / "settings.json")["env"] == {"MCP_CONNECT_TIMEOUT_MS": "90000", "FOO": "1"}
+    remove(target(project))
+    assert load(claude / "settings.json") == {"env": {"MCP_CONNECT_TIMEOUT_MS": "90000", "FOO": "1"}}
+    # Ours goes on uninstall; a key of the user's next to it stays.
+    (claude / "settings.json").write_text(json.dumps({"env": {"FOO": "1"}}))
+    install(target(project), CMD)
+    assert load(claude / "settings.json")["env"] == {"FOO": "1", **SETTINGS_ENV}
+    remove(target(project))
+    assert load(claude / "settings.json") == {"env": {"FOO": "1"}}
 
 
 def test_an_older_install_without_always_load_is_updated(project: Path) -> None:

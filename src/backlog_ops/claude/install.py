@@ -23,6 +23,7 @@ from pathlib import Path
 
 from backlog_ops.claude.install_content import (
     MCP_TOOL_PERMISSIONS,
+    SETTINGS_ENV,
     commands_for,
     hook_groups,
     server_entry,
@@ -173,12 +174,31 @@ def _install_settings(target: InstallTarget, manifest: dict, hooks_command: list
             allow.append(rule)
             added.add(rule)
     manifest["permissions"] = sorted(added)
+    _install_env(target, settings, manifest, created, report)
     manifest["settings_created"] = sorted(created)
     if not existed:
         _note_created(manifest, "settings_file")
     if json.dumps(settings, sort_keys=True) != before or not existed:
         save_json_object(target.settings_file, settings)
-        report.done.append(f"hooks and MCP tool permissions in {target.show(target.settings_file)}")
+        report.done.append(f"hooks, MCP tool permissions and settings in {target.show(target.settings_file)}")
+
+
+def _install_env(target: InstallTarget, settings: dict, manifest: dict, created: set, report: InstallReport) -> None:
+    """Environment settings our server needs (install_content.SETTINGS_ENV); a user's own value is kept."""
+    created.update(missing_keys(settings, ["env"]))
+    env = settings.setdefault("env", {})
+    if not isinstance(env, dict):
+        raise ConfigError(f"{target.settings_file}: 'env' must be an object; fix it, then run install again")
+    ours = dict(manifest.get("env", {}))
+    for key, value in SETTINGS_ENV.items():
+        if key not in env:
+            env[key] = ours[key] = value
+        elif key in ours and env[key] == ours[key]:
+            env[key] = ours[key] = value  # ours from an earlier install: take the current value
+        else:
+            ours.pop(key, None)  # the user's own (or changed since): theirs to keep, and to remove
+            report.kept.append(f"your own env {key}={env[key]!r} in {target.show(target.settings_file)} (left as it is)")
+    manifest["env"] = ours
 
 
 def _install_skills(target: InstallTarget, manifest: dict, report: InstallReport) -> None:
@@ -267,13 +287,18 @@ def _remove_settings(target: InstallTarget, manifest: dict, report: InstallRepor
         for rule in manifest.get("permissions", []):
             if rule in allow:
                 allow.remove(rule)
+    env = settings.get("env")
+    if isinstance(env, dict):
+        for key, value in manifest.get("env", {}).items():
+            if env.get(key) == value:
+                del env[key]
     for dotted in sorted(manifest.get("settings_created", []), key=lambda d: -d.count(".")):
         prune_if_empty(settings, dotted)
     if not settings and "settings_file" in manifest.get("created", []):
         unlink_if_present(target.settings_file)
     else:
         save_json_object(target.settings_file, settings)
-    report.done.append(f"hooks and MCP tool permissions from {target.show(target.settings_file)}")
+    report.done.append(f"hooks, MCP tool permissions and settings from {target.show(target.settings_file)}")
 
 
 def _remove_skills(target: InstallTarget, manifest: dict, report: InstallReport) -> None:
