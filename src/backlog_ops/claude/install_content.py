@@ -30,8 +30,8 @@ __all__ = [
 MCP_TOOL_PERMISSIONS = [f"mcp__{SERVER_NAME}__{tool}" for tool in MCP_TOOLS]
 # Claude Code waits for an alwaysLoad server before the first request, but only 5 s by default
 # (MCP_CONNECT_TIMEOUT_MS), then sends its first requests without the server's tools. Our server
-# answers within a second on a quiet machine, yet took 8-20 s with four sessions starting on a
-# loaded 2-core machine: wait as long as Claude Code lets a server start at all (MCP_TIMEOUT, 30 s).
+# answers within a second on a quiet machine, but its imports took 8-23 s on a loaded 2-core
+# machine: wait as long as Claude Code lets a server start at all (MCP_TIMEOUT, 30 s).
 SETTINGS_ENV = {"MCP_CONNECT_TIMEOUT_MS": "30000"}
 HOOK_CODE = "from backlog_ops.hooks.entry import run; run()"
 
