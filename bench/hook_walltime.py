@@ -3,9 +3,11 @@
     .venv/bin/python bench/hook_walltime.py [--runs 40]
 
 Claude Code waits for every hook, so what matters is the whole process: start, imports, work,
-exit. Each event's recorded JSON is piped to the hook command `backlog-ops install` wires (this
-interpreter with `-c`, skipping the console script's `import re`; the console script is timed
-once for comparison) in a temporary BACKLOG_HOME and project. The
+exit. Each event's recorded JSON is piped to the hook command a user-scope install wires (this
+interpreter with `-c`, skipping the console script's `import re`) and, for SessionStart, to the
+`backlog-ops hook` console script a project-scope install wires, in a temporary BACKLOG_HOME and
+project; one more SessionStart runs in a repository on a ticket's branch with no context set,
+so the hook infers the ticket. The
 baselines are `python -c pass` with this same interpreter (same site-packages, same .pth files)
 and `python3 -c pass` as found on PATH. All commands are run interleaved, round after round, so
 that machine noise hits them alike; medians and 90th percentiles are in milliseconds, and the
@@ -43,7 +45,8 @@ def events(cwd: str) -> dict[str, dict]:
     }
 
 
-def timed(cmd: list[str], stdin: bytes, env: dict) -> float:
+def timed(cmd: list[str], stdin, env: dict) -> float:
+    stdin = stdin() if callable(stdin) else stdin  # a callable gives each run its own input
     start = time.perf_counter()
     r = subprocess.run(cmd, input=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     elapsed = time.perf_counter() - start
@@ -79,6 +82,19 @@ def main() -> None:
         for name, data in events(str(project)).items():
             commands[f"hook {name}"] = ([sys.executable, "-c", HOOK_CODE], json.dumps(data).encode())
         commands["hook SessionStart via the console script"] = ([str(hook), "hook"], json.dumps(events(str(project))["SessionStart"]).encode())
+        # A repository on a ticket's branch and a new session each run: the hook reads HEAD and
+        # sets the inferred context (what a project-scope install runs: the console script).
+        repo = Path(tmp) / "shop"
+        (repo / ".git").mkdir(parents=True)
+        (repo / ".git" / "HEAD").write_text("ref: refs/heads/feat/FEAT-001-login\n")
+        fresh = iter(range(1_000_000))
+
+        def branch_start() -> bytes:
+            return json.dumps({"session_id": f"branch-{next(fresh)}", "transcript_path": "/tmp/t.jsonl",
+                               "cwd": str(repo), "hook_event_name": "SessionStart", "source": "startup"}).encode()
+
+        commands["hook SessionStart, ticket from the branch"] = ([sys.executable, "-c", HOOK_CODE], branch_start)
+        commands["  the same via the console script"] = ([str(hook), "hook"], branch_start)
         samples: dict[str, list[float]] = {name: [] for name in commands}
         for name, (cmd, stdin) in commands.items():  # warm the page cache and .pyc files
             timed(cmd, stdin, env)

@@ -1,5 +1,8 @@
 """TicketTagger: tag every LLM request with the ticket context in force for its session and agent.
 
+A context whose ticket was inferred from the git branch adds ticket_source:branch, so LiteLLM's
+spend logs and the ledger can tell it from a context that was set.
+
 Loaded by `litellm --config` through `litellm_settings.callbacks:
 backlog_ops.callbacks.ticket_tagger.ticket_tagger`, or registered in-process with
 `litellm.callbacks = [TicketTagger()]` (SDK use, as CrewAI does).
@@ -17,7 +20,7 @@ from typing import Any
 from backlog_ops.common.settings import settings
 from backlog_ops.common.terminal import printable
 from backlog_ops.context.backend import make_resolver
-from backlog_ops.context.fields import TAG_PREFIXES, check_field, tag_problem, valid_id
+from backlog_ops.context.fields import TAG_PREFIXES, TICKET_SOURCE, check_field, tag_problem, valid_id
 from backlog_ops.context.identity import (
     SPEND_LOG_AGENT,
     SPEND_LOG_SESSION,
@@ -98,6 +101,9 @@ class TicketTagger(Callback):
             existing = meta.get("tags")
             tags = list(existing) if isinstance(existing, list) else []
             taken = _caller_prefixes(data, headers, tags)
+            if "ticket:" in taken:
+                # The caller named its own ticket: the stored context's "inferred" mark is not about it.
+                taken.add(TICKET_SOURCE + ":")
             for tag in ours:
                 prefix = tag.split(":", 1)[0] + ":"
                 if tag not in tags and prefix not in taken:

@@ -1,7 +1,8 @@
 """What each Claude Code hook event does to the context store.
 
     SessionStart         record the session, its project and its Claude Code process; after
-                         /clear, carry the context over; tell the model the active ticket
+                         /clear, carry the context over; when nothing set a context, take the
+                         ticket the git branch names (marked inferred); tell the model the ticket
     PreToolUse           on our MCP tools: leave a claim ticket saying who calls (session, agent)
                          on the Skill tool: a skill starts (see skill_started)
     UserPromptExpansion  a typed /skill starts
@@ -126,20 +127,42 @@ def _get(store, scope) -> dict | None:
 
 
 def _in_force(store, session_id: str, agent_id: str | None = None) -> dict | None:
-    """The context in force for (session, agent): the first one set along the scope chain."""
-    from backlog_ops.context.scope import scope_chain
+    """The context in force for (session, agent), as the proxy resolves it (scope.in_force)."""
+    from backlog_ops.context.scope import in_force, scope_chain
 
-    for scope in scope_chain(session_id, agent_id):
-        ctx = _get(store, scope)
-        if ctx is not None:
-            return ctx
-    return None
+    return in_force(_get(store, scope) for scope in scope_chain(session_id, agent_id))
 
 
 def _fields(ctx: dict) -> dict:
-    from backlog_ops.context.fields import CONTEXT_FIELDS
+    """A context's fields to set elsewhere; an inferred ticket stays marked as inferred."""
+    from backlog_ops.context.fields import CONTEXT_FIELDS, TICKET_SOURCE
 
-    return {k: ctx.get(k) for k in CONTEXT_FIELDS}
+    fields = {k: ctx.get(k) for k in CONTEXT_FIELDS}
+    if ctx.get(TICKET_SOURCE):
+        fields[TICKET_SOURCE] = ctx[TICKET_SOURCE]
+    return fields
+
+
+def _infer_from_branch(store, session_id: str, cwd: str, project: str) -> tuple[dict | None, str | None]:
+    """Nothing set a context: take the ticket the git branch names, if any, marked as inferred.
+
+    Returns (the context set or None, the branch). A wrong `attribution` section in
+    backlog.config.json raises ConfigError.
+    """
+    from backlog_ops.project.branch import branch_rule, git_branch, inferred_context
+
+    branch = git_branch(cwd)
+    if branch is None:
+        return None, None
+    ticket = branch_rule(cwd).ticket(branch)
+    if ticket is None:
+        return None, branch
+    change = store.set(inferred_context(ticket, project), _scope(session_id), project_dir=cwd)
+    return change.new, branch
+
+
+def _printable(text: str) -> str:
+    return "".join(c if c.isprintable() else "?" for c in text)[:200]
 
 
 # -- events --------------------------------------------------------------------------------------
@@ -164,18 +187,33 @@ def session_start(data: dict) -> dict | None:
     sessions.record_process(key, sid, cwd=cwd, carry=None, carry_from=None)
     sessions.prune()
     ctx = _in_force(store, sid)
+    branch, problem = None, None
     if ctx is None:
-        return None
-    from backlog_ops.context.fields import describe_context
+        from backlog_ops.errors import ConfigError
+
+        try:
+            ctx, branch = _infer_from_branch(store, sid, cwd, project)
+        except ConfigError as exc:
+            problem = f"backlog-ops: the ticket was not inferred from the git branch: {exc}"
+    output: dict = {}
+    if problem:
+        output["systemMessage"] = problem[:1000]
+    if ctx is None:
+        return output or None
+    from backlog_ops.context.fields import describe_context, is_inferred
 
     how = " (carried over from before /clear)" if carried else ""
+    if is_inferred(ctx) and branch:
+        how = f" (the ticket inferred from the git branch {_printable(branch)!r}: nothing set a context)"
     text = (
         f"backlog-ops: this session's LLM calls are attributed to {describe_context(ctx)}{how}. "
         "When you move to another gate or ticket, call the backlog-ops set_context tool "
         "(mcp__backlog-ops__set_context); when the work is done, clear_context; "
         "ticket_spend tells what a ticket has cost."
     )
-    return {"hookSpecificOutput": {"hookEventName": "SessionStart", "additionalContext": text}}
+    output["hookSpecificOutput"] = {"hookEventName": "SessionStart", "additionalContext": text}
+    return output
+
 
 
 def pre_tool_use(data: dict) -> dict | None:
@@ -223,7 +261,8 @@ def skill_started(data: dict, name: object, args: object) -> dict | None:
     if base in SKILL_GATES:
         gate, agent_type = SKILL_GATES[base]
         ticket = ticket_from_args(args)
-        if ticket is None and base in _KEEP_TICKET and current is not None:
+        kept = ticket is None and base in _KEEP_TICKET and current is not None
+        if kept:
             ticket = current.get("ticket_id")
         fields = {
             "ticket_id": ticket,
@@ -233,6 +272,11 @@ def skill_started(data: dict, name: object, args: object) -> dict | None:
             "skill": skill,
             "component": (current or {}).get("component"),
         }
+        if kept:
+            from backlog_ops.context.fields import TICKET_SOURCE
+
+            if current.get(TICKET_SOURCE):
+                fields[TICKET_SOURCE] = current[TICKET_SOURCE]  # the gate is set, the ticket still inferred
     elif current is not None:
         fields = {**_fields(current), "skill": skill}
     else:

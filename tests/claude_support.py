@@ -101,8 +101,9 @@ def claude_env(home: Path, base_url: str, key: str, model: str, backlog_home: Pa
         "DISABLE_ERROR_REPORTING": "1",
         "CLAUDE_CODE_DISABLE_TERMINAL_TITLE": "1",
         "BACKLOG_HOME": str(backlog_home),
-        "MCP_TIMEOUT": "30000",
     })
+    # Claude Code's MCP settings stay at their defaults (no MCP_TIMEOUT, no
+    # MCP_CONNECTION_NONBLOCKING): the tests rely on the "alwaysLoad" install writes, as users do.
     return env
 
 
@@ -118,7 +119,15 @@ class ModelRequest:
 
     @property
     def session_id(self) -> str | None:
-        return self.headers.get("x-claude-code-session-id")
+        """Claude Code's session: its header when the request came straight from Claude Code, else
+        the session_id in the body's metadata.user_id (what the proxy forwards)."""
+        if self.headers.get("x-claude-code-session-id"):
+            return self.headers["x-claude-code-session-id"]
+        user_id = (self.body.get("metadata") or {}).get("user_id")
+        try:
+            return json.loads(user_id).get("session_id") if isinstance(user_id, str) else None
+        except (ValueError, AttributeError):
+            return None
 
     @property
     def agent_id(self) -> str | None:
@@ -172,9 +181,10 @@ class ScriptedModel:
         self.completion_tokens = completion_tokens
         self._lock = threading.Lock()
         self._requests: list[ModelRequest] = []
-        # Tools a script CALLed that Claude Code had not offered in that request (an MCP server
-        # not connected yet, say): the first thing to look at when an e2e test fails.
-        self.unoffered: list[str] = []
+        # (session, tool) for tools a script CALLed that Claude Code had not offered in that
+        # request (an MCP server not connected yet, say): the first thing to look at when an e2e
+        # test fails.
+        self.unoffered: list[tuple[str | None, str]] = []
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -231,7 +241,8 @@ class _Handler(BaseHTTPRequestHandler):
             body = {}
         headers = {k.lower(): v for k, v in self.headers.items()}
         path = self.path.split("?", 1)[0]
-        self.model.record(ModelRequest(path, headers, body if isinstance(body, dict) else {}, time.time()))
+        request = ModelRequest(path, headers, body if isinstance(body, dict) else {}, time.time())
+        self.model.record(request)
         if path.endswith("/count_tokens"):
             self._json(200, {"input_tokens": self.model.prompt_tokens})
             return
@@ -243,9 +254,10 @@ class _Handler(BaseHTTPRequestHandler):
         except (ValueError, KeyError) as exc:
             block = {"type": "text", "text": f"bad script: {exc}"}
         if block["type"] == "tool_use":
-            offered = {t.get("name") for t in body.get("tools") or [] if isinstance(t, dict)}
+            # A tool sent with defer_loading is only named: the model must search for it first.
+            offered = {t.get("name") for t in body.get("tools") or [] if isinstance(t, dict) and not t.get("defer_loading")}
             if block["name"] not in offered:
-                self.model.unoffered.append(block["name"])
+                self.model.unoffered.append((request.session_id, block["name"]))
         stop = "tool_use" if block["type"] == "tool_use" else "end_turn"
         usage = {"input_tokens": self.model.prompt_tokens, "output_tokens": self.model.completion_tokens,
                  "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}

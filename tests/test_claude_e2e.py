@@ -142,7 +142,7 @@ def run_claude(claude_bin, proxy, project, *script: str, home: Path) -> dict:
 
 def session_rows(proxy, session_id: str, model: ScriptedModel, timeout: float = 20.0) -> list[dict]:
     """The session's ledger rows, oldest first, once every model request of the session is in."""
-    expected = sum(1 for r in model.requests if _request_session(r) == session_id)
+    expected = sum(1 for r in model.requests if r.session_id == session_id)
     deadline = time.monotonic() + timeout
     rows: list[dict] = []
     while time.monotonic() < deadline:
@@ -153,14 +153,6 @@ def session_rows(proxy, session_id: str, model: ScriptedModel, timeout: float = 
                 return rows
         time.sleep(0.1)
     raise AssertionError(f"ledger has {len(rows)} of {expected} rows for session {session_id}")
-
-
-def _request_session(request) -> str | None:
-    user_id = (request.body.get("metadata") or {}).get("user_id")
-    try:
-        return json.loads(user_id).get("session_id") if isinstance(user_id, str) else None
-    except ValueError:
-        return None
 
 
 def tags(row: dict) -> tuple:
@@ -188,7 +180,8 @@ def test_set_context_tool_tags_the_following_requests(claude_bin, proxy, project
     sid = result["session_id"]
     rows = session_rows(proxy, sid, model)
     main = [r for r in rows if r["agent_id"] is None]
-    assert not model.unoffered, f"Claude Code did not offer these tools when the script called them: {model.unoffered}"
+    unoffered = [tool for session, tool in model.unoffered if session == sid]
+    assert not unoffered, f"Claude Code did not offer these tools when the script called them: {unoffered}"
     assert len(main) >= 3
     assert main[0]["ticket_id"] is None, "before the tool call nothing is attributed"
     for row in main[1:]:
@@ -198,7 +191,14 @@ def test_set_context_tool_tags_the_following_requests(claude_bin, proxy, project
     assert_session_cleared(proxy, sid)
 
 
-def test_two_sessions_at_once_are_each_attributed_to_their_ticket(claude_bin, proxy, project, model, tmp_path) -> None:
+# Four sessions started at once on a 2-core machine: with Claude Code's default MCP settings each
+# session's first request used to go out before set_context was offered (FIELD-NOTES); the
+# "alwaysLoad" that install writes makes Claude Code connect the server first.
+CONCURRENT = (("FEAT-601", "plan", "planner"), ("FEAT-602", "review", "reviewer"),
+              ("FEAT-603", "implement", "backend"), ("FEAT-604", "lint", "linter"))
+
+
+def test_four_sessions_at_once_are_each_attributed_to_their_ticket(claude_bin, proxy, project, model, tmp_path) -> None:
     procs = {
         ticket: start_claude(
             claude_bin, proxy, project,
@@ -208,15 +208,19 @@ def test_two_sessions_at_once_are_each_attributed_to_their_ticket(claude_bin, pr
             "SAY done",
             home=tmp_path / f"home-{ticket}",
         )
-        for ticket, gate, agent in (("FEAT-601", "plan", "planner"), ("FEAT-602", "review", "reviewer"))
+        for ticket, gate, agent in CONCURRENT
     }
-    results = {ticket: finish(p) for ticket, p in procs.items()}
-    assert results["FEAT-601"]["session_id"] != results["FEAT-602"]["session_id"]
-    for ticket, gate, agent in (("FEAT-601", "plan", "planner"), ("FEAT-602", "review", "reviewer")):
-        rows = session_rows(proxy, results[ticket]["session_id"], model)
+    results = {ticket: finish(p, timeout=240) for ticket, p in procs.items()}
+    sessions = {ticket: result["session_id"] for ticket, result in results.items()}
+    assert len(set(sessions.values())) == len(CONCURRENT)
+    unoffered = [(s, tool) for s, tool in model.unoffered if s in sessions.values()]
+    assert unoffered == [], f"Claude Code did not offer these tools when the script called them: {unoffered}"
+    for ticket, gate, agent in CONCURRENT:
+        rows = session_rows(proxy, sessions[ticket], model)
+        assert rows[0]["ticket_id"] is None, "before the tool call nothing is attributed"
         tagged = [tags(r) for r in rows[1:]]
-        assert len(tagged) >= 3 and set(tagged) == {(ticket, gate, agent)}, (tagged, "tools not offered:", model.unoffered)
-        assert_session_cleared(proxy, results[ticket]["session_id"])
+        assert len(tagged) >= 3 and set(tagged) == {(ticket, gate, agent)}, tagged
+        assert_session_cleared(proxy, sessions[ticket])
 
 
 def test_a_subagent_carries_its_agent_type_and_can_set_its_own_gate(claude_bin, proxy, project, model, tmp_path) -> None:
@@ -293,3 +297,55 @@ def test_the_checkout_installs_as_a_claude_code_plugin(claude_bin, proxy, tmp_pa
     assert "Connected" in line, listed
     cached = sum(p.stat().st_size for p in (home / ".claude" / "plugins").rglob("*") if p.is_file())
     assert cached < 5_000_000, f"the plugin cache holds {cached} bytes"
+
+
+# -- no set-up at all: the ticket from the git branch -------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def branch_project(proxy) -> Path:
+    """A git repository on a ticket's branch, installed as a user does it; nobody sets a context."""
+    project = proxy.root / "shop-web"
+    project.mkdir()
+    subprocess.run(["git", "init", "-q", "-b", "feat/FEAT-901-login"], cwd=project, check=True)
+    (project / "backlog.config.json").write_text(json.dumps({"project": {"name": "shop-web"}}))
+    r = subprocess.run([str(BIN / "backlog-ops"), "install", "--dir", str(project)],
+                       capture_output=True, text=True, timeout=60, env=_cli_env(proxy))
+    assert r.returncode == 0, r.stderr
+    return project
+
+
+def _attribution(row: dict) -> tuple:
+    return row["ticket_id"], row["gate"], row["agent_type"], row["project"], row["ticket_source"]
+
+
+def test_a_session_on_a_ticket_branch_is_attributed_with_no_context_set(claude_bin, proxy, branch_project, model, tmp_path) -> None:
+    result = run_claude(claude_bin, proxy, branch_project, _call("mcp__backlog-ops__get_context"), "SAY done",
+                        home=tmp_path / "home")
+    rows = session_rows(proxy, result["session_id"], model)
+    assert len(rows) >= 2
+    assert {_attribution(r) for r in rows} == {("FEAT-901", "unspecified", "main", "shop-web", "branch")}, \
+        "every request, the first one included, lands on the branch's ticket, marked inferred"
+    first = next(r for r in model.requests if r.session_id == result["session_id"])
+    assert "inferred from the git branch 'feat/FEAT-901-login'" in json.dumps(first.body), "the model is told"
+    assert_session_cleared(proxy, result["session_id"])
+
+    r = subprocess.run([str(BIN / "backlog-ops"), "spend", "FEAT-901", "--by", "ticket_source", "--json"],
+                       capture_output=True, text=True, timeout=60, env=_cli_env(proxy))
+    assert r.returncode == 0, r.stderr
+    assert {b["key"] for b in json.loads(r.stdout)["breakdown"]} == {"branch"}
+
+
+def test_set_context_on_a_ticket_branch_replaces_the_inferred_ticket(claude_bin, proxy, branch_project, model, tmp_path) -> None:
+    result = run_claude(
+        claude_bin, proxy, branch_project,
+        _call(SET, ticket_id="FEAT-902", gate="implement", agent_type="backend"),
+        _call("mcp__backlog-ops__get_context"),
+        "SAY done",
+        home=tmp_path / "home",
+    )
+    rows = session_rows(proxy, result["session_id"], model)
+    assert _attribution(rows[0]) == ("FEAT-901", "unspecified", "main", "shop-web", "branch")
+    assert len(rows) >= 3
+    assert {_attribution(r) for r in rows[1:]} == {("FEAT-902", "implement", "backend", "shop-web", None)}
+    assert_session_cleared(proxy, result["session_id"])

@@ -15,7 +15,7 @@ import yaml
 
 from backlog_ops.errors import ConfigError
 from backlog_ops.claude.install import InstallTarget, install, remove
-from backlog_ops.claude.install_content import MCP_TOOL_PERMISSIONS
+from backlog_ops.claude.install_content import MCP_TOOL_PERMISSIONS, SETTINGS_ENV, server_entry
 from backlog_ops.claude.names import HOOK_EVENTS
 
 REPO = Path(__file__).resolve().parent.parent
@@ -56,11 +56,14 @@ def target(project: Path) -> InstallTarget:
 def test_install_into_a_fresh_project(project: Path) -> None:
     report = install(target(project), CMD)
     assert len(report.done) == 2 + len(SKILLS)
-    assert load(project / ".mcp.json") == {"mcpServers": {"backlog-ops": {"type": "stdio", "command": "backlog-ops", "args": ["mcp"], "env": {}}}}
+    assert load(project / ".mcp.json") == {"mcpServers": {"backlog-ops": {
+        "type": "stdio", "command": "backlog-ops", "args": ["mcp"], "env": {}, "alwaysLoad": True}}}
     settings = load(project / ".claude" / "settings.json")
     assert set(settings["hooks"]) == set(HOOK_EVENTS)
     assert settings["hooks"]["SubagentStart"][0]["hooks"][0]["command"] == "backlog-ops hook SubagentStart"
     assert settings["permissions"]["allow"] == MCP_TOOL_PERMISSIONS
+    # Claude Code waits for the alwaysLoad server up to 30 s instead of 5 s before the first request.
+    assert settings["env"] == {"MCP_CONNECT_TIMEOUT_MS": "30000"} == SETTINGS_ENV
     for name in SKILLS:
         shipped = resources.files("backlog_ops.skills").joinpath(name, "SKILL.md").read_bytes()
         assert (project / ".claude" / "skills" / name / "SKILL.md").read_bytes() == shipped
@@ -111,6 +114,7 @@ def test_a_users_own_backlog_ops_server_is_kept(project: Path) -> None:
     (project / ".mcp.json").write_text(json.dumps(own))
     report = install(target(project), CMD)
     assert any("your own MCP server" in k for k in report.kept)
+    assert any('no "alwaysLoad": true' in w for w in report.warnings), report.warnings
     remove(target(project))
     assert load(project / ".mcp.json") == own
 
@@ -124,6 +128,36 @@ def test_a_skill_the_user_edited_survives_update_and_uninstall(project: Path) ->
     report = remove(target(project))
     assert skill.exists() and "make e2e" in skill.read_text()
     assert not (project / ".claude" / "skills" / "backlog-sentinel").exists()
+
+
+def test_a_users_own_env_setting_is_kept_and_ours_removed_on_uninstall(project: Path) -> None:
+    claude = project / ".claude"
+    claude.mkdir()
+    (claude / "settings.json").write_text(json.dumps({"env": {"MCP_CONNECT_TIMEOUT_MS": "90000", "FOO": "1"}}))
+    report = install(target(project), CMD)
+    assert any("your own env MCP_CONNECT_TIMEOUT_MS='90000'" in k for k in report.kept)
+    assert load(claude / "settings.json")["env"] == {"MCP_CONNECT_TIMEOUT_MS": "90000", "FOO": "1"}
+    remove(target(project))
+    assert load(claude / "settings.json") == {"env": {"MCP_CONNECT_TIMEOUT_MS": "90000", "FOO": "1"}}
+    # Ours goes on uninstall; a key of the user's next to it stays.
+    (claude / "settings.json").write_text(json.dumps({"env": {"FOO": "1"}}))
+    install(target(project), CMD)
+    assert load(claude / "settings.json")["env"] == {"FOO": "1", **SETTINGS_ENV}
+    remove(target(project))
+    assert load(claude / "settings.json") == {"env": {"FOO": "1"}}
+
+
+def test_an_older_install_without_always_load_is_updated(project: Path) -> None:
+    install(target(project), CMD)
+    for path in (project / ".mcp.json", project / ".claude" / "backlog-ops-install.json"):
+        data = load(path)
+        server = data["mcpServers" if path.name == ".mcp.json" else "mcp_server"]
+        server = server["backlog-ops"] if path.name == ".mcp.json" else server
+        del server["alwaysLoad"]  # what an install before alwaysLoad wrote
+        path.write_text(json.dumps(data))
+    report = install(target(project), CMD)
+    assert report.done == ["MCP server 'backlog-ops' in .mcp.json"] and not report.kept
+    assert load(project / ".mcp.json")["mcpServers"]["backlog-ops"]["alwaysLoad"] is True
 
 
 def test_reinstalling_from_a_moved_virtualenv_replaces_our_hooks(project: Path) -> None:
@@ -155,6 +189,7 @@ def test_user_scope(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     install(user, CMD)
     data = load(home / ".claude.json")
     assert data["userID"] == "u1" and set(data["mcpServers"]) == {"memory", "backlog-ops"}
+    assert data["mcpServers"]["backlog-ops"]["alwaysLoad"] is True
     assert (home / ".claude.json").stat().st_mode & 0o777 == 0o600
     assert set(load(home / ".claude" / "settings.json")["hooks"]) == set(HOOK_EVENTS)
     assert (home / ".claude" / "skills" / "backlog-sentinel" / "SKILL.md").exists()
@@ -189,7 +224,9 @@ def test_the_checkout_is_a_claude_code_plugin_and_marketplace() -> None:
     market = load(REPO / ".claude-plugin" / "marketplace.json")
     assert plugin["name"] == "backlog-ops" and market["plugins"][0]["name"] == "backlog-ops"
     assert market["plugins"][0]["source"] == "./"
-    assert load(REPO / ".mcp.json")["mcpServers"]["backlog-ops"] == {"type": "stdio", "command": "backlog-ops", "args": ["mcp"], "env": {}}
+    # The plugin's server is the one `install` writes: on PATH, and connected before the first request.
+    assert load(REPO / ".mcp.json")["mcpServers"]["backlog-ops"] == server_entry(["backlog-ops"])
+    assert server_entry(["backlog-ops"])["alwaysLoad"] is True
     assert (REPO / "hooks" / "hooks.json").is_file()
 
 
@@ -222,3 +259,69 @@ def test_skills_call_set_context_at_each_gate_of_the_design(name: str, calls: li
         assert f"gate={gate}, agent_type={agent}, skill=\"{name}\"" in body, (gate, agent)
     if name in ("backlog-implementer", "backlog-sentinel"):
         assert "frontier" in body and "ticket_spend" in body
+
+
+# -- what the project's files name: `backlog-ops` on PATH, or this install's path -------------------
+
+
+def _cli(project: Path, path: str) -> subprocess.CompletedProcess:
+    """`backlog-ops install` run from this venv by its path, with PATH as given."""
+    env = {**os.environ, "PATH": path}
+    return subprocess.run([str(BIN / "backlog-ops"), "install", "--dir", str(project)],
+                          capture_output=True, text=True, timeout=60, env=env)
+
+
+def _commands(project: Path) -> list[str]:
+    server = load(project / ".mcp.json")["mcpServers"]["backlog-ops"]
+    settings = load(project / ".claude" / "settings.json")
+    hooks = [h["command"] for groups in settings["hooks"].values() for g in groups for h in g["hooks"]]
+    return [" ".join([server["command"], *server["args"]]), *hooks]
+
+
+def test_a_project_install_names_backlog_ops_on_path_so_it_can_be_committed(project: Path, tmp_path: Path) -> None:
+    # As after `pipx install`: a bin directory on PATH with a link to the installed command.
+    user_bin = tmp_path / "user-bin"
+    user_bin.mkdir()
+    (user_bin / "backlog-ops").symlink_to(BIN / "backlog-ops")
+    r = _cli(project, f"{user_bin}:/usr/bin:/bin")
+    assert r.returncode == 0, r.stderr
+    assert r.stderr == "", "nothing to warn about"
+    assert f"note: the MCP server and the hooks run `backlog-ops` as PATH finds it (now {user_bin / 'backlog-ops'})" in r.stdout
+    assert "can be committed" in r.stdout
+    commands = _commands(project)
+    assert commands[0] == "backlog-ops mcp"
+    assert set(commands[1:]) == {f"backlog-ops hook {event}" for event in HOOK_EVENTS}
+    for name in (".mcp.json", ".claude/settings.json"):
+        text = (project / name).read_text()
+        assert str(BIN) not in text and str(tmp_path) not in text, f"{name} names a path of this machine"
+    assert load(project / ".mcp.json")["mcpServers"]["backlog-ops"]["alwaysLoad"] is True
+
+
+def test_without_backlog_ops_on_path_install_writes_its_own_path_and_says_so(project: Path, tmp_path: Path) -> None:
+    r = _cli(project, "/usr/bin:/bin")
+    assert r.returncode == 0, r.stderr
+    warning = r.stderr.strip()
+    assert warning.startswith("backlog-ops: warning: `backlog-ops` is not on PATH") and "\n" not in warning
+    assert str(BIN / "backlog-ops") in warning and "do not commit them" in warning and "pipx install" in warning
+    commands = _commands(project)
+    assert commands[0] == f"{BIN / 'backlog-ops'} mcp"
+    assert all(c.startswith(sys.executable + " -c ") for c in commands[1:]), commands[1:]
+    # Once the command is on PATH, installing again makes the files portable, leaving nothing behind.
+    user_bin = tmp_path / "user-bin"
+    user_bin.mkdir()
+    (user_bin / "backlog-ops").symlink_to(BIN / "backlog-ops")
+    r = _cli(project, f"{user_bin}:/usr/bin:/bin")
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    assert "installed: MCP server 'backlog-ops' in .mcp.json" in r.stdout
+    commands = _commands(project)
+    assert commands[0] == "backlog-ops mcp"
+    assert sorted(commands[1:]) == sorted(f"backlog-ops hook {event}" for event in HOOK_EVENTS)
+
+
+def test_the_next_steps_name_the_models_and_the_key_file_where_it_is(project: Path, tmp_path: Path) -> None:
+    env = {**os.environ, "BACKLOG_HOME": str(tmp_path / "state")}
+    r = subprocess.run([str(BIN / "backlog-ops"), "install", "--dir", str(project)],
+                       capture_output=True, text=True, timeout=60, env=env)
+    assert r.returncode == 0, r.stderr
+    assert "ANTHROPIC_MODEL=balanced ANTHROPIC_SMALL_FAST_MODEL=cheap claude" in r.stdout
+    assert f'ANTHROPIC_AUTH_TOKEN="$(cat {tmp_path / "state" / "master-key"})"' in r.stdout

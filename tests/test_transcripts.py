@@ -341,3 +341,56 @@ def test_many_files_import_quickly(tmp_path, history, backlog_home) -> None:
     took_second = time.perf_counter() - started
     assert first["imported"]["requests"] == 3000 and second["files"]["unchanged"] == 300
     assert took_first < 20 and took_second < 1.0, (took_first, took_second)
+
+
+# -- no context at all: the ticket the line's git branch names ---------------------------------------
+
+
+def on_branch(entry: dict, branch: str, cwd: Path) -> dict:
+    return {**entry, "gitBranch": branch, "cwd": str(cwd)}
+
+
+def test_requests_nothing_attributed_take_the_ticket_of_their_branch(tmp_path, backlog_home) -> None:
+    shop, plain, broken = tmp_path / "shop", tmp_path / "plain", tmp_path / "broken"
+    for directory in (shop, plain, broken):
+        directory.mkdir()
+    (shop / "backlog.config.json").write_text(json.dumps({"project": {"name": "shop-api"}}))
+    (plain / "backlog.config.json").write_text(json.dumps({"attribution": {"inferFromBranch": False}}))
+    (broken / "backlog.config.json").write_text(json.dumps({"attribution": {"branchTicketPattern": "(oops"}}))
+    s5, s6, s7 = str(uuid.uuid4()), str(uuid.uuid4()), str(uuid.uuid4())
+    # Session s5 has a context set from T0 + 100 on: before it, only its branch says the ticket.
+    ContextStore().set({"ticket_id": "FEAT-500", "gate": "implement", "agent_type": "backend"}, Scope(s5), now=T0 + 100)
+    root = tmp_path / "projects"
+    write_jsonl(root / "-shop" / f"{s5}.jsonl", [
+        on_branch(assistant(s5, T0, "req_b1", "msg_b1", usage(10, 20)), "feat/FEAT-404-search", shop),
+        on_branch(assistant(s5, T0 + 150, "req_b2", "msg_b2", usage(10, 20)), "feat/FEAT-404-search", shop),
+        on_branch(assistant(s5, T0 - 50, "req_b3", "msg_b3", usage(10, 20)), "main", shop),
+    ])
+    write_jsonl(root / "-shop" / s5 / "subagents" / f"agent-{AGENT}.jsonl", [
+        on_branch(assistant(s5, T0 + 10, "req_b4", "msg_b4", usage(10, 20), agent=AGENT), "feat/FEAT-404-search", shop),
+    ])
+    write_jsonl(root / "-plain" / f"{s6}.jsonl", [
+        on_branch(assistant(s6, T0, "req_b5", "msg_b5", usage(10, 20)), "feat/FEAT-405", plain)])
+    write_jsonl(root / "-broken" / f"{s7}.jsonl", [
+        on_branch(assistant(s7, T0, "req_b6", "msg_b6", usage(10, 20)), "feat/FEAT-406", broken),
+        on_branch(assistant(s7, T0 + 1, "req_b7", "msg_b7", usage(10, 20)), "feat/FEAT-406", broken)])
+
+    report = import_transcripts(root)
+    rows = {cid.removeprefix("transcript:"): (r["ticket_id"], r["gate"], r["agent_type"], r["project"], r["ticket_source"])
+            for cid, r in ledger_rows(backlog_home).items()}
+    assert rows == {
+        "req_b1": ("FEAT-404", "unspecified", "main", "shop-api", "branch"),      # nothing set: the branch's ticket
+        "req_b2": ("FEAT-500", "implement", "backend", None, None),               # a set context wins
+        "req_b3": (None, None, None, None, None),                                 # main names no ticket
+        "req_b4": ("FEAT-404", "unspecified", "subagent", "shop-api", "branch"),
+        "req_b5": (None, None, None, None, None),                                 # inferFromBranch: false
+        "req_b6": (None, None, None, None, None),                                 # settings that cannot be read
+        "req_b7": (None, None, None, None, None),
+    }
+    assert report["imported"]["inferred_from_branch"] == 2
+    assert report["unattributed"]["no_context"]["count"] == 4
+    config = report["unattributed"]["config"]
+    assert config["count"] == 1 and "attribution.branchTicketPattern: not a valid regular expression" in config["examples"][0]
+    text = render_report(report)
+    assert "2 on tickets inferred from the git branch" in text
+    assert "project settings that could not be read: 1 file, no ticket inferred from their branches" in text

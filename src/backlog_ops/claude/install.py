@@ -23,7 +23,8 @@ from pathlib import Path
 
 from backlog_ops.claude.install_content import (
     MCP_TOOL_PERMISSIONS,
-    cli_command,
+    SETTINGS_ENV,
+    commands_for,
     hook_groups,
     server_entry,
     shipped_skills,
@@ -82,24 +83,36 @@ class InstallTarget:
 
 @dataclass
 class InstallReport:
-    """What install or uninstall did (done), left alone on purpose (kept), and could not do (warnings)."""
+    """What install or uninstall did (done), left alone on purpose (kept), could not do or should
+    be looked at (warnings), and why it wrote what it wrote (notes)."""
 
     done: list[str] = field(default_factory=list)
     kept: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
 
 # -- install -----------------------------------------------------------------------------------------
 
 
 def install(target: InstallTarget, command: list[str] | None = None) -> InstallReport:
-    """Add the MCP server, hooks, permissions and skills that are missing; record them in the manifest."""
+    """Add the MCP server, hooks, permissions and skills that are missing; record them in the manifest.
+
+    `command` runs our CLI for both the server and the hooks; None: what commands_for(scope) says.
+    """
     report = InstallReport()
     manifest, _ = load_json_object(target.manifest_file)
     manifest.setdefault("created", [])
-    _install_server(target, manifest, server_entry(command or cli_command()), report)
-    # command None: the hooks run this interpreter directly (see install_content.hook_prefix).
-    _install_settings(target, manifest, command, report)
+    if command is None:
+        chosen = commands_for(target.scope)
+        server_command, hooks_command = chosen.server, chosen.hooks
+        report.notes += [chosen.note] if chosen.note else []
+        report.warnings += [chosen.warning] if chosen.warning else []
+    else:
+        server_command = hooks_command = command
+    _install_server(target, manifest, server_entry(server_command), report)
+    # hooks_command None: the hooks run this interpreter directly (see install_content.hook_prefix).
+    _install_settings(target, manifest, hooks_command, report)
     _install_skills(target, manifest, report)
     save_json_object(target.manifest_file, manifest)
     return report
@@ -116,6 +129,11 @@ def _install_server(target: InstallTarget, manifest: dict, ours: dict, report: I
     previous = manifest.get("mcp_server")
     if current is not None and (previous is None or current != previous):
         report.kept.append(f"your own MCP server {SERVER_NAME!r} in {target.show(target.mcp_file)} (left as it is)")
+        if not (isinstance(current, dict) and current.get("alwaysLoad") is True):
+            report.warnings.append(
+                f"your MCP server {SERVER_NAME!r} in {target.show(target.mcp_file)} has no \"alwaysLoad\": true; "
+                "add it, or a session's first requests may go out before set_context is offered"
+            )
         return
     if current != ours:
         servers[SERVER_NAME] = ours
@@ -156,12 +174,31 @@ def _install_settings(target: InstallTarget, manifest: dict, hooks_command: list
             allow.append(rule)
             added.add(rule)
     manifest["permissions"] = sorted(added)
+    _install_env(target, settings, manifest, created, report)
     manifest["settings_created"] = sorted(created)
     if not existed:
         _note_created(manifest, "settings_file")
     if json.dumps(settings, sort_keys=True) != before or not existed:
         save_json_object(target.settings_file, settings)
-        report.done.append(f"hooks and MCP tool permissions in {target.show(target.settings_file)}")
+        report.done.append(f"hooks, MCP tool permissions and settings in {target.show(target.settings_file)}")
+
+
+def _install_env(target: InstallTarget, settings: dict, manifest: dict, created: set, report: InstallReport) -> None:
+    """Environment settings our server needs (install_content.SETTINGS_ENV); a user's own value is kept."""
+    created.update(missing_keys(settings, ["env"]))
+    env = settings.setdefault("env", {})
+    if not isinstance(env, dict):
+        raise ConfigError(f"{target.settings_file}: 'env' must be an object; fix it, then run install again")
+    ours = dict(manifest.get("env", {}))
+    for key, value in SETTINGS_ENV.items():
+        if key not in env:
+            env[key] = ours[key] = value
+        elif key in ours and env[key] == ours[key]:
+            env[key] = ours[key] = value  # ours from an earlier install: take the current value
+        else:
+            ours.pop(key, None)  # the user's own (or changed since): theirs to keep, and to remove
+            report.kept.append(f"your own env {key}={env[key]!r} in {target.show(target.settings_file)} (left as it is)")
+    manifest["env"] = ours
 
 
 def _install_skills(target: InstallTarget, manifest: dict, report: InstallReport) -> None:
@@ -250,13 +287,18 @@ def _remove_settings(target: InstallTarget, manifest: dict, report: InstallRepor
         for rule in manifest.get("permissions", []):
             if rule in allow:
                 allow.remove(rule)
+    env = settings.get("env")
+    if isinstance(env, dict):
+        for key, value in manifest.get("env", {}).items():
+            if env.get(key) == value:
+                del env[key]
     for dotted in sorted(manifest.get("settings_created", []), key=lambda d: -d.count(".")):
         prune_if_empty(settings, dotted)
     if not settings and "settings_file" in manifest.get("created", []):
         unlink_if_present(target.settings_file)
     else:
         save_json_object(target.settings_file, settings)
-    report.done.append(f"hooks and MCP tool permissions from {target.show(target.settings_file)}")
+    report.done.append(f"hooks, MCP tool permissions and settings from {target.show(target.settings_file)}")
 
 
 def _remove_skills(target: InstallTarget, manifest: dict, report: InstallReport) -> None:

@@ -1,7 +1,7 @@
 """Reading and writing one context file, and the scopes contexts live in.
 
 A context file is a JSON object with the six context fields plus updated_at and expires_at, the
-shape of the design's current-context.json. Files written by other tools (the design's shell
+shape of the design's current-context.json, and ticket_source when its ticket was inferred. Files written by other tools (the design's shell
 helper writes no expires_at) are accepted when their fields are valid.
 """
 
@@ -14,7 +14,7 @@ from backlog_ops.common import fastjson
 from backlog_ops.common.shape import not_an_object
 from backlog_ops.common.times import format_time, parse_duration
 from backlog_ops.common.times import parse_time as _parse_time
-from backlog_ops.context.fields import normalize_context_fields
+from backlog_ops.context.fields import TICKET_SOURCE, normalize_context_fields, ticket_source
 from backlog_ops.errors import ContextFileError, InvalidContext
 
 __all__ = [
@@ -46,6 +46,7 @@ def default_ttl() -> int:
 def render_context(fields: dict, *, now: float, ttl: int) -> dict:
     """The on-disk form of a validated context set at `now` for `ttl` seconds."""
     ctx = normalize_context_fields(fields)
+    _keep_ticket_source(ctx, fields)
     ctx["updated_at"] = format_time(now)
     ctx["expires_at"] = format_time(now + ttl)
     return ctx
@@ -77,9 +78,17 @@ def parse_context(raw: bytes, *, path: object, mtime: float) -> tuple[dict, floa
             expires = updated + default_ttl()
     except (InvalidContext, ContextFileError) as exc:
         raise ContextFileError(f"{path}: {exc}") from None
+    _keep_ticket_source(ctx, data)
     ctx["updated_at"] = format_time(updated)
     ctx["expires_at"] = format_time(expires)
     return ctx, expires
+
+
+def _keep_ticket_source(ctx: dict, given: dict) -> None:
+    """An inferred context stays marked as inferred (fields.TICKET_SOURCE); a set one has no mark."""
+    source = ticket_source(given.get(TICKET_SOURCE))
+    if source and ctx.get("ticket_id"):
+        ctx[TICKET_SOURCE] = source
 
 
 def read_context_file(path, *, now: float | None = None) -> dict | None:

@@ -11,8 +11,10 @@ from backlog_ops.errors import InvalidContext
 
 __all__ = [
     "CONTEXT_FIELDS",
+    "INFERRED_FROM_BRANCH",
     "MAX_LEN",
     "TAG_PREFIXES",
+    "TICKET_SOURCE",
     "check_field",
     "check_id",
     "context_tags",
@@ -20,9 +22,11 @@ __all__ = [
     "normalize_context_fields",
     "fields_from_tags",
     "find_ticket_id",
+    "is_inferred",
     "slugify",
     "tag_problem",
     "valid_id",
+    "ticket_source",
 ]
 
 MAX_LEN = 64
@@ -83,6 +87,24 @@ TAG_PREFIXES = (
 )
 
 
+# How a context's ticket was found: absent when someone set the context (a skill, the MCP tool,
+# the CLI), "branch" when it was inferred from the git branch because nothing was set. It goes
+# with the context as one more key and one more tag (ticket_source:branch), and into the ledger.
+TICKET_SOURCE = "ticket_source"
+INFERRED_FROM_BRANCH = "branch"
+_TICKET_SOURCES = frozenset((INFERRED_FROM_BRANCH,))
+
+
+def ticket_source(value: object) -> str | None:
+    """A known ticket source, or None (set by someone; unknown values are dropped, never stored)."""
+    return value if isinstance(value, str) and value in _TICKET_SOURCES else None
+
+
+def is_inferred(ctx: dict | None) -> bool:
+    """Whether a context was inferred (it yields to any context that was set; see scope.in_force)."""
+    return bool(ctx) and ticket_source(ctx.get(TICKET_SOURCE)) is not None
+
+
 def check_field(name: str, value: object) -> str | None:
     """Return the field's value, or None for an empty optional field; raise InvalidContext otherwise."""
     pattern, rule, required = _RULES[name]
@@ -120,8 +142,13 @@ def normalize_context_fields(fields: dict) -> dict:
 
 
 def context_tags(ctx: dict) -> list[str]:
-    """The LiteLLM tags for a context: ticket:…, gate:…, project:…, agent:…, skill:…, component:…"""
-    return [f"{prefix}:{ctx[key]}" for key, prefix in TAG_PREFIXES if ctx.get(key)]
+    """The LiteLLM tags for a context: ticket:…, gate:…, project:…, agent:…, skill:…, component:…,
+    and ticket_source:branch when its ticket was inferred."""
+    tags = [f"{prefix}:{ctx[key]}" for key, prefix in TAG_PREFIXES if ctx.get(key)]
+    source = ticket_source(ctx.get(TICKET_SOURCE))
+    if source and ctx.get("ticket_id"):
+        tags.append(f"{TICKET_SOURCE}:{source}")
+    return tags
 
 
 def slugify(text: str, *, namespaced: bool = False, default: str | None = "default") -> str | None:
@@ -177,7 +204,7 @@ def fields_from_tags(tags) -> dict:
     The first tag of each prefix whose value obeys its field's rule wins (the caller's own tags
     come before the tagger's); a value that breaks the rule (`ticket:../../x`, control
     characters, more than 64 characters) is skipped, as if the tag were absent. Fields with no
-    valid tag are absent from the result.
+    valid tag are absent from the result; a ticket_source:branch tag gives ticket_source.
     """
     context: dict = {}
     for tag in tags or ():
@@ -187,6 +214,8 @@ def fields_from_tags(tags) -> dict:
         field = _FIELD_OF_PREFIX.get(prefix) if sep else None
         if field and field not in context and _RULES[field][0].fullmatch(value):
             context[field] = value
+        elif prefix == TICKET_SOURCE and sep and TICKET_SOURCE not in context and ticket_source(value):
+            context[TICKET_SOURCE] = value
     return context
 
 

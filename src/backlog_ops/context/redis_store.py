@@ -32,7 +32,7 @@ from backlog_ops.context.contextfile import (
 )
 from backlog_ops.context.fields import context_tags
 from backlog_ops.context.resolver import Resolved
-from backlog_ops.context.scope import Scope, scope_chain
+from backlog_ops.context.scope import Scope, in_force, scope_chain
 from backlog_ops.errors import ConfigError, ContextFileError, HomeError
 
 __all__ = ["RedisContextResolver", "RedisContextStore"]
@@ -197,8 +197,8 @@ class RedisContextResolver:
             self._down_until = now + self._retry_after
             self._report(f"context store unavailable, calls go untagged for {self._retry_after:g} s: {exc}")
             return cached[1] if cached and cached[2] > time.time() else None
-        found, expires = None, 0.0
         wall = time.time()
+        candidates = []
         for scope, raw in zip(chain, raws):
             try:
                 parsed = _parse_with_expiry(raw, self.store.key(scope), wall)
@@ -206,9 +206,9 @@ class RedisContextResolver:
                 self._report(f"ignoring context: {exc}")
                 continue
             if parsed is not None:
-                found = Resolved(scope, parsed[0], tuple(context_tags(parsed[0])))
-                expires = parsed[1]
-                break
+                candidates.append((Resolved(scope, parsed[0], tuple(context_tags(parsed[0]))), parsed[1]))
+        chosen = in_force(candidates, lambda candidate: candidate[0].context)
+        found, expires = chosen if chosen is not None else (None, 0.0)
         with self._lock:
             if len(self._cache) > 4096:
                 self._cache.clear()

@@ -1,7 +1,8 @@
 """Which context applies to a request, cheaply enough to run on every LLM call.
 
 Order: the (session, agent) context, then the session's, then the global one; an expired,
-absent or unreadable file at one scope passes to the next. A file is parsed again only when its
+absent or unreadable file at one scope passes to the next, and a context inferred from the git
+branch yields to one that was set further down (scope.in_force). A file is parsed again only when its
 (inode, mtime, size) changed. File mtimes are coarse (a kernel tick), so a file read within
 _RACY_NS of its mtime could be rewritten within the same tick with the same signature: such a
 read is not trusted and the file is read again next time ("racy git" in git's index has the
@@ -17,7 +18,7 @@ import time
 from backlog_ops.context.contextfile import MAX_CONTEXT_FILE_BYTES, parse_context
 from backlog_ops.context.fields import context_tags
 from backlog_ops.context.file_store import ContextStore
-from backlog_ops.context.scope import Scope, scope_chain
+from backlog_ops.context.scope import Scope, in_force, scope_chain
 from backlog_ops.errors import ContextFileError
 
 __all__ = ["ContextResolver", "Resolved"]
@@ -41,6 +42,10 @@ class Resolved:
 
     def __repr__(self) -> str:
         return f"Resolved(scope={self.scope!r}, tags={self.tags!r})"
+
+
+def _context_of(resolved: Resolved) -> dict:
+    return resolved.context
 
 
 class _Entry:
@@ -74,11 +79,7 @@ class ContextResolver:
         if chain is None:
             chain = self._chain(session_id, agent_id)
         now = time.time()
-        for scope, path in chain:
-            found = self._lookup(scope, path, now)
-            if found is not None:
-                return found
-        return None
+        return in_force((self._lookup(scope, path, now) for scope, path in chain), _context_of)
 
     def _chain(self, session_id: str | None, agent_id: str | None) -> tuple[tuple[Scope, str], ...]:
         chain = tuple((scope, self.store.file_for(scope)) for scope in scope_chain(session_id, agent_id))

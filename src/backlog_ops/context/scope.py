@@ -2,15 +2,15 @@
 
 Three scopes, most specific first: one agent of a Claude Code session, the session, and the
 global context. Every reader (the file and Redis resolvers, transcript import, the hooks) asks
-`scope_chain` for that order.
+`scope_chain` for that order, and `in_force` which of the contexts found applies.
 """
 
 from __future__ import annotations
 
-from backlog_ops.context.fields import check_id
+from backlog_ops.context.fields import check_id, is_inferred
 from backlog_ops.errors import InvalidContext
 
-__all__ = ["Scope", "scope_chain"]
+__all__ = ["Scope", "in_force", "scope_chain"]
 
 
 class Scope:
@@ -78,3 +78,22 @@ def scope_chain(session_id: str | None, agent_id: str | None = None) -> list[Sco
             pass
     chain.append(Scope())
     return chain
+
+
+def in_force(found, context_of=None):
+    """Which of the contexts found along scope_chain applies (None where a scope holds none).
+
+    The first one that was set; a context inferred from the git branch only when no scope holds
+    a set one, so an inference never hides a context someone set, even a global one set later.
+    `found` may be lazy: it is read only up to the first set context. `context_of` maps an item
+    to its context dict (default: the item is one).
+    """
+    fallback = None
+    for item in found:
+        if item is None:
+            continue
+        if not is_inferred(item if context_of is None else context_of(item)):
+            return item
+        if fallback is None:
+            fallback = item
+    return fallback

@@ -97,10 +97,17 @@ def m005_add_guardrail_alerts(db: MigrationConnection) -> None:
     db.execute("ALTER TABLE calls ADD COLUMN guardrail_alerts TEXT")
 
 
+def m006_add_ticket_source(db: MigrationConnection) -> None:
+    # How the row's ticket was found: 'branch' when it was inferred from the git branch because
+    # nothing set a context; NULL when a context was set (or a row written before inference).
+    db.execute("ALTER TABLE calls ADD COLUMN ticket_source TEXT")
+
+
 MIGRATIONS: list[tuple[str, Callable[[MigrationConnection], None]]] = [
     ("m001_create_calls", m001_create_calls),
     ("m002_index_ticket_and_time", m002_index_ticket_and_time),
     ("m003_index_ticket_policy", m003_index_ticket_policy),
     ("m004_index_ticket_spend_by_gate", m004_index_ticket_spend_by_gate),
     ("m005_add_guardrail_alerts", m005_add_guardrail_alerts),
+    ("m006_add_ticket_source", m006_add_ticket_source),
 ]

@@ -23,6 +23,8 @@ GROUPS = {
     "day": "substr(started_at, 1, 10)",
     "project": "project",
     "source": "source",
+    # Whether the ticket was set or inferred from the git branch.
+    "ticket_source": "COALESCE(ticket_source, 'set')",
 }
 
 UPSERT = (

@@ -36,6 +36,7 @@ class CallRecord:
     key_alias: str | None = None
     team_id: str | None = None
     guardrail_alerts: str | None = None  # comma-separated alert kinds (alert-only guardrails)
+    ticket_source: str | None = None  # "branch": the ticket was inferred from the git branch; None: set
 
     def as_row(self) -> dict:
         return asdict(self)

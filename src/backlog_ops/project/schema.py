@@ -15,6 +15,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictBool,
     ValidationError,
     field_validator,
     model_validator,
@@ -30,6 +31,7 @@ from backlog_ops.project.file import SETTINGS_HINT
 __all__ = [
     "PROVIDER_DEFAULTS",
     "PROVIDER_FILES",
+    "Attribution",
     "BacklogConfig",
     "check_backlog_config",
     "load_backlog_config",
@@ -203,12 +205,34 @@ class LlmOps(_Strict):
     budgets: Budgets = Field(default_factory=Budgets)
 
 
+class Attribution(_Strict):
+    """How a session nothing set a context for is attributed (project/branch.py reads it on the hook path)."""
+
+    # Take the ticket from the git branch (feat/FEAT-001-login) when nothing set a context.
+    inferFromBranch: StrictBool = True  # as the hook reads it: "yes" is not true
+    # A regular expression searched in the branch name; the ticket is group `ticket`, else group
+    # 1, else the whole match. null: the built-in rule (an upper-case key, '-' or '_', digits).
+    branchTicketPattern: str | None = None
+
+    @field_validator("branchTicketPattern")
+    @classmethod
+    def _pattern(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not value:
+            raise ValueError("must not be empty; use null for the built-in rule")
+        from backlog_ops.project.branch import pattern_problem
+
+        return _accepted(value, pattern_problem(value))
+
+
 class BacklogConfig(BaseModel):
     """The parts of backlog.config.json backlog-ops reads; other top-level sections are kept as they are."""
 
     model_config = ConfigDict(extra="allow")
     project: ProjectSection = Field(default_factory=ProjectSection)
     llmOps: LlmOps = Field(default_factory=LlmOps)
+    attribution: Attribution = Field(default_factory=Attribution)
 
     @model_validator(mode="after")
     def _distinct(self) -> "BacklogConfig":
@@ -225,6 +249,8 @@ _FIXES = {
     "baseURL": "e.g. http://127.0.0.1:4000",
     "ttlSeconds": "use a positive number of seconds, e.g. 3600",
     "period": "e.g. 30d, 1mo, 7d or monthly",
+    "inferFromBranch": "use true or false",
+    "branchTicketPattern": "use a Python regular expression such as (?P<ticket>[A-Z]+-[0-9]+), or null",
 }
 
 

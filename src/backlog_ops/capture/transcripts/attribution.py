@@ -2,8 +2,8 @@
 
 The history (``context-history.jsonl``) is replayed per scope: the context of the agent scope
 (session, agentId) at the request's time, else the session's, else the global one, each only
-until its ``expires_at``, in the order `scope_chain` gives, as the gateway resolves a live
-request. The transcript's ``agentId`` is the ``agent_id`` Claude Code gives hooks inside that
+until its ``expires_at``, in the order `scope_chain` gives and with `in_force` choosing, as the
+gateway resolves a live request. The transcript's ``agentId`` is the ``agent_id`` Claude Code gives hooks inside that
 subagent.
 """
 
@@ -14,7 +14,7 @@ from typing import Iterable
 
 from backlog_ops.common.times import parse_time
 from backlog_ops.context.contextfile import default_ttl
-from backlog_ops.context.scope import scope_chain
+from backlog_ops.context.scope import in_force, scope_chain
 from backlog_ops.errors import BacklogOpsError
 
 __all__ = ["ContextHistory"]
@@ -46,18 +46,19 @@ class ContextHistory:
 
     def at(self, session_id: str | None, agent_id: str | None, t: float) -> dict | None:
         """The context in force for (session, agent) at time t, or None."""
-        for scope in scope_chain(session_id, agent_id):
-            timeline = self._timelines.get((scope.session_id, scope.agent_id))
-            if not timeline:
-                continue
-            times, values = timeline
-            i = bisect.bisect_right(times, t) - 1
-            if i < 0:
-                continue
-            ctx, expires = values[i]
-            if ctx is not None and expires > t:
-                return ctx
-        return None
+        return in_force(self._held(scope, t) for scope in scope_chain(session_id, agent_id))
+
+    def _held(self, scope, t: float) -> dict | None:
+        """The unexpired context `scope` held at time t, or None."""
+        timeline = self._timelines.get((scope.session_id, scope.agent_id))
+        if not timeline:
+            return None
+        times, values = timeline
+        i = bisect.bisect_right(times, t) - 1
+        if i < 0:
+            return None
+        ctx, expires = values[i]
+        return ctx if ctx is not None and expires > t else None
 
 
 def _expiry(context: dict, set_at: float) -> float:

@@ -1,5 +1,6 @@
 """The import: read what is new in the transcripts, group it into requests, attribute and price
 each one and write the ones the proxy has not recorded to the ledger, as ``source='transcript'``.
+A request no context applied to takes the ticket its line's git branch names, marked inferred.
 
 A request whose lines span two runs keeps the larger counts (its ledger row is merged, not
 overwritten).
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from backlog_ops.capture.transcripts.attribution import ContextHistory
+from backlog_ops.capture.transcripts.branches import BranchTickets
 from backlog_ops.capture.transcripts.files import (
     default_roots,
     find_transcripts,
@@ -30,6 +32,7 @@ from backlog_ops.capture.transcripts.matching import (
 from backlog_ops.capture.transcripts.parse import Request, RequestGroups, parse_lines
 from backlog_ops.capture.transcripts.report import ImportReport
 from backlog_ops.common.times import format_time, parse_time
+from backlog_ops.context.fields import is_inferred
 from backlog_ops.errors import BacklogOpsError, TranscriptFileError
 
 __all__ = ["import_transcripts"]
@@ -123,6 +126,7 @@ def _build(requests: list[Request], ledger, report: ImportReport) -> list:
     if not requests:
         return []
     history = ContextHistory(open_store().history())
+    branches = BranchTickets(report)
     proxy = ProxyRows(proxy_rows_near(ledger, requests))
     existing = _existing(ledger, [r.call_id for r in requests])
     records: list[CallRecord] = []
@@ -143,7 +147,8 @@ def _build(requests: list[Request], ledger, report: ImportReport) -> list:
         if old is not None:
             _merge_earlier_row(req, old)
             report["updated"] += 1
-        ctx = history.at(req.session_id, req.agent_id, req.at) or {}
+        # A context set (or inferred by the SessionStart hook) at the time wins; else the branch.
+        ctx = history.at(req.session_id, req.agent_id, req.at) or branches.context(req) or {}
         provider = "anthropic" if (req.model or "").startswith("claude") else None
         priced = _price(req, provider)
         cost = priced or 0.0
@@ -154,6 +159,8 @@ def _build(requests: list[Request], ledger, report: ImportReport) -> list:
             cache_read_tokens=req.cache_read, cache_write_tokens=req.cache_write, cost_usd=cost,
         )
         records.append(record)
+        if is_inferred(ctx):
+            report["imported"]["inferred_from_branch"] += 1
         if not ctx:
             agent = f", agent {req.agent_id}" if req.agent_id else ""
             report.problem("no_context", f"{req.where} (session {req.session_id}{agent}, {format_time(req.at)})", cost=cost)

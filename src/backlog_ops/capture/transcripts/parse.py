@@ -1,7 +1,8 @@
 """Transcript lines into API requests.
 
-An assistant line (``type: "assistant"``) has ``sessionId``, ``timestamp``, ``requestId``
-and ``message: {id, model, usage}``; subagent lines add ``isSidechain: true`` and ``agentId``.
+An assistant line (``type: "assistant"``) has ``sessionId``, ``timestamp``, ``requestId``,
+``gitBranch``, ``cwd`` and ``message: {id, model, usage}``; subagent lines add
+``isSidechain: true`` and ``agentId``.
 Claude Code writes one API response over several lines (one per content block, and
 streaming snapshots whose ``output_tokens`` grow): lines sharing ``message.id`` (else
 ``requestId``) are one request, each count taken at its maximum, the earliest timestamp
@@ -45,6 +46,8 @@ class Request:
     cache_write: int
     where: str  # file:line of its first line
     lines: int = 1
+    git_branch: str | None = None  # the line's gitBranch: the ticket when no context applied
+    cwd: str | None = None  # the line's cwd: whose backlog.config.json says how to read the branch
 
     @property
     def prompt_tokens(self) -> int:
@@ -136,6 +139,8 @@ def _request(entry: dict, where: str, fallback_session: str | None, fallback_age
         at=at,
         model=model,
         where=where,
+        git_branch=_text(entry, "gitBranch"),
+        cwd=_text(entry, "cwd"),
         **dict(zip(TOKEN_COUNTS, counts)),
     )
 
@@ -178,6 +183,8 @@ class RequestGroups:
             setattr(found, name, max(getattr(found, name), getattr(item, name)))
         found.at = min(found.at, item.at)
         found.model = found.model or item.model
+        found.git_branch = found.git_branch or item.git_branch
+        found.cwd = found.cwd or item.cwd
         if found.call_id == f"transcript:{item.key}" and item.call_id != found.call_id:
             found.call_id = item.call_id  # a requestId seen on a later line of the same message
 

@@ -1,7 +1,7 @@
 """The import's report: what was imported, what was skipped and what could not be attributed.
 
-Requests with no context at their time are imported with no ticket (``backlog-ops spend -``
-shows them), requests whose model LiteLLM has no price for are imported with cost 0, malformed
+Requests with no context at their time take the ticket their git branch names, marked inferred,
+else are imported with no ticket (``backlog-ops spend -`` shows them), requests whose model LiteLLM has no price for are imported with cost 0, malformed
 lines are not imported; each kind with a count and a few examples.
 """
 
@@ -24,7 +24,7 @@ class ImportReport(dict):
             files={"found": 0, "read": 0, "unchanged": 0},
             lines=0,
             lines_merged=0,
-            imported={"requests": 0, "subagent_requests": 0, "tokens": 0, "cost_usd": 0.0},
+            imported={"requests": 0, "subagent_requests": 0, "inferred_from_branch": 0, "tokens": 0, "cost_usd": 0.0},
             updated=0,
             skipped={"proxied_matched": 0, "proxied_session": 0, "duplicate": 0, "synthetic": 0},
             unattributed={
@@ -33,6 +33,7 @@ class ImportReport(dict):
                 "malformed": {"count": 0, "examples": []},
                 "unreadable": {"count": 0, "examples": []},
                 "not_regular": {"count": 0, "examples": []},
+                "config": {"count": 0, "examples": []},
             },
         )
 
@@ -66,6 +67,7 @@ _PROBLEMS = (
     ("malformed", "malformed: {n}, not imported", "line"),
     ("unreadable", "unreadable: {n}", "file"),
     ("not_regular", "not regular files (FIFOs, devices, sockets): {n}, skipped unread", "file"),
+    ("config", "project settings that could not be read: {n}, no ticket inferred from their branches", "file"),
 )
 
 
@@ -78,6 +80,7 @@ def render_report(report: dict) -> str:
         f"  files: {f['found']} found, {f['read']} read, {f['unchanged']} unchanged since the last import",
         f"  {verb} {_n(imp['requests'], 'request')} ({imp['subagent_requests']} from subagents), "
         f"{imp['tokens']:,} tokens, ${imp['cost_usd']:.4f}"
+        + (f", {imp['inferred_from_branch']:,} on tickets inferred from the git branch" if imp.get("inferred_from_branch") else "")
         + (f" ({report['updated']} updating rows of an earlier import)" if report["updated"] else ""),
     ]
     skipped = [
