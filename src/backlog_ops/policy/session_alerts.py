@@ -69,7 +69,8 @@ def record_alert(session_id: str, alert: dict, *, pause_until: float | None = No
     path = alerts_path(session_id)
     if path is None:
         return
-    with ExclusiveLock(os.path.join(alerts_dir(), ".lock")):
+    # The proxy records on its request path: a stuck lock holder costs one second, not ten.
+    with ExclusiveLock(os.path.join(alerts_dir(), ".lock"), timeout=1.0):
         data = read_alerts(session_id) or {"session_id": session_id, "alerts": []}
         data["alerts"] = [*data.get("alerts", []), alert][-KEEP_ALERTS:]
         if pause_until is not None:
