@@ -22,8 +22,9 @@ from typing import Any, Callable
 from backlog_ops.capture.proxy_record import record_from_logging_object
 from backlog_ops.common.times import format_time
 from backlog_ops.common.warnings import Warnings
-from backlog_ops.context.fields import fields_from_tags
+from backlog_ops.context.fields import check_field, check_id, fields_from_tags
 from backlog_ops.context.identity import SPEND_LOG_AGENT, SPEND_LOG_SESSION, request_identity
+from backlog_ops.errors import InvalidContext
 from backlog_ops.policy.runaway import Alert, RunawayDetector, request_fingerprint
 from backlog_ops.policy.session_alerts import paused_until, read_alerts, record_alert
 
@@ -75,9 +76,10 @@ class RunawayWatch:
         if refusal is not None:
             return refusal
         fields = fields_from_tags(tags)
+        ticket, project = _field("ticket_id", fields.get("ticket_id")), _field("project", fields.get("project"))
         alerts = self.detector.on_request(
-            session=session, agent=agent, ticket=fields.get("ticket_id"), project=fields.get("project"),
-            fingerprint=request_fingerprint(data), settings=self._settings_for(fields.get("project")),
+            session=session, agent=agent, ticket=ticket, project=project,
+            fingerprint=request_fingerprint(data), settings=self._settings_for(project),
         )
         self._raise(alerts)
         return self._refusal(session) if alerts else None
@@ -87,9 +89,11 @@ class RunawayWatch:
         if slo is None:
             return
         record = record_from_logging_object(slo, status="success")
+        project = _field("project", record.project)
         self._raise(self.detector.on_cost(
-            session=record.session_id, agent=record.agent_id, ticket=record.ticket_id, project=record.project,
-            cost=record.cost_usd, settings=self._settings_for(record.project),
+            session=_id("session id", record.session_id), agent=_id("agent id", record.agent_id),
+            ticket=_field("ticket_id", record.ticket_id), project=project,
+            cost=record.cost_usd, settings=self._settings_for(project),
         ))
 
     def _raise(self, alerts: list[Alert]) -> None:
@@ -120,14 +124,34 @@ class RunawayWatch:
 
 
 def _identity(data: dict) -> tuple[str | None, str | None]:
-    """The session and agent the tagger found (spend_logs_metadata), else from the headers."""
+    """The session and agent the tagger found (spend_logs_metadata), else from the headers; ids
+    that break the id rules count as none (they end up in logs and file names)."""
+    session = agent = None
     for key in ("litellm_metadata", "metadata"):
         spend = (data.get(key) or {}).get("spend_logs_metadata") if isinstance(data.get(key), dict) else None
         if isinstance(spend, dict) and spend.get(SPEND_LOG_SESSION):
-            return spend.get(SPEND_LOG_SESSION), spend.get(SPEND_LOG_AGENT)
-    headers = (data.get("proxy_server_request") or {}).get("headers") or {}
-    meta = data.get("metadata")
-    return request_identity(headers, meta.get("user_id") if isinstance(meta, dict) else None)
+            session, agent = spend.get(SPEND_LOG_SESSION), spend.get(SPEND_LOG_AGENT)
+            break
+    else:
+        headers = (data.get("proxy_server_request") or {}).get("headers") or {}
+        meta = data.get("metadata")
+        session, agent = request_identity(headers, meta.get("user_id") if isinstance(meta, dict) else None)
+    session = _id("session id", session)
+    return session, _id("agent id", agent) if session else None
+
+
+def _id(kind: str, value: object) -> str | None:
+    try:
+        return check_id(kind, value) if value else None
+    except InvalidContext:
+        return None
+
+
+def _field(name: str, value: object) -> str | None:
+    try:
+        return check_field(name, value)
+    except InvalidContext:
+        return None
 
 
 def _reason(data: dict | None) -> str | None:

@@ -493,3 +493,58 @@ def test_the_install_command_prints_the_combination(tmp_path: Path) -> None:
     r = subprocess.run([str(BIN / "backlog-ops"), "install", "--dir", str(project)], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert "kept: your own status line in .claude/settings.json (left as it is)" in r.stdout and "--with 'echo mine'" in r.stdout
+
+
+def test_crafted_ids_and_tags_reach_no_file_and_no_log_line(backlog_home: Path, tmp_path: Path, caplog) -> None:
+    """Session headers and caller tags come from any client: control characters and paths go nowhere."""
+    pytest.importorskip("litellm")
+    import asyncio
+
+    from backlog_ops.callbacks.ticket_policy import TicketPolicyCallback
+
+    config = tmp_path / "proxy.yaml"
+    config.write_text(json.dumps({"backlog_ops": {"policy": {"projects": {"p": {"runaway": {"repeated_requests": 2}}}}}}))
+    cb = TicketPolicyCallback(policy_file=str(config))
+    for session in ("evil\x1b]0;owned\x07", "../../etc/passwd"):
+        for i in range(4):
+            data = {**loop_request(i), "metadata": {"tags": ["ticket:T\x1b[31m", "project:p"]},
+                    "proxy_server_request": {"headers": {"x-backlog-session": session}}}
+            assert asyncio.run(cb.async_pre_call_hook(None, None, data, "acompletion")) is data
+    assert not (backlog_home / "session-alerts").exists()
+    assert not any("\x1b" in r.getMessage() for r in caplog.records)
+    keeper, writer = keeper_and_writer(backlog_home)
+    writer.submit(call("f1", 0.1, ticket="../../x"))
+    writer.submit(call("f2", 0.1, ticket="T\x1b[31m"))
+    settle(keeper, writer)
+    assert not (backlog_home / "ticket-totals").exists()
+    keeper.close()
+    writer.close()
+
+
+def test_a_paused_session_is_refused_in_process_until_resumed(backlog_home: Path, tmp_path: Path) -> None:
+    pytest.importorskip("litellm")
+    import asyncio
+
+    from fastapi import HTTPException
+
+    from backlog_ops.callbacks.ticket_policy import TicketPolicyCallback
+    from backlog_ops.policy.session_alerts import resume
+
+    config = tmp_path / "proxy.yaml"
+    config.write_text(json.dumps({"backlog_ops": {"policy": {"projects": {"p": {"runaway": {
+        "policy": "pause", "repeated_requests": 3, "pause_seconds": "5m"}}}}}}))
+    cb = TicketPolicyCallback(policy_file=str(config))
+
+    def hook(i: int):
+        data = {**loop_request(i), "metadata": {"tags": ["ticket:T-1", "project:p"]},
+                "proxy_server_request": {"headers": {"x-backlog-session": SID}}}
+        return asyncio.run(cb.async_pre_call_hook(None, None, data, "acompletion"))
+
+    hook(0), hook(1)
+    with pytest.raises(HTTPException) as caught:
+        hook(2)
+    detail = caught.value.detail
+    assert caught.value.status_code == 402 and detail["type"] == "session_paused" and detail["session"] == SID
+    assert f"backlog-ops context resume --session {SID}" in detail["error"] and "5 more minute(s)" in detail["error"]
+    assert resume(SID) == [SID]
+    assert hook(3)["model"] == "cheap", "resumed: counted afresh, so one more repeat is not a new alert"

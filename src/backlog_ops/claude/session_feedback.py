@@ -16,6 +16,7 @@ import os
 
 from backlog_ops.claude.context_view import in_force
 from backlog_ops.claude.sessions import read_json, state_dir
+from backlog_ops.claude.statusline import clean
 from backlog_ops.common import fastjson
 from backlog_ops.common.home import write_atomic
 from backlog_ops.policy.session_alerts import read_alerts
@@ -68,8 +69,9 @@ def notices(session_id: str, agent_id: str | None = None) -> list[str]:
         out.append(message(totals, percents[-1]))
     if ESCALATION_ONE_LEFT in fresh_marks:
         out.append(message(totals, ESCALATION_ONE_LEFT))
-    out += [str(a.get("message") or "")[:600] for a in fresh_alerts if a.get("message")]
-    return out
+    out += [str(a.get("message") or "") for a in fresh_alerts if a.get("message")]
+    # Files under the home could have been edited: nothing reaches the screen as a control character.
+    return [clean(text, 1000) for text in out]
 
 
 def forget(session_id: str) -> None:

@@ -49,10 +49,10 @@ def status_line(data: dict, *, now: float | None = None) -> str:
     return clean(SEP.join(p for p in parts if p))
 
 
-def clean(line: str) -> str:
-    """The line without control characters (stored data never drives the terminal), cut to MAX_WIDTH."""
+def clean(line: str, width: int = MAX_WIDTH) -> str:
+    """The line without control characters (stored data never drives the terminal), cut to `width`."""
     kept = "".join(c if c >= " " and not ("\x7f" <= c <= "\x9f") else " " for c in line)
-    return kept if len(kept) <= MAX_WIDTH else kept[: MAX_WIDTH - 1] + "…"
+    return kept if len(kept) <= width else kept[: width - 1] + "…"
 
 
 def _context_parts(ctx: dict, scope: str, session: str | None) -> list[str]:

@@ -18,7 +18,6 @@ import time
 
 from backlog_ops.common import fastjson
 from backlog_ops.common.home import home_dir, write_atomic
-from backlog_ops.common.lock import ExclusiveLock
 
 __all__ = ["KEEP_ALERTS", "alerts_dir", "alerts_path", "paused_sessions", "paused_until", "read_alerts", "record_alert", "resume"]
 
@@ -69,6 +68,8 @@ def record_alert(session_id: str, alert: dict, *, pause_until: float | None = No
     path = alerts_path(session_id)
     if path is None:
         return
+    from backlog_ops.common.lock import ExclusiveLock  # writers only: readers (the status line) take no lock
+
     # The proxy records on its request path: a stuck lock holder costs one second, not ten.
     with ExclusiveLock(os.path.join(alerts_dir(), ".lock"), timeout=1.0):
         data = read_alerts(session_id) or {"session_id": session_id, "alerts": []}
@@ -82,6 +83,8 @@ def record_alert(session_id: str, alert: dict, *, pause_until: float | None = No
 
 def resume(session_id: str | None = None) -> list[str]:
     """Lift the pause of one session (None: of every paused session); the sessions resumed."""
+    from backlog_ops.common.lock import ExclusiveLock
+
     resumed = []
     with ExclusiveLock(os.path.join(alerts_dir(), ".lock")):
         for sid in [session_id] if session_id is not None else paused_sessions():

@@ -26,7 +26,7 @@ from backlog_ops.common.lock import ExclusiveLock
 from backlog_ops.common.times import format_time
 from backlog_ops.common.warnings import Warnings
 from backlog_ops.policy.thresholds import newly_crossed
-from backlog_ops.reports.totals_file import lock_path, read_totals, write_totals
+from backlog_ops.reports.totals_file import lock_path, read_totals, totals_path, write_totals
 
 __all__ = ["TotalsKeeper"]
 
@@ -64,7 +64,9 @@ class TotalsKeeper:
 
     def written(self, records) -> None:
         """Note the tickets of a written batch (called on the writer's thread: memory only)."""
-        keys = {(r.project, r.ticket_id) for r in records if getattr(r, "ticket_id", None)}
+        # A name that cannot be a file name (a caller's crafted tag) gets no file and no announcement.
+        keys = {(r.project, r.ticket_id) for r in records
+                if getattr(r, "ticket_id", None) and totals_path(r.project, r.ticket_id) is not None}
         if not keys:
             return
         with self._cond:
