@@ -68,6 +68,14 @@ def nats_up() -> bool:
         return False
 
 
+def require_nats() -> None:
+    """The NATS checks come last in their tests: without NATS (locally) the rest still ran."""
+    if not nats_up():
+        if in_ci():
+            pytest.fail("NATS is required under CI")
+        pytest.skip("NATS is not reachable on 127.0.0.1:4222: the events were not checked")
+
+
 @pytest.fixture(scope="module")
 def upstream():
     with MockUpstream(prompt_tokens=PROMPT, completion_tokens=COMPLETION) as up:
@@ -235,10 +243,7 @@ def test_a_ticket_hears_50_80_and_100_percent_once_before_the_402(proxy, client)
     for part in ("has used 50% of its budget", "has used 80% of its budget", "has reached its budget ("):
         assert log.count(part) == 1, part
     assert metric(client, "backlog_budget_marks_total", project="shop", ticket="FEAT-1", mark="80") == 1.0
-    if not nats_up():
-        if in_ci():
-            pytest.fail("NATS is required under CI")
-        pytest.skip("NATS is not reachable on 127.0.0.1:4222: the events were not checked")
+    require_nats()
     events = [e for e in consume(SHARED_NATS, proxy.stream, proxy.subject, "quota.threshold", expect=3)
               if e["context"]["ticket_id"] == "FEAT-1"]
     assert [e["payload"]["mark"] for e in events] == ["50", "80", "100"]
@@ -278,9 +283,9 @@ def test_a_scripted_loop_is_paused_until_resumed(proxy, client) -> None:
                        timeout=30, env=env(proxy))
     assert r.returncode == 0 and f"resumed: session {sid}" in r.stdout
     assert send(client, sid, [{"role": "user", "content": "a new plan"}]).status_code == 200
-    if nats_up():
-        events = consume(SHARED_NATS, proxy.stream, proxy.subject, "spend.runaway", expect=1)
-        assert [(e["payload"]["kind"], e["context"]["session_id"]) for e in events] == [("repeated_requests", sid)]
+    require_nats()
+    events = consume(SHARED_NATS, proxy.stream, proxy.subject, "spend.runaway", expect=1)
+    assert [(e["payload"]["kind"], e["context"]["session_id"]) for e in events] == [("repeated_requests", sid)]
 
 
 def test_ordinary_sessions_raise_no_alert(proxy, client) -> None:
