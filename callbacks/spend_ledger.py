@@ -20,6 +20,7 @@ from backlog_ops.context.fields import CONTEXT_FIELDS
 from backlog_ops.ledger import CallRecord, LedgerWriter, open_ledger
 
 from .base import FinishedCallCallback
+from .feedback import totals_keeper
 
 __all__ = ["SpendLedger", "spend_ledger"]
 
@@ -41,7 +42,11 @@ class SpendLedger(FinishedCallCallback):
     @property
     def writer(self) -> LedgerWriter:
         if self._writer is None:
+            # The ticket totals the status line and the hooks read, kept after each written batch;
+            # made before the writer so that, at exit, it writes after the writer's last flush.
+            keeper = totals_keeper(open_ledger)
             self._writer = LedgerWriter(open_ledger, spool_path=home() / "ledger-spool.jsonl")
+            self._writer.on_written.append(keeper.written)
         return self._writer
 
     def log_success_event(self, kwargs: dict, response_obj: Any, start_time: Any, end_time: Any) -> None:

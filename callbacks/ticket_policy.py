@@ -35,6 +35,8 @@ from backlog_ops.policy.engine import PolicyEngine, Refusal
 from backlog_ops.policy.limits import TicketPolicy
 from backlog_ops.policy.limits_file import PolicyFile
 
+from .runaway_watch import RunawayWatch
+
 __all__ = ["TicketPolicyCallback", "ticket_policy"]
 
 log = logging.getLogger("backlog_ops.policy")
@@ -50,6 +52,8 @@ class TicketPolicyCallback(CustomLogger):
         self._warn = Warnings(log)
         self.limits = PolicyFile(policy_file, proxy_config=_proxy_config_path, warn=self._warn)
         self._prices: dict[str, tuple[float, float, float]] = {}  # alias -> (in, out, read at)
+        # Runaway-spend alerts (llmOps.alerts.runaway), with the limits read from the same file.
+        self.runaway = RunawayWatch(self.limits.runaway_for, warn=self._warn)
 
     @property
     def engine(self) -> PolicyEngine:
@@ -62,7 +66,12 @@ class TicketPolicyCallback(CustomLogger):
     async def async_pre_call_hook(self, user_api_key_dict: Any, cache: Any, data: dict, call_type: str) -> dict:
         refusal = None
         try:
-            refusal = self.decide(data)
+            # A paused session (runaway alert, policy pause) is refused before anything is reserved.
+            refusal = self.runaway.before_call(data, _request_tags(data))
+        except Exception as exc:  # noqa: BLE001
+            self._warn(f"runaway watch skipped, call goes on: {type(exc).__name__}: {exc}")
+        try:
+            refusal = refusal or self.decide(data)
         except Exception as exc:  # noqa: BLE001 - an internal error never fails the user's call
             self._warn(f"ticket policy skipped, call goes on: {type(exc).__name__}: {exc}")
         if refusal is not None:
@@ -90,6 +99,10 @@ class TicketPolicyCallback(CustomLogger):
             )
         except Exception as exc:  # noqa: BLE001
             self._warn(f"ticket policy could not settle a call: {type(exc).__name__}: {exc}")
+        try:
+            self.runaway.after_call(kwargs)
+        except Exception as exc:  # noqa: BLE001
+            self._warn(f"runaway watch could not count a call: {type(exc).__name__}: {exc}")
 
     async def async_post_call_failure_hook(
         self, request_data: dict, original_exception: Exception, user_api_key_dict: Any, traceback_str: str | None = None

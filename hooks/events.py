@@ -10,6 +10,8 @@
                          the subagent's type as agent type
     SubagentStop         the subagent's context is cleared
     SessionEnd           the session's contexts (its own and its agents') are cleared
+    UserPromptSubmit,    what the session has not heard yet: its ticket passed 50/80/100% of its
+    PostToolUse          budget, one escalation left, a runaway alert (claude/session_feedback.py)
 
 Every function takes the hook's JSON and returns the JSON to print, or None; `handle` skips a
 hook whose JSON names no session, so the events can rely on data["session_id"]. Heavier modules
@@ -318,7 +320,29 @@ def session_end(data: dict) -> dict | None:
     if store.session_has_contexts(sid):
         store.clear_session(sid, project_dir=_cwd(data))
     sessions.forget_session(sid)
+    from backlog_ops.claude.session_feedback import forget
+
+    forget(sid)
     return None
+
+
+def user_prompt_submit(data: dict) -> dict | None:
+    return _feedback(data, "UserPromptSubmit")
+
+
+def post_tool_use(data: dict) -> dict | None:
+    return _feedback(data, "PostToolUse")
+
+
+def _feedback(data: dict, event: str) -> dict | None:
+    """Budget marks and runaway alerts not told yet: for the model (additionalContext) and the user."""
+    from backlog_ops.claude.session_feedback import notices
+
+    messages = notices(data["session_id"], _agent(data))
+    if not messages:
+        return None
+    text = "\n".join(messages)
+    return {"systemMessage": text, "hookSpecificOutput": {"hookEventName": event, "additionalContext": text}}
 
 
 _HANDLERS = {
@@ -328,4 +352,6 @@ _HANDLERS = {
     "SubagentStart": subagent_start,
     "SubagentStop": subagent_stop,
     "SessionEnd": session_end,
+    "UserPromptSubmit": user_prompt_submit,
+    "PostToolUse": post_tool_use,
 }

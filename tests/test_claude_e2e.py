@@ -291,7 +291,7 @@ def test_the_checkout_installs_as_a_claude_code_plugin(claude_bin, proxy, tmp_pa
     claude("plugin", "marketplace", "add", str(repo))
     claude("plugin", "install", "backlog-ops@backlog-ops")
     details = claude("plugin", "details", "backlog-ops@backlog-ops")
-    assert "Skills (4)" in details and "Hooks (6)" in details and "MCP servers (1)" in details, details
+    assert "Skills (4)" in details and "Hooks (8)" in details and "MCP servers (1)" in details, details
     listed = claude("mcp", "list")
     line = next((l for l in listed.splitlines() if "backlog-ops" in l and "mcp" in l), "")
     assert "Connected" in line, listed

@@ -286,7 +286,8 @@ def test_the_hook_path_imports_nothing_heavy(project_dir) -> None:
 
 def test_hooks_json_wires_every_event_to_the_hook_command() -> None:
     config = json.loads(resources.files("backlog_ops.hooks").joinpath("hooks.json").read_text())["hooks"]
-    assert set(config) == {"SessionStart", "PreToolUse", "UserPromptExpansion", "SubagentStart", "SubagentStop", "SessionEnd"}
+    assert set(config) == {"SessionStart", "PreToolUse", "UserPromptExpansion", "SubagentStart", "SubagentStop", "SessionEnd",
+                           "UserPromptSubmit", "PostToolUse"}
     for event, groups in config.items():
         for group in groups:
             for hook in group["hooks"]:

@@ -1,6 +1,6 @@
 """Install and uninstall: wire the MCP server, the hooks and the skills into Claude Code.
 
-    scope project (default)   DIR/.mcp.json, DIR/.claude/settings.json, DIR/.claude/skills/
+    scope project (default)   DIR/.mcp.json, DIR/.claude/settings.json (hooks, statusLine), DIR/.claude/skills/
     scope user                ~/.claude.json (user MCP servers), ~/.claude/settings.json, ~/.claude/skills/
 
 Install merges with what is there and never clobbers a user's own hooks, servers, permissions or
@@ -29,6 +29,7 @@ from backlog_ops.claude.install_content import (
     server_entry,
     shipped_skills,
 )
+from backlog_ops.claude.install_statusline import install_statusline, remove_statusline
 from backlog_ops.claude.names import HOOK_EVENTS, SERVER_NAME
 from backlog_ops.claude.user_files import (
     file_sha,
@@ -175,12 +176,13 @@ def _install_settings(target: InstallTarget, manifest: dict, hooks_command: list
             added.add(rule)
     manifest["permissions"] = sorted(added)
     _install_env(target, settings, manifest, created, report)
+    install_statusline(settings, manifest, hooks_command, report.kept, target.show(target.settings_file))
     manifest["settings_created"] = sorted(created)
     if not existed:
         _note_created(manifest, "settings_file")
     if json.dumps(settings, sort_keys=True) != before or not existed:
         save_json_object(target.settings_file, settings)
-        report.done.append(f"hooks, MCP tool permissions and settings in {target.show(target.settings_file)}")
+        report.done.append(f"hooks, status line, MCP tool permissions and settings in {target.show(target.settings_file)}")
 
 
 def _install_env(target: InstallTarget, settings: dict, manifest: dict, created: set, report: InstallReport) -> None:
@@ -292,13 +294,14 @@ def _remove_settings(target: InstallTarget, manifest: dict, report: InstallRepor
         for key, value in manifest.get("env", {}).items():
             if env.get(key) == value:
                 del env[key]
+    remove_statusline(settings, manifest, report.kept, target.show(target.settings_file))
     for dotted in sorted(manifest.get("settings_created", []), key=lambda d: -d.count(".")):
         prune_if_empty(settings, dotted)
     if not settings and "settings_file" in manifest.get("created", []):
         unlink_if_present(target.settings_file)
     else:
         save_json_object(target.settings_file, settings)
-    report.done.append(f"hooks, MCP tool permissions and settings from {target.show(target.settings_file)}")
+    report.done.append(f"hooks, status line, MCP tool permissions and settings from {target.show(target.settings_file)}")
 
 
 def _remove_skills(target: InstallTarget, manifest: dict, report: InstallReport) -> None:

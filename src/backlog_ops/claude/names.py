@@ -9,4 +9,5 @@ __all__ = ["HOOK_EVENTS", "MCP_TOOLS", "SERVER_NAME"]
 SERVER_NAME = "backlog-ops"
 MCP_TOOLS = ("set_context", "clear_context", "get_context", "ticket_spend")
 # The events hooks/hooks.json wires and hooks/events.py handles.
-HOOK_EVENTS = ("SessionStart", "PreToolUse", "UserPromptExpansion", "SubagentStart", "SubagentStop", "SessionEnd")
+HOOK_EVENTS = ("SessionStart", "PreToolUse", "UserPromptExpansion", "SubagentStart", "SubagentStop", "SessionEnd",
+               "UserPromptSubmit", "PostToolUse")

@@ -8,7 +8,15 @@ from __future__ import annotations
 
 import sys
 
-__all__ = ["add_scope_args", "context_clear", "context_history", "context_set", "context_shell_helper", "context_show"]
+__all__ = [
+    "add_scope_args",
+    "context_clear",
+    "context_history",
+    "context_resume",
+    "context_set",
+    "context_shell_helper",
+    "context_show",
+]
 
 
 def add_scope_args(parser) -> None:
@@ -152,3 +160,20 @@ def _describe(ctx: dict | None) -> str:
 def _print_warnings(warnings: list[str]) -> None:
     for warning in warnings:
         print(f"backlog-ops: warning: {warning}", file=sys.stderr)
+
+
+def context_resume(args) -> int:
+    """Lift the pause a runaway-spend alert put on a session (policy/session_alerts.py)."""
+    from backlog_ops.context.fields import check_id
+    from backlog_ops.policy.session_alerts import resume
+
+    session = check_id("session id", args.session) if args.session else None
+    resumed = resume(session)
+    if resumed:
+        for sid in resumed:
+            print(f"resumed: session {sid} may call again (the proxy lets its next call through)")
+    elif session:
+        print(f"session {session} is not paused")
+    else:
+        print("no session is paused")
+    return 0

@@ -19,6 +19,11 @@ def main(argv: list[str] | None = None) -> int:
         from backlog_ops.hooks.entry import main as hook_main
 
         return hook_main(argv[1:])
+    if argv[:1] == ["statusline"] and not {"-h", "--help"} & set(argv[1:]):
+        # Claude Code runs the status line every few seconds: the same light path as the hooks.
+        from backlog_ops.hooks.statusline import main as statusline_main
+
+        return statusline_main(argv[1:])
     import argparse
 
     from backlog_ops.errors import BacklogOpsError
@@ -106,6 +111,10 @@ def _parser(argparse):
     p = ctx_sub.add_parser("shell-helper", help="print the path of the sourceable shell helper")
     p.set_defaults(run=context_cmd.context_shell_helper)
 
+    p = ctx_sub.add_parser("resume", help="let a session paused by a runaway-spend alert call again")
+    p.add_argument("--session", metavar="ID", help="the paused session (default: every paused session)")
+    p.set_defaults(run=context_cmd.context_resume)
+
     p = sub.add_parser("spend", help="what tickets have cost, from the ledger")
     p.add_argument("ticket", metavar="TICKET", nargs="?", help="one ticket; '-' for calls made with no ticket")
     from backlog_ops.ledger.queries import GROUPS
@@ -126,6 +135,9 @@ def _parser(argparse):
 
     p = sub.add_parser("hook", help="Claude Code hook entry point: reads the hook's JSON on stdin")
     p.add_argument("event", nargs="?", help="hook event name (default: hook_event_name from stdin)")
+
+    p = sub.add_parser("statusline", help="Claude Code status line: ticket, gate, agent and spend of the session on stdin")
+    p.add_argument("--with", metavar="COMMAND", dest="other", help="show this status line command's output first (same stdin)")
 
     p = sub.add_parser("mcp", help="run the backlog-ops MCP server on stdio")
     p.set_defaults(run=_mcp)

@@ -23,6 +23,9 @@ callback, when enabled, shares the same /metrics):
     backlog_guardrail_alerts_total{project,ticket,gate,agent,kind}
     backlog_budget_refusals_total{project,ticket,gate,agent,reason}
     backlog_compression_saved_tokens_total{project,ticket,gate,agent}      estimated (chars/4)
+    backlog_budget_marks_total{project,ticket,gate,agent,mark}             a ticket passed 50/80/100% or
+                                                                           has one escalation left
+    backlog_runaway_alerts_total{project,ticket,gate,agent,kind,scope}     runaway-spend alerts
 """
 
 from __future__ import annotations
@@ -49,7 +52,8 @@ _FIELD_LABELS = (("project", "project"), ("ticket_id", "ticket"), ("gate", "gate
 OTHER = "other"
 NONE = "none"
 
-_DEFAULT_LIMITS = {"ticket": 200, "project": 50, "gate": 30, "agent": 50, "model_group": 50, "kind": 50, "reason": 20}
+_DEFAULT_LIMITS = {"ticket": 200, "project": 50, "gate": 30, "agent": 50, "model_group": 50, "kind": 50, "reason": 20,
+                   "mark": 10, "scope": 5}
 _ENV = {"ticket": "BACKLOG_METRICS_MAX_TICKETS", "project": "BACKLOG_METRICS_MAX_PROJECTS", "gate": "BACKLOG_METRICS_MAX_GATES",
         "agent": "BACKLOG_METRICS_MAX_AGENTS", "model_group": "BACKLOG_METRICS_MAX_MODELS", "kind": "BACKLOG_METRICS_MAX_KINDS"}
 
@@ -113,6 +117,8 @@ class Metrics:
         self.alerts = counter("backlog_guardrail_alerts", "Guardrail alerts (alert only, never blocked)", ["kind"])
         self.refusals = counter("backlog_budget_refusals", "Requests refused by the ticket policy (HTTP 402)", ["reason"])
         self.compression = counter("backlog_compression_saved_tokens", "Prompt tokens saved by compression (chars/4)", [])
+        self.budget_marks = counter("backlog_budget_marks", "Tickets passing 50/80/100% of their budget, or one escalation left", ["mark"])
+        self.runaway = counter("backlog_runaway_alerts", "Runaway-spend alerts (sessions or tickets spending too fast)", ["kind", "scope"])
 
     def _ctx(self, context: dict) -> dict[str, str]:
         lim = self.limiter.value
@@ -142,6 +148,13 @@ class Metrics:
 
     def record_refusal(self, context: dict, reason: str | None) -> None:
         self.refusals.labels(**self._ctx(context), reason=self.limiter.value("reason", reason or "budget")).inc()
+
+    def record_budget_mark(self, context: dict, mark: str) -> None:
+        self.budget_marks.labels(**self._ctx(context), mark=self.limiter.value("mark", mark)).inc()
+
+    def record_runaway(self, context: dict, kind: str, scope: str) -> None:
+        lim = self.limiter.value
+        self.runaway.labels(**self._ctx(context), kind=lim("kind", kind), scope=lim("scope", scope)).inc()
 
     def record_compression(self, context: dict, saved_tokens: int) -> None:
         if saved_tokens > 0:

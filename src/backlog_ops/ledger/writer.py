@@ -54,6 +54,8 @@ class LedgerWriter:
         self._warnings = Warnings(log, interval=30)
         self._failing = False
         self.dropped = 0
+        # Called with each batch once it is in the ledger, on the writer's thread (reports/totals_keeper.py).
+        self.on_written: list[Callable[[list[CallRecord]], object]] = []
 
     def submit(self, record: CallRecord) -> None:
         """Queue a record; never blocks on I/O and never raises."""
@@ -138,9 +140,17 @@ class LedgerWriter:
                     self._cond.wait(backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue
+            self._after_write(batch)
             with self._cond:
                 self._in_flight = 0
                 self._cond.notify_all()
+
+    def _after_write(self, batch: list[CallRecord]) -> None:
+        for hook in list(self.on_written):
+            try:
+                hook(batch)
+            except Exception as exc:  # noqa: BLE001 - a hook never stops the writer
+                self._warn(f"after-write hook failed: {type(exc).__name__}: {exc}")
 
     def _write(self, batch: list[CallRecord]) -> None:
         if self._ledger is None:

@@ -53,6 +53,8 @@ class PolicyFile:
         self._recheck = recheck_seconds
         self._policies: dict[str, TicketPolicy] = {}
         self._routing: tuple[str, tuple[str, ...]] = ("frontier", ())
+        self._runaway: dict = {}  # {project: policy.runaway.RunawaySettings}
+        self._runaway_default = None
         self._signature: tuple | None = None
         self._checked_at = float("-inf")
         self._lock = threading.Lock()
@@ -74,6 +76,18 @@ class PolicyFile:
         """(frontier alias, critical tags): critical work is sent to the frontier alias."""
         self._refresh()
         return self._routing
+
+    def runaway_for(self, project: str | None):
+        """The runaway-spend limits for a request of `project` (its own, else '*', else the defaults)."""
+        from backlog_ops.policy.runaway import default_settings
+
+        self._refresh()
+        found = policy_for(self._runaway, project)
+        if found is None:
+            if self._runaway_default is None:
+                self._runaway_default = default_settings()
+            found = self._runaway_default
+        return found
 
     def expire(self) -> None:
         """Look at the file again on the next read, however recently it was looked at."""
@@ -110,7 +124,17 @@ class PolicyFile:
             self._policies = parse_policy_section(section)
             self._routing = parse_routing_section(section)
             self._signature = signature
+            self._load_runaway(path, section)
             if self._policies:
                 log.info("backlog-ops: ticket policy for %s from %s", ", ".join(sorted(self._policies)), path)
         except Exception as exc:  # noqa: BLE001 - keep the last good limits
             self._warn(f"ignoring the policy in {path}: {type(exc).__name__}: {exc}; keeping the last limits read")
+
+    def _load_runaway(self, path: str, section: object) -> None:
+        # Apart from the limits: a bad runaway entry must not hold back a new budget.
+        from backlog_ops.policy.runaway import parse_runaway_section
+
+        try:
+            self._runaway = parse_runaway_section(section)
+        except Exception as exc:  # noqa: BLE001 - keep the last good settings
+            self._warn(f"ignoring the runaway alert settings in {path}: {type(exc).__name__}: {exc}")

@@ -23,7 +23,7 @@ from pydantic import (
 
 from backlog_ops.common.prices import model_price, prices_known
 from backlog_ops.common.shape import not_an_object
-from backlog_ops.common.times import duration_problem
+from backlog_ops.common.times import duration_problem, parse_duration
 from backlog_ops.context.fields import check_field
 from backlog_ops.errors import ConfigError, InvalidContext
 from backlog_ops.project.file import SETTINGS_HINT
@@ -33,10 +33,12 @@ __all__ = [
     "PROVIDER_FILES",
     "Attribution",
     "BacklogConfig",
+    "RunawayAlerts",
     "check_backlog_config",
     "load_backlog_config",
     "model_problem",
     "policy_section",
+    "runaway_entry",
 ]
 
 # Credentials a deployment of each provider gets when no provider file names the model.
@@ -198,11 +200,41 @@ class Budgets(_Strict):
         return _accepted(value, duration_problem(value))
 
 
+class RunawayAlerts(_Strict):
+    """A session or ticket spending faster than work does (policy/runaway.py): alert, or pause the session."""
+
+    # alert: a log line, a metric, a NATS event, a message in the session; pause: also refuse the
+    # session's calls until `backlog-ops context resume` or pauseTTL; off: no detection.
+    policy: Literal["alert", "pause", "off"] = "alert"
+    # USD a session, or a ticket, may spend within `window` (null: no dollar-rate alert).
+    usdPerWindow: float | None = Field(5.0, gt=0)
+    window: str = "10m"
+    # LLM calls one session may make within a minute (null: no call-rate alert).
+    callsPerMinute: int | None = Field(60, gt=0)
+    # Near-identical requests (same ending) among a session's or subagent's last 2N (null: off).
+    repeatedRequests: int | None = Field(8, ge=2)
+    pauseTTL: str = "30m"
+
+    @field_validator("window", "pauseTTL")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        try:
+            parse_duration(value, allow_bare_seconds=False)
+        except ValueError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+
+class Alerts(_Strict):
+    runaway: RunawayAlerts = Field(default_factory=RunawayAlerts)
+
+
 class LlmOps(_Strict):
     gateway: Gateway = Field(default_factory=Gateway)
     routing: Routing = Field(default_factory=Routing)
     cachePolicy: CachePolicy = Field(default_factory=CachePolicy)
     budgets: Budgets = Field(default_factory=Budgets)
+    alerts: Alerts = Field(default_factory=Alerts)
 
 
 class Attribution(_Strict):
@@ -251,6 +283,11 @@ _FIXES = {
     "period": "e.g. 30d, 1mo, 7d or monthly",
     "inferFromBranch": "use true or false",
     "branchTicketPattern": "use a Python regular expression such as (?P<ticket>[A-Z]+-[0-9]+), or null",
+    "usdPerWindow": "use a positive number of USD, or null for no dollar-rate alert",
+    "callsPerMinute": "use a whole number > 0, or null for no call-rate alert",
+    "repeatedRequests": "use a whole number >= 2, or null to turn it off",
+    "window": "e.g. 10m, 1h",
+    "pauseTTL": "e.g. 30m, 2h",
 }
 
 
@@ -311,6 +348,19 @@ def policy_section(config: BacklogConfig, source: Path | None) -> dict:
         "frontier_alias": "frontier",
         "frontier_models": [routing.frontier],
     }
+    entry["runaway"] = runaway_entry(config.llmOps.alerts.runaway)
     if source is not None:
         entry["source"] = str(Path(source).resolve())
     return entry
+
+
+def runaway_entry(runaway: RunawayAlerts) -> dict:
+    """llmOps.alerts.runaway as the proxy reads it (`policy.projects.<name>.runaway`; policy/runaway.py)."""
+    return {
+        "policy": runaway.policy,
+        "usd_per_window": runaway.usdPerWindow,
+        "window_seconds": runaway.window,
+        "calls_per_minute": runaway.callsPerMinute,
+        "repeated_requests": runaway.repeatedRequests,
+        "pause_seconds": runaway.pauseTTL,
+    }
