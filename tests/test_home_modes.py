@@ -44,7 +44,7 @@ def test_hooks_from_an_empty_home_make_everything_private(tmp_path, umask) -> No
     home = tmp_path / "home"
     home.mkdir()
     project = tmp_path / "project"
-    project.mkdir()
+    (project / ".git").mkdir(parents=True)  # a repository: the audit copy goes to its root
     base = {"session_id": SID, "transcript_path": str(home / "t.jsonl"), "cwd": str(project)}
     events = [
         {**base, "hook_event_name": "SessionStart", "source": "startup"},
