@@ -167,6 +167,9 @@ class Budgets(_Strict):
     )
     perProviderUSD: dict[str, float] = Field(default_factory=lambda: {"anthropic": 1000, "openai": 200})
     period: str = "30d"
+    # While the ledger cannot be read: "allow" goes on against the last figures read, with a loud
+    # alert in the proxy log; "deny" refuses a limited ticket's calls with HTTP 503.
+    onLedgerUnavailable: Literal["allow", "deny"] = "allow"
 
     @field_validator("tickets")
     @classmethod
@@ -223,6 +226,7 @@ _FIXES = {
     "baseURL": "e.g. http://127.0.0.1:4000",
     "ttlSeconds": "use a positive number of seconds, e.g. 3600",
     "period": "e.g. 30d, 1mo, 7d or monthly",
+    "onLedgerUnavailable": "use \"allow\" (go on with a loud alert) or \"deny\" (refuse with HTTP 503)",
 }
 
 
@@ -282,6 +286,7 @@ def policy_section(config: BacklogConfig, source: Path | None) -> dict:
         "max_escalations_per_ticket": routing.maxEscalationsPerTicket,
         "frontier_alias": "frontier",
         "frontier_models": [routing.frontier],
+        "on_ledger_unavailable": budgets.onLedgerUnavailable,
     }
     if source is not None:
         entry["source"] = str(Path(source).resolve())
