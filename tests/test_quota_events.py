@@ -71,7 +71,7 @@ def consume(url: str, stream: str, subject: str, *, expect: int, timeout: float 
             while True:
                 try:
                     msgs = await sub.fetch(100, timeout=1.0)
-                except nats.errors.TimeoutError:
+                except (nats.errors.TimeoutError, asyncio.TimeoutError):  # nats-py raises either
                     break
                 for msg in msgs:
                     event = json.loads(msg.data)
