@@ -26,6 +26,7 @@ from backlog_ops.errors import HomeError
 __all__ = ["Journal", "Segment"]
 
 _owners = itertools.count(1)
+_ROLL_EMPTY = 1 << 20
 
 
 class Segment:
@@ -84,10 +85,19 @@ class Journal:
             return segment
 
     def resolve(self, segment: Segment, count: int = 1) -> None:
-        """`count` entries of `segment` are in the ledger; a finished segment with none left is deleted."""
+        """`count` entries of `segment` are in the ledger; a segment with none left is deleted.
+
+        The segment being written is deleted too once it holds `_ROLL_EMPTY` bytes, so a journal
+        whose ledger keeps up stays that small.
+        """
         with self._lock:
             segment.outstanding -= count
-            if segment.outstanding <= 0 and segment is not self._current and not segment.spilled:
+            if segment.outstanding > 0 or segment.spilled:
+                return
+            if segment is self._current:
+                if segment.size >= _ROLL_EMPTY:
+                    self._close_current()
+            else:
                 self._delete(segment)
 
     def spill(self, segment: Segment) -> None:

@@ -35,6 +35,7 @@ __all__ = ["LedgerWriter"]
 log = logging.getLogger("backlog_ops.ledger")
 
 _RECENT = 100_000  # call ids of rows submitted lately: an early row for one of them is not needed
+_ENCODE = json.JSONEncoder(separators=(",", ":")).encode
 
 
 class LedgerWriter:
@@ -243,11 +244,13 @@ class LedgerWriter:
             return
         with self._cond:
             early = [self._early.pop(record.call_id) for record, _ in batch if record.call_id in self._early]
-        for _, segment in batch:
+        counts: dict[int, list] = {}
+        for segment in [segment for _, segment in batch] + [segment for segment, _, _ in early]:
             if segment is not None:
-                self._journal.resolve(segment)
-        for segment, _, _ in early:
-            self._journal.resolve(segment)
+                entry = counts.setdefault(id(segment), [segment, 0])
+                entry[1] += 1
+        for segment, count in counts.values():
+            self._journal.resolve(segment, count)
 
     def _housekeeping(self) -> None:
         """Write early rows whose call never got its own row; load rows that waited in the journal only."""
@@ -292,10 +295,9 @@ class LedgerWriter:
         if self._journal is None:
             return None
         try:
-            row = dict(zip(COLUMNS, record.as_tuple()))
-            if early:
-                row["_early"] = True
-            return self._journal.append((json.dumps(row, separators=(",", ":")) + "\n").encode())
+            # ["row" | "early", values in COLUMNS order]: a third of a keyed object's size and encoding time.
+            line = _ENCODE(["early" if early else "row", *record.as_tuple()]) + "\n"
+            return self._journal.append(line.encode())
         except Exception as exc:  # noqa: BLE001 - the row still goes to the ledger from memory
             self._unjournaled.add(detail=str(exc))
             return None
@@ -354,6 +356,12 @@ class LedgerWriter:
 
 
 def _parse_line(line: bytes) -> tuple[CallRecord, bool]:
-    row = json.loads(line)
-    early = isinstance(row, dict) and bool(row.pop("_early", False))
-    return CallRecord.from_row(row), early
+    """A spool line (a row object) or a journal line (["row" | "early", values in COLUMNS order])."""
+    data = json.loads(line)
+    if isinstance(data, list):
+        if not data or data[0] not in ("row", "early") or len(data) - 1 > len(COLUMNS):
+            raise ValueError("not a journal line")
+        # A journal written before a column was added has fewer values: the new ones keep their defaults.
+        return CallRecord.from_row(dict(zip(COLUMNS, data[1:]))), data[0] == "early"
+    early = isinstance(data, dict) and bool(data.pop("_early", False))
+    return CallRecord.from_row(data), early
