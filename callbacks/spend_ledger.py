@@ -16,10 +16,10 @@ import logging
 from typing import Any
 
 from backlog_ops.capture.proxy_record import record_from_logging_object
-from backlog_ops.capture.response_record import StreamUsage, price_early_record, record_from_response, response_usage
-from backlog_ops.common.home import home
+from backlog_ops.capture.proxy_writer import proxy_writer
+from backlog_ops.capture.response_record import StreamUsage, record_from_response, response_usage
 from backlog_ops.context.fields import CONTEXT_FIELDS
-from backlog_ops.ledger import CallRecord, LedgerWriter, open_ledger
+from backlog_ops.ledger import CallRecord, LedgerWriter
 
 from .base import FinishedCallCallback
 
@@ -43,10 +43,7 @@ class SpendLedger(FinishedCallCallback):
     @property
     def writer(self) -> LedgerWriter:
         if self._writer is None:
-            root = home()
-            self._writer = LedgerWriter(open_ledger, spool_path=root / "ledger-spool.jsonl",
-                                        journal_dir=root / "ledger-journal", price_early=price_early_record)
-            self._writer.start()  # loads what a stopped or killed proxy left before the first row comes
+            self._writer = proxy_writer()  # started: it loads what a stopped or killed proxy left
         return self._writer
 
     # -- the journal, as the response completes (before LiteLLM's logging of the call) ----------

@@ -26,7 +26,7 @@ from backlog_ops.errors import HomeError
 __all__ = ["Journal", "Segment"]
 
 _owners = itertools.count(1)
-_ROLL_EMPTY = 1 << 20
+_ROLL_EMPTY = 256 << 10  # what a killed writer leaves to be loaded again at most, when its ledger kept up
 
 
 class Segment:

@@ -71,6 +71,7 @@ class LedgerWriter:
         self._recent: dict[str, None] = {}
         self._spilled = False
         self._cond = threading.Condition()
+        self._loaded = threading.Event()  # set once the thread's first attempt to open and load is over
         self._thread: threading.Thread | None = None
         self._ledger = None
         self._closed = False
@@ -134,6 +135,10 @@ class LedgerWriter:
         with self._cond:
             if self._thread is None and not self._closed:
                 self._start()
+
+    def wait_loaded(self, timeout: float) -> bool:
+        """Wait (at most `timeout` s) until the thread has tried once to load what earlier writers left."""
+        return self._loaded.wait(timeout)
 
     def pending(self) -> int:
         """Rows queued and not yet written."""
@@ -221,6 +226,7 @@ class LedgerWriter:
                 backoff = min(backoff * 2, 5.0)
                 continue
             finally:
+                self._loaded.set()
                 with self._cond:
                     self._in_flight = 0
                     self._cond.notify_all()
@@ -333,7 +339,8 @@ class LedgerWriter:
     def _load(self, path) -> None:
         result = load_spool(path, _parse_line, self._deliver)
         if result.loaded:
-            log.warning("backlog-ops: loaded %d ledger rows kept by an earlier process (%s)", result.loaded, path)
+            log.warning("backlog-ops: loaded %d ledger rows kept by a stopped or killed process (%s); rows the ledger "
+                        "already had are unchanged", result.loaded, path)
         if result.bad:
             log.warning("backlog-ops: %d unreadable ledger rows in %s moved to %s (kept, not loaded)", result.bad, path, result.bad_path)
 

@@ -242,8 +242,14 @@ def ledger_usage_reader(open_ledger: Callable[[], Any] | None = None, *, max_bac
     def opener():
         if open_ledger is not None:
             return open_ledger()
+        from backlog_ops.capture.proxy_writer import proxy_writer
         from backlog_ops.ledger import open_ledger as open_configured
 
+        if not state.get("recovered"):
+            # Once per process: let the writer load what a killed proxy journaled before the
+            # first check counts the ticket's spend (milliseconds; at most 2 s).
+            state["recovered"] = True
+            proxy_writer().wait_loaded(2.0)
         return open_configured(connect_timeout=2)  # on the request path: never a long wait
 
     def drop() -> None:

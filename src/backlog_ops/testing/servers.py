@@ -103,16 +103,22 @@ class _Server:
 class ThrowawayRedis(_Server):
     """redis-server on a free port; its data survives a restart (saved at shutdown, loaded at start)."""
 
-    def __init__(self) -> None:
+    def __init__(self, password: str | None = None) -> None:
         super().__init__("redis")
+        self.password = password
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     def start(self) -> "ThrowawayRedis":
+        # The password goes in a config file, not the command line (ps shows that to everyone).
+        config = self.root / "redis.conf"
+        config.write_text(f"requirepass {self.password}\n" if self.password else "")
+        config.chmod(0o600)
         self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.root),
+            ["redis-server", str(config), "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.root),
              "--save", "3600 1", "--appendonly", "no", "--protected-mode", "yes"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
@@ -123,19 +129,25 @@ class ThrowawayRedis(_Server):
 class ThrowawayNats(_Server):
     """nats-server with JetStream (file store) on a free port; streams survive a restart."""
 
-    def __init__(self) -> None:
+    def __init__(self, token: str | None = None) -> None:
         super().__init__("nats")
+        self.token = token
 
     @property
     def url(self) -> str:
-        return f"nats://127.0.0.1:{self.port}"
+        auth = f"{self.token}@" if self.token else ""
+        return f"nats://{auth}127.0.0.1:{self.port}"
 
     def start(self) -> "ThrowawayNats":
         binary = shutil.which("nats-server") or "/usr/sbin/nats-server"
-        self.process = subprocess.Popen(
-            [binary, "-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd", str(self.root / "store")],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
+        config = self.root / "nats.conf"
+        store = str(self.root / "store")
+        lines = [f'listen: "127.0.0.1:{self.port}"', f'jetstream {{ store_dir: "{store}" }}']
+        if self.token:
+            lines.append(f'authorization {{ token: "{self.token}" }}')
+        config.write_text("\n".join(lines) + "\n")
+        config.chmod(0o600)
+        self.process = subprocess.Popen([binary, "-c", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         _wait_port(self.port, 15, self.process)
         return self
 
@@ -143,8 +155,9 @@ class ThrowawayNats(_Server):
 class ThrowawayPostgres(_Server):
     """A PostgreSQL cluster of its own (trust auth, user postgres) on a free loopback port."""
 
-    def __init__(self) -> None:
+    def __init__(self, user: str | None = None, password: str | None = None) -> None:
         super().__init__("pg")
+        self.user, self.password = user, password
         self.bindir = _pg_bindir()
         if self.bindir is None:
             raise RuntimeError("PostgreSQL server binaries (initdb, pg_ctl) are not installed")
@@ -155,7 +168,13 @@ class ThrowawayPostgres(_Server):
 
     @property
     def url(self) -> str:
+        """The superuser's URL (trust authentication: no password)."""
         return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    @property
+    def user_url(self) -> str:
+        """The URL of `user` with its password (made at the first start), as an application would hold it."""
+        return f"postgresql://{self.user}:{self.password}@127.0.0.1:{self.port}/postgres"
 
     def _run(self, *args: str, timeout: float = 60) -> None:
         command = [os.path.join(self.bindir, args[0]), *args[1:]]
@@ -171,6 +190,7 @@ class ThrowawayPostgres(_Server):
             shutil.chown(self.data, "postgres", "postgres")
         self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync")
         self._initialised = True
+        self._make_user = bool(self.user)
 
     def start(self) -> "ThrowawayPostgres":
         if not self._initialised:
@@ -178,6 +198,12 @@ class ThrowawayPostgres(_Server):
         # Socket and log inside the data directory: the one place the postgres user may write.
         options = f"-p {self.port} -k {self.data} -c listen_addresses=127.0.0.1 -c fsync=off"
         self._run("pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.data / "server.log"), "-w", "start")
+        if getattr(self, "_make_user", False):
+            import psycopg
+
+            self._make_user = False
+            with psycopg.connect(self.url, autocommit=True) as db:
+                db.execute(f'CREATE ROLE "{self.user}" LOGIN SUPERUSER PASSWORD %s'.replace("%s", _quote(self.password)))
         return self
 
     def stop(self) -> None:
@@ -209,3 +235,7 @@ class ThrowawayPostgres(_Server):
             except ProcessLookupError:
                 break
             time.sleep(0.05)
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
