@@ -2,8 +2,12 @@
 
 Loaded by `litellm --config` through `litellm_settings.callbacks:
 backlog_ops.callbacks.spend_ledger.spend_ledger`. It reads LiteLLM's standard logging object,
-builds a row and hands it to a background writer: nothing here touches the disk on the request
-path, and nothing here can fail the call.
+builds a row and hands it to a background writer, and nothing here can fail the call.
+
+LiteLLM logs a call a few milliseconds after its response went out; so that a proxy killed with
+-9 in between loses nothing, the row is also journaled as the response completes (one append to
+a file under BACKLOG_HOME: `async_post_call_success_hook`, and the end of a stream), from the
+request and the usage in the response. LiteLLM's own row replaces it.
 """
 
 from __future__ import annotations
@@ -11,11 +15,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from backlog_ops.capture.proxy_record import (
-    reached_provider,
-    record_from_logging_object,
-)
-from backlog_ops.common.home import home
+from backlog_ops.capture.proxy_record import reached_provider, record_from_logging_object
+from backlog_ops.capture.proxy_writer import proxy_writer
+from backlog_ops.capture.response_record import StreamUsage, record_from_response, response_usage
 from backlog_ops.context.fields import CONTEXT_FIELDS
 from backlog_ops.ledger import CallRecord, LedgerWriter, open_ledger
 
@@ -45,9 +47,34 @@ class SpendLedger(FinishedCallCallback):
             # The ticket totals the status line and the hooks read, kept after each written batch;
             # made before the writer so that, at exit, it writes after the writer's last flush.
             keeper = totals_keeper(open_ledger)
-            self._writer = LedgerWriter(open_ledger, spool_path=home() / "ledger-spool.jsonl")
-            self._writer.on_written.append(keeper.written)
+            # started: it loads what a stopped or killed proxy left
+            self._writer = proxy_writer(on_written=[keeper.written])
         return self._writer
+
+    # -- the journal, as the response completes (before LiteLLM's logging of the call) ----------
+
+    async def async_post_call_success_hook(self, data: dict, user_api_key_dict: Any, response: Any) -> None:
+        self._journal_early(data, user_api_key_dict, response_usage, response)
+        return None  # the response is left as it is
+
+    async def async_post_call_streaming_iterator_hook(self, user_api_key_dict: Any, response: Any, request_data: dict):
+        usage = StreamUsage()
+        async for chunk in response:
+            try:
+                usage.feed(chunk)
+            except Exception:  # noqa: BLE001 - reading usage never breaks a stream
+                pass
+            yield chunk
+        # Before the stream's end reaches the client (the proxy sends its last bytes after this).
+        self._journal_early(request_data, user_api_key_dict, lambda u: u.usage, usage)
+
+    def _journal_early(self, data: dict, key: Any, read_usage, source: Any) -> None:
+        try:
+            record = record_from_response(data, read_usage(source), key_alias=getattr(key, "key_alias", None),
+                                          team_id=getattr(key, "team_id", None))
+            self.writer.submit_early(record)
+        except Exception as exc:  # noqa: BLE001 - an observer never breaks the user's call
+            self._warn(f"ledger journal skipped: {type(exc).__name__}: {exc}", key="journal")
 
     def log_success_event(self, kwargs: dict, response_obj: Any, start_time: Any, end_time: Any) -> None:
         self._record(kwargs, "success")

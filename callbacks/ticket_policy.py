@@ -78,7 +78,7 @@ class TicketPolicyCallback(CustomLogger):
             from fastapi import HTTPException
 
             log.warning("backlog-ops: refused: %s", refusal.message)
-            raise HTTPException(status_code=402, detail=refusal.detail())
+            raise HTTPException(status_code=refusal.status, detail=refusal.detail())
         return data
 
     async def async_log_success_event(self, kwargs: dict, response_obj: Any, start_time: Any, end_time: Any) -> None:

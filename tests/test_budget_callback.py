@@ -81,7 +81,7 @@ def test_requests_of_other_projects_or_without_ticket_pass(tmp_path: Path) -> No
     hook(cb, request(tags=("project:my-api",)))
 
 
-def test_internal_error_lets_the_call_through_with_one_warning(tmp_path: Path, caplog) -> None:
+def test_an_unreadable_ledger_lets_calls_through_with_one_loud_counted_alert_by_default(tmp_path: Path, caplog) -> None:
     def broken(*args):
         raise RuntimeError("ledger is on fire")
 
@@ -90,8 +90,32 @@ def test_internal_error_lets_the_call_through_with_one_warning(tmp_path: Path, c
         for i in range(5):
             data = request(call_id=f"c{i}")
             assert hook(cb, data) is data
-    warnings = [r for r in caplog.records if "ticket policy skipped" in r.getMessage()]
-    assert len(warnings) == 1 and "ledger is on fire" in warnings[0].getMessage()
+        cb.engine._unchecked.report_rest()  # what the next alert (or the recovery) would say
+    alerts = [r for r in caplog.records if "spend ledger cannot be read" in r.getMessage()]
+    assert [r.levelname for r in alerts] == ["ERROR", "ERROR"], "said at once, then with the count, not per call"
+    assert "ledger is on fire" in alerts[0].getMessage() and "onLedgerUnavailable: allow" in alerts[0].getMessage()
+    assert "5 calls of limited tickets were let through so far" in alerts[-1].getMessage()
+
+
+def test_an_unreadable_ledger_refuses_limited_calls_with_503_under_deny(tmp_path: Path) -> None:
+    from fastapi import HTTPException
+
+    def broken(*args):
+        raise RuntimeError("connection refused")
+
+    section = {"policy": {"projects": {"my-api": {"ticket_budget_usd": 1.0, "on_ledger_unavailable": "deny"}}}}
+    cb = TicketPolicyCallback(PolicyEngine(broken), policy_file=policy_file(tmp_path, section))
+    with pytest.raises(HTTPException) as caught:
+        hook(cb, request())
+    assert caught.value.status_code == 503
+    detail = caught.value.detail
+    assert detail["type"] == "ticket_limit_unverifiable" and detail["ticket"] == "T-1"
+    for part in ("T-1", "cannot be read", "Try again", 'llmOps.budgets.onLedgerUnavailable to "allow"'):
+        assert part in detail["error"], (part, detail["error"])
+    assert "connection refused" not in detail["error"], "the cause stays in the proxy log"
+    # a ticket with no limit, or no ticket at all, is never refused for it
+    hook(cb, request(tags=("ticket:T-1", "project:other")))
+    hook(cb, request(tags=("project:my-api",)))
 
 
 def test_unreadable_policy_keeps_the_last_good_limits(tmp_path: Path, caplog) -> None:

@@ -240,3 +240,101 @@ def test_ticket_budget_is_none_without_limits_or_config(tmp_path: Path) -> None:
 def test_ticket_budget_defaults_to_the_current_directory(project_dir: Path) -> None:
     write_project(project_dir, {"perTicketUSD": 1})
     assert ticket_budget("T-9")["remaining_usd"] == 1.0
+
+
+# -- while the ledger cannot be read (llmOps.budgets.onLedgerUnavailable) -------------------------
+
+
+def test_on_ledger_unavailable_is_validated_rendered_and_parsed(tmp_path: Path) -> None:
+    from backlog_ops.gateway.render import render_proxy_config
+    from backlog_ops.project.schema import load_backlog_config
+
+    project = write_project(tmp_path / "p", {"perTicketUSD": 2, "onLedgerUnavailable": "deny"})
+    section = render_proxy_config(load_backlog_config(project / "backlog.config.json"))["backlog_ops"]
+    assert section["policy"]["projects"]["my-api"]["on_ledger_unavailable"] == "deny"
+    assert parse_policy_section(section)["my-api"].on_ledger_unavailable == "deny"
+    default = write_project(tmp_path / "d", {"perTicketUSD": 2})
+    section = render_proxy_config(load_backlog_config(default / "backlog.config.json"))["backlog_ops"]
+    assert parse_policy_section(section)["my-api"].on_ledger_unavailable == "allow"
+    bad = write_project(tmp_path / "b", {"onLedgerUnavailable": "maybe"})
+    with pytest.raises(ConfigError, match=r"llmOps.budgets.onLedgerUnavailable: .*fix: use \"allow\""):
+        load_backlog_config(bad / "backlog.config.json")
+    with pytest.raises(ConfigError, match=r"policy.projects.p.on_ledger_unavailable: must be 'allow' or 'deny'"):
+        parse_policy_section({"policy": {"projects": {"p": {"on_ledger_unavailable": "yes"}}}})
+
+
+class FlakyLedger(FakeLedger):
+    """A usage reader whose ledger can be switched off."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.down = False
+
+    def __call__(self, *args):
+        if self.down:
+            self.reads += 1
+            raise ConnectionError("server closed the connection unexpectedly")
+        return super().__call__(*args)
+
+
+@pytest.mark.parametrize("mode", ["allow", "deny"])
+def test_an_unreadable_ledger_never_lets_a_ticket_known_over_its_limit_through(mode: str) -> None:
+    ledger, clock = FlakyLedger(), Clock()
+    policy = TicketPolicy(project="p", ticket_budget_usd=1.0, on_ledger_unavailable=mode)
+    e = engine(ledger, clock, refresh_seconds=1.0)
+    ledger.cost["OVER"] = 1.5
+    assert e.check("a", "OVER", policy, escalation=False, estimate_usd=0).kind == "budget"
+    ledger.down = True
+    clock.now += 5
+    refusal = e.check("b", "OVER", policy, escalation=False, estimate_usd=0)
+    assert refusal.kind == "budget" and refusal.status == 402, "the last figures read still count"
+    under = e.check("c", "UNDER", policy, escalation=False, estimate_usd=0)
+    if mode == "deny":
+        assert under.kind == "ledger_unavailable" and under.status == 503
+    else:
+        assert under is None
+    ledger.down = False
+    clock.now += 5
+    assert e.check("d", "UNDER", policy, escalation=False, estimate_usd=0) is None
+
+
+def test_the_ledger_reader_reconnects_at_once_then_backs_off() -> None:
+    from backlog_ops.errors import LedgerError
+    from backlog_ops.policy.engine import ledger_usage_reader
+
+    class Ledger:
+        def __init__(self, broken: bool) -> None:
+            self.broken = broken
+
+        def ticket_usage(self, ticket, **kw):
+            if self.broken:
+                raise ConnectionError("terminating connection due to administrator command")
+            return {"cost_usd": 0.5, "escalations": 0, "present": []}
+
+        def close(self) -> None:
+            pass
+
+    opened = []
+    server = {"up": True}
+
+    def open_ledger():
+        if not server["up"]:
+            raise LedgerError("cannot open ledger: connection refused")
+        opened.append(Ledger(broken=False))
+        return opened[-1]
+
+    clock = Clock()
+    read = ledger_usage_reader(open_ledger, clock=clock)
+    assert read("T", "p", POLICY, [])[0] == 0.5
+    opened[-1].broken = True  # the server restarted under the open connection
+    assert read("T", "p", POLICY, [])[0] == 0.5 and len(opened) == 2, "a new connection at once"
+    opened[-1].broken = True
+    server["up"] = False  # now it is really down
+    with pytest.raises(LedgerError, match="connection refused"):
+        read("T", "p", POLICY, [])
+    attempts = len(opened)
+    with pytest.raises(LedgerError, match="next try in"):
+        read("T", "p", POLICY, [])  # within the back-off: no connection attempt
+    server["up"] = True
+    clock.now += 0.6
+    assert read("T", "p", POLICY, [])[0] == 0.5 and len(opened) == attempts + 1

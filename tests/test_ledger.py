@@ -201,3 +201,153 @@ def test_several_processes_share_one_sqlite_ledger(tmp_path: Path) -> None:
     with SqliteLedger(path) as ledger:
         ids = [r["call_id"] for r in ledger.rows()]
     assert len(ids) == len(set(ids)) == 200 + 3 * 200
+
+
+# -- bad spool lines, and messages about rows that are spooled or lost ----------------------------
+
+
+def test_a_bad_spool_line_is_moved_aside_and_the_rest_is_loaded(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path, spool = tmp_path / "ledger.db", tmp_path / "spool.jsonl"
+    bad = {**rec("bad").as_row(), "prompt_tokens": {"n": 1}}  # a dict where a number belongs
+    lines = [json.dumps(rec("g0").as_row()), json.dumps(bad), json.dumps(rec("g1").as_row()), '{"call_id": "torn', json.dumps(rec("g2").as_row())]
+    spool.write_text("\n".join(lines) + "\n")
+    writer = LedgerWriter(lambda: SqliteLedger(path), spool_path=spool)
+    writer.submit(rec("new"))
+    assert writer.flush(10), "one bad line must not block the spool"
+    writer.close()
+    with SqliteLedger(path) as ledger:
+        assert sorted(r["call_id"] for r in ledger.rows()) == ["g0", "g1", "g2", "new"]
+    kept = (tmp_path / "spool.jsonl.bad").read_text().splitlines()
+    assert [json.loads(kept[0])["prompt_tokens"], kept[1]] == [{"n": 1}, '{"call_id": "torn']
+    assert stat.S_IMODE((tmp_path / "spool.jsonl.bad").stat().st_mode) == 0o600
+    assert not spool.exists() and not list(tmp_path.glob("*.loading*"))
+    assert any("2 unreadable ledger rows" in r.getMessage() and "spool.jsonl.bad" in r.getMessage() for r in caplog.records)
+
+
+def test_spool_and_loss_messages_are_never_throttled_away(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    broken = tmp_path / "ledger.db"
+    broken.mkdir()  # the ledger cannot be opened: every write fails, and says so (throttled)
+    writer = LedgerWriter(lambda: SqliteLedger(broken), spool_path=tmp_path / "spool.jsonl")
+    for i in range(5):
+        writer.submit(rec(f"s{i}"))
+    assert not writer.flush(0.3)
+    writer.close(timeout=0.5)
+    (tmp_path / "blocker").write_text("")  # a file where the spool's directory should be
+    unspoolable = LedgerWriter(lambda: SqliteLedger(broken), spool_path=tmp_path / "blocker" / "spool.jsonl")
+    for i in range(4):
+        unspoolable.submit(rec(f"u{i}"))
+    assert not unspoolable.flush(0.3)
+    unspoolable.close(timeout=0.5)
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("cannot write" in m for m in messages)
+    assert any("5 rows kept in" in m and "spool.jsonl" in m for m in messages), messages
+    assert any("cannot spool: 4 rows lost" in m for m in messages), messages
+
+
+def test_a_full_queue_counts_what_it_loses_and_says_the_count(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    broken = tmp_path / "ledger.db"
+    broken.mkdir()
+    writer = LedgerWriter(lambda: SqliteLedger(broken), spool_path=tmp_path / "blocker" / "x.jsonl", max_pending=3)
+    (tmp_path / "blocker").write_text("")
+    for i in range(10):
+        writer.submit(rec(f"q{i}"))
+    writer.close(timeout=0.3)
+    lost = [r.getMessage() for r in caplog.records if "rows lost so far" in r.getMessage()]
+    assert writer.dropped >= 6  # the writer thread may hold one row when the queue fills
+    assert lost and f"{writer.dropped} rows lost so far" in lost[-1], lost
+
+
+# -- the journal: rows on disk until the ledger has them ------------------------------------------
+
+
+def _killed_writer(ledger_path: str, journal: str, spool: str) -> None:
+    """A writer whose ledger never answers, killed with -9 once its rows are journaled."""
+    import os
+    import signal
+
+    def never():
+        time.sleep(3600)
+
+    writer = LedgerWriter(never, spool_path=Path(spool), journal_dir=Path(journal))
+    for i in range(50):
+        writer.submit(rec(f"k{i}"))
+    writer.submit_early(rec("early-only", cost_usd=0.5))
+    writer.submit_early(rec("k1", cost_usd=9.0))  # its own row came first: never needed
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def test_rows_journaled_by_a_killed_writer_are_loaded_once_by_the_next(tmp_path: Path) -> None:
+    import multiprocessing as mp
+
+    path, journal, spool = tmp_path / "ledger.db", tmp_path / "journal", tmp_path / "spool.jsonl"
+    with SqliteLedger(path) as ledger:
+        ledger.record_many([rec("k0", cost_usd=0.01)])  # written before the crash
+    proc = mp.get_context("spawn").Process(target=_killed_writer, args=(str(path), str(journal), str(spool)))
+    proc.start()
+    proc.join(60)
+    assert proc.exitcode == -9
+    assert len(list(journal.glob("*.jsonl"))) == 1 and len(list(journal.glob("*.lock"))) == 1
+
+    writer = LedgerWriter(lambda: SqliteLedger(path), spool_path=spool, journal_dir=journal)
+    writer.start()
+    assert writer.flush(10)
+    time.sleep(0.2)
+    writer.close()
+    with SqliteLedger(path) as ledger:
+        rows = {r["call_id"]: r for r in ledger.rows()}
+    assert sorted(rows) == sorted([f"k{i}" for i in range(50)] + ["early-only"])
+    assert rows["k1"]["cost_usd"] == 0.01 and rows["early-only"]["cost_usd"] == 0.5
+    assert list(journal.iterdir()) == [], "nothing is loaded twice: the journal is gone"
+
+    again = LedgerWriter(lambda: SqliteLedger(path), spool_path=spool, journal_dir=journal)
+    again.start()
+    assert again.flush(10)
+    again.close()
+    with SqliteLedger(path) as ledger:
+        assert len(ledger.rows()) == 51
+
+
+def test_the_journal_stays_small_and_early_rows_give_way_to_the_calls_own_row(tmp_path: Path) -> None:
+    path, journal = tmp_path / "ledger.db", tmp_path / "journal"
+    priced = []
+    writer = LedgerWriter(lambda: SqliteLedger(path), spool_path=tmp_path / "spool.jsonl", journal_dir=journal,
+                          early_ttl=0.3, price_early=lambda r: priced.append(r.call_id) or r)
+    writer.submit_early(rec("a", cost_usd=0.0, prompt_tokens=5))
+    writer.submit(rec("a", cost_usd=0.02))
+    writer.submit_early(rec("never-logged", cost_usd=0.0))
+    for i in range(3000):
+        writer.submit(rec(f"r{i}"))
+    assert writer.flush(30)
+    deadline = time.monotonic() + 10
+    while priced != ["never-logged"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    with SqliteLedger(path) as ledger:
+        rows = {r["call_id"]: r for r in ledger.rows()}
+    assert rows["a"]["cost_usd"] == 0.02 and rows["a"]["prompt_tokens"] == 100, "the call's own row wins"
+    assert "never-logged" in rows and priced == ["never-logged"]
+    segments = list(journal.glob("*.jsonl"))
+    assert len(segments) <= 1 and sum(s.stat().st_size for s in segments) < 8 << 20
+    writer.close()
+    assert list(journal.iterdir()) == []
+
+
+def test_rows_past_the_memory_bound_wait_in_the_journal_and_are_all_written(tmp_path: Path, caplog) -> None:
+    path = tmp_path / "ledger.db"
+    path.mkdir()  # down for now
+    writer = LedgerWriter(lambda: SqliteLedger(path), spool_path=tmp_path / "spool.jsonl",
+                          journal_dir=tmp_path / "journal", max_pending=5, interval=0.01)
+    for i in range(40):
+        writer.submit(rec(f"o{i}"))
+    assert writer.dropped == 0
+    assert any("wait in the journal" in r.getMessage() for r in caplog.records)
+    path.rmdir()  # back
+    deadline = time.monotonic() + 20
+    count = 0
+    while count < 40 and time.monotonic() < deadline:
+        time.sleep(0.1)
+        if path.exists():
+            with SqliteLedger(path) as ledger:
+                count = len(ledger.rows())
+    writer.close()
+    with SqliteLedger(path) as ledger:
+        assert sorted(r["call_id"] for r in ledger.rows()) == sorted(f"o{i}" for i in range(40))

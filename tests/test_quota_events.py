@@ -71,7 +71,7 @@ def consume(url: str, stream: str, subject: str, *, expect: int, timeout: float 
             while True:
                 try:
                     msgs = await sub.fetch(100, timeout=1.0)
-                except nats.errors.TimeoutError:
+                except (nats.errors.TimeoutError, asyncio.TimeoutError):  # nats-py raises either
                     break
                 for msg in msgs:
                     event = json.loads(msg.data)
@@ -371,3 +371,47 @@ def test_events_unpublished_at_exit_are_spooled_and_published_after_the_next_sta
     received = consume(SHARED_NATS, stream, subject, expect=4)
     assert [e["eventId"] for e in received] == [e["eventId"] for e in sent] + [later["eventId"]]
     assert not spool.exists() and not list(backlog_home.glob("quota-events-spool.jsonl.*"))
+
+
+# --------------------------------------------------------------------------------------------
+# A quick restart of our own nats-server while events flow
+# --------------------------------------------------------------------------------------------
+
+from fault_support import own_nats  # noqa: E402,F401 - fixture
+
+
+def test_a_nats_restart_under_load_loses_and_duplicates_no_event(own_nats):
+    import threading
+
+    from backlog_ops.gateway.quota_events import build_event
+    from backlog_ops.gateway.quota_publisher import QuotaEventPublisher
+
+    stream, subject = unique()
+    publisher = QuotaEventPublisher(url=own_nats.url, subject=subject, stream=stream)
+    sent: list[str] = []
+    stop = threading.Event()
+
+    def load() -> None:  # ~100 events/s, bounded: at most 1,000
+        for i in range(1000):
+            if stop.is_set():
+                return
+            event = build_event(slo(f"restart-{i}", tags=["ticket:FEAT-N"]), status="success")
+            publisher.enqueue(event)
+            sent.append(event["eventId"])
+            time.sleep(0.01)
+
+    thread = threading.Thread(target=load)
+    try:
+        thread.start()
+        time.sleep(0.7)
+        own_nats.restart()  # same port, same JetStream store
+        time.sleep(1.0)
+        stop.set()
+        thread.join(30)
+        assert publisher.flush(30), f"{publisher.pending()} events still waiting 30 s after NATS came back"
+    finally:
+        stop.set()
+        publisher.close()
+    received = consume(own_nats.url, stream, subject, expect=len(sent), timeout=30)
+    ids = [e["eventId"] for e in received]
+    assert len(ids) == len(set(ids)) == len(sent) and set(ids) == set(sent)

@@ -161,3 +161,54 @@ def test_proxy_tags_from_the_shared_redis_store(store: RedisContextStore, redis_
             rows = wait_for_rows(tmp_path / "proxy-home" / "ledger.db", ids)
     assert [rows[i]["ticket_id"] for i in ids] == ["FEAT-R1", "FEAT-R2"]
     assert not (tmp_path / "proxy-home" / "contexts").exists()
+
+
+# -- a Redis of the test's own, restarted and stopped under load -----------------------------------
+
+from fault_support import eventually, own_redis  # noqa: E402,F401 - fixtures
+
+
+def test_the_resolver_keeps_tagging_across_a_redis_restart_under_load(own_redis) -> None:
+    import threading
+
+    store = RedisContextStore(own_redis.url, prefix="fault:")
+    store.set(CTX, Scope("busy"))
+    resolver = RedisContextResolver(store, max_age=0.05)
+    seen: list[str | None] = []
+    stop = threading.Event()
+
+    def load() -> None:  # bounded: at most 3,000 lookups
+        for _ in range(3000):
+            if stop.is_set():
+                return
+            found = resolver.resolve("busy")
+            seen.append(found.context["ticket_id"] if found else None)
+            time.sleep(0.002)
+
+    thread = threading.Thread(target=load)
+    thread.start()
+    time.sleep(0.3)
+    own_redis.restart()
+    time.sleep(0.5)
+    stop.set()
+    thread.join(30)
+    assert seen and set(seen) == {"FEAT-001"}, f"{seen.count(None)} of {len(seen)} lookups lost the context"
+    store.set({**CTX, "ticket_id": "FEAT-002"}, Scope("new-session"))  # writers reconnect too
+    assert resolver.resolve("new-session").context["ticket_id"] == "FEAT-002"
+
+
+def test_after_an_outage_the_resolver_and_its_subscription_come_back(own_redis) -> None:
+    store = RedisContextStore(own_redis.url, prefix="fault:")
+    store.set(CTX, Scope("s1"))
+    resolver = RedisContextResolver(store, max_age=3600)  # only an invalidation can show a change
+    assert resolver.resolve("s1").context["ticket_id"] == "FEAT-001"
+    time.sleep(0.3)  # the subscription is made on first use
+    own_redis.stop()
+    assert resolver.resolve("nobody-yet") is None, "down: no context, at once"
+    time.sleep(1.0)
+    own_redis.start()
+    # Changed while the subscription was away: no message will ever say so.
+    store.set({**CTX, "ticket_id": "FEAT-002"}, Scope("s1"))
+    store.set({**CTX, "ticket_id": "FEAT-003"}, Scope("nobody-yet"))
+    assert eventually(lambda: resolver.resolve("s1").context["ticket_id"] == "FEAT-002", timeout=4)
+    assert eventually(lambda: resolver.resolve("nobody-yet") is not None, timeout=4)

@@ -4,6 +4,10 @@
 interval=30)` logs a message again at most every `interval` seconds per key and says how many
 were held back meanwhile. Every message goes out as "backlog-ops: …" at WARNING, scrubbed of
 passwords, tokens and keys (common/secrets.scrub_dsn).
+
+What must never be held back for good — rows lost or spooled, calls let through unchecked — is a
+`Tally`: a count, logged with its total at once, then at most every `every` seconds, and whatever
+was counted since the last message is said by `report_rest` (called now and then, and at exit).
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import time
 
 from backlog_ops.common.secrets import scrub_dsn
 
-__all__ = ["Warnings"]
+__all__ = ["Tally", "Warnings"]
 
 
 class Warnings:
@@ -49,3 +53,42 @@ class Warnings:
         return True
 
     warn = __call__
+
+
+class Tally:
+    """`add(count, **values)`: count something and log `text` (formatted with `total` and `values`)."""
+
+    def __init__(self, logger: logging.Logger | str, text: str, *, level: int = logging.WARNING, every: float = 30.0) -> None:
+        self._logger = logging.getLogger(logger) if isinstance(logger, str) else logger
+        self._text = text
+        self._level = level
+        self._every = every
+        self._lock = threading.Lock()
+        self._last = float("-inf")
+        self._unsaid = 0
+        self._values: dict = {}
+        self.total = 0
+
+    def add(self, count: int = 1, **values: object) -> None:
+        with self._lock:
+            self.total += count
+            self._unsaid += count
+            self._values = values
+            message = self._due(self._every)
+        if message:
+            self._logger.log(self._level, "backlog-ops: %s", scrub_dsn(message))
+
+    def report_rest(self, every: float = 0.0) -> None:
+        """Log the total if anything was counted since the last message (and `every` s have passed)."""
+        with self._lock:
+            message = self._due(every) if self._unsaid else None
+        if message:
+            self._logger.log(self._level, "backlog-ops: %s", scrub_dsn(message))
+
+    def _due(self, every: float) -> str | None:
+        now = time.monotonic()
+        if now - self._last < every:
+            return None
+        self._last = now
+        self._unsaid = 0
+        return self._text.format(total=self.total, **self._values)

@@ -160,10 +160,13 @@ class RedisContextStore:
 class RedisContextResolver:
     """Hot-path resolution against Redis: one MGET for the whole scope chain on a cache miss.
 
-    Cached answers are dropped when a writer publishes a change, and are at most `max_age`
-    seconds old in any case. When Redis is unreachable the resolver answers "no context" at
-    once (calls go on untagged, one warning) and retries after `retry_after` seconds, so an
-    outage never adds a network timeout to every LLM call.
+    Cached answers are read again when a writer publishes a change, and are at most `max_age`
+    seconds old in any case. When Redis is unreachable the resolver answers from its cache, or
+    "no context" (calls go on untagged, one warning), at once, and asks again after a back-off
+    (0.25 s, doubling up to `retry_after`), so an outage never adds a network timeout to every
+    LLM call and a restarted Redis is used again within a moment. The subscription reconnects
+    with the same back-off and drops the cache each time it subscribes again: changes published
+    while it was away are not missed.
     """
 
     def __init__(self, store: RedisContextStore, warn: Callable[[str], None] | None = None,
@@ -178,6 +181,7 @@ class RedisContextResolver:
         self._retry_after = retry_after
         self._cache: dict[tuple, tuple[float, Resolved | None, float]] = {}  # fetched, found, expires
         self._down_until = 0.0
+        self._backoff = 0.25
         self._lock = threading.Lock()
         self._listener: threading.Thread | None = None
 
@@ -194,9 +198,11 @@ class RedisContextResolver:
         try:
             raws = self._redis.mget([self.store.key(scope) for scope in chain])
         except Exception as exc:  # noqa: BLE001 - an outage must not fail the call
-            self._down_until = now + self._retry_after
-            self._report(f"context store unavailable, calls go untagged for {self._retry_after:g} s: {exc}")
+            self._down_until = now + self._backoff
+            self._backoff = min(self._backoff * 2, self._retry_after)
+            self._report(f"context store unavailable, calls go untagged (or on cached contexts) until it answers: {exc}")
             return cached[1] if cached and cached[2] > time.time() else None
+        self._backoff = 0.25
         wall = time.time()
         candidates = []
         for scope, raw in zip(chain, raws):
@@ -222,20 +228,40 @@ class RedisContextResolver:
         self._listener.start()
 
     def _listen(self) -> None:
-        """Drop the whole cache on every published change (changes are rare; lookups are not)."""
+        """Invalidate the whole cache on every published change (changes are rare; lookups are not)."""
         import redis
 
+        backoff = 0.25
         while True:
+            client = pubsub = None
             try:
                 client = redis.Redis.from_url(self.store.url, socket_connect_timeout=2, health_check_interval=30)
-                pubsub = client.pubsub(ignore_subscribe_messages=True)
+                pubsub = client.pubsub()
                 pubsub.subscribe(self.store.channel)
                 for message in pubsub.listen():
-                    if message and message.get("type") == "message":
-                        with self._lock:
-                            self._cache.clear()
+                    kind = message.get("type") if message else None
+                    # "subscribe" also comes when the client subscribes again after a reconnect:
+                    # what was published meanwhile is unknown, so everything cached goes.
+                    if kind in ("message", "subscribe"):
+                        self._invalidate(server_answers=kind == "subscribe")
+                        backoff = 0.25
             except Exception:  # noqa: BLE001 - reconnect; max_age bounds staleness meanwhile
-                time.sleep(1.0)
+                pass
+            for closable in (pubsub, client):
+                try:
+                    if closable is not None:
+                        closable.close()
+                except Exception:  # noqa: BLE001 - a dead connection may fail to close
+                    pass
+            time.sleep(backoff)
+            backoff = min(backoff * 2, self._retry_after)
+
+    def _invalidate(self, *, server_answers: bool) -> None:
+        """Read everything from Redis again; the old answers stay only as a fallback while it is down."""
+        with self._lock:
+            self._cache = {key: (float("-inf"), found, expires) for key, (_, found, expires) in self._cache.items()}
+            if server_answers:
+                self._down_until, self._backoff = 0.0, 0.25
 
     def _report(self, message: str) -> None:
         if self._warn is not None:

@@ -9,12 +9,18 @@ from backlog_ops.common.settings import settings
 __all__ = ["describe_ledger", "open_ledger"]
 
 
-def open_ledger(path: Path | None = None):
-    """The configured ledger (`path`: a SQLite file to open instead, for tests and tools)."""
+def open_ledger(path: Path | None = None, *, connect_timeout: int | None = None):
+    """The configured ledger (`path`: a SQLite file to open instead, for tests and tools).
+
+    `connect_timeout`: seconds to wait for PostgreSQL (its default is 10; the budget check, on
+    the request path, waits less).
+    """
     conf = settings()
     if path is None and conf.ledger_url:
         from backlog_ops.ledger.postgres import PostgresLedger
 
+        if connect_timeout is not None:
+            return PostgresLedger(conf.ledger_url, schema=conf.ledger_schema, connect_timeout=connect_timeout)
         return PostgresLedger(conf.ledger_url, schema=conf.ledger_schema)
     from backlog_ops.ledger.sqlite import SqliteLedger, default_ledger_path
 

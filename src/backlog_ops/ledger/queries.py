@@ -121,6 +121,16 @@ class LedgerQueries:
                 present.update(r[0] for r in query(f"SELECT call_id FROM calls WHERE call_id IN ({marks})", tuple(chunk)))
         return {"cost_usd": float(cost or 0.0), "escalations": int(escalations or 0), "present": sorted(present)}
 
+    def existing(self, call_ids: Iterable[str]) -> set[str]:
+        """Which of `call_ids` the ledger holds a row for."""
+        ids = list(dict.fromkeys(call_ids))
+        present: set[str] = set()
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            marks = ", ".join("?" for _ in chunk)
+            present.update(r[0] for r in self._query(f"SELECT call_id FROM calls WHERE call_id IN ({marks})", tuple(chunk)))
+        return present
+
     def rows(self, where: str = "", params: tuple = ()) -> list[dict]:
         """Raw rows (tests and exports); `where` uses '?' placeholders."""
         return [dict(zip(COLUMNS, r)) for r in self._query(f"SELECT {', '.join(COLUMNS)} FROM calls {where}", params)]

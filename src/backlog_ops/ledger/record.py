@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields
 
 __all__ = ["COLUMNS", "CallRecord"]
+
+_REQUIRED_TEXT = ("call_id", "started_at", "status", "source")
+_COUNTS = ("prompt_tokens", "completion_tokens", "cache_read_tokens", "cache_write_tokens")
+_AMOUNTS = ("cost_usd", "saved_cost_usd")
 
 
 @dataclass
@@ -45,5 +50,55 @@ class CallRecord:
         """Column values in COLUMNS order (cheap: no deep copy, unlike dataclasses.astuple)."""
         return tuple(getattr(self, name) for name in COLUMNS)
 
+    @classmethod
+    def from_row(cls, row: object) -> "CallRecord":
+        """A record from a stored row (a spool or journal line); ValueError names the first bad column.
+
+        Every column is checked against its type, so a row that would fail in the database is
+        refused here, on its own, instead of failing the batch it would have been written with.
+        """
+        if not isinstance(row, dict):
+            raise ValueError(f"a ledger row must be a JSON object, not {type(row).__name__}")
+        unknown = [name for name in row if name not in _KINDS]
+        if unknown:
+            raise ValueError(f"unknown column {unknown[0]!r}")
+        for name, value in row.items():
+            _check(name, _KINDS[name], value)
+        for name in _REQUIRED_TEXT[:3]:
+            if not row.get(name):
+                raise ValueError(f"{name} is missing")
+        return cls(**row)
+
 
 COLUMNS = tuple(f.name for f in fields(CallRecord))
+
+
+def _kind(name: str) -> str:
+    if name in _COUNTS:
+        return "count"
+    if name in _AMOUNTS:
+        return "amount"
+    if name == "cache_hit":
+        return "flag"
+    if name == "latency_ms":
+        return "number-or-null"
+    return "text" if name in _REQUIRED_TEXT else "text-or-null"
+
+
+_KINDS = {name: _kind(name) for name in COLUMNS}
+
+
+def _check(name: str, kind: str, value: object) -> None:
+    if value is None and kind.endswith("-or-null"):
+        return
+    if kind.startswith("text"):
+        ok = isinstance(value, str) and "\x00" not in value  # PostgreSQL text cannot hold NUL
+    elif kind == "flag":
+        ok = isinstance(value, bool) or value in (0, 1)
+    elif kind == "count":
+        ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    else:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok:
+        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+        raise ValueError(f"column {name}: {shown} is not {kind.replace('-', ' ')}")

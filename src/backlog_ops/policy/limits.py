@@ -21,6 +21,8 @@ __all__ = [
     "ANY_PROJECT",
     "BUDGET_KEY",
     "ESCALATION_KEY",
+    "LEDGER_UNAVAILABLE_KEY",
+    "ON_LEDGER_UNAVAILABLE",
     "TicketPolicy",
     "override_key",
     "parse_policy_section",
@@ -30,6 +32,10 @@ __all__ = [
 
 BUDGET_KEY = "llmOps.budgets.perTicketUSD"
 ESCALATION_KEY = "llmOps.routing.maxEscalationsPerTicket"
+LEDGER_UNAVAILABLE_KEY = "llmOps.budgets.onLedgerUnavailable"
+# What a limited ticket's calls get while the ledger cannot be read: "allow" (go on, checked
+# against the last figures read, with a loud alert in the proxy log) or "deny" (HTTP 503).
+ON_LEDGER_UNAVAILABLE = ("allow", "deny")
 # The entry of policy.projects that applies to requests of a project with no entry of its own.
 ANY_PROJECT = "*"
 
@@ -50,6 +56,7 @@ class TicketPolicy:
     frontier_alias: str = "frontier"
     frontier_models: tuple[str, ...] = ()
     source: str | None = None  # the backlog.config.json it came from
+    on_ledger_unavailable: str = "allow"  # one of ON_LEDGER_UNAVAILABLE
 
     def budget_for(self, ticket: str) -> tuple[float | None, str]:
         """(limit in USD or None, the backlog.config.json key that sets it)."""
@@ -116,6 +123,9 @@ def _project_policy(name: str, entry: Any) -> TicketPolicy:
         except InvalidContext as exc:
             raise ConfigError(f"{where}.ticket_budgets_usd: {exc}") from None
         checked[ticket] = _number(limit, f"{where}.ticket_budgets_usd.{ticket}")
+    on_unavailable = entry.get("on_ledger_unavailable") or "allow"
+    if on_unavailable not in ON_LEDGER_UNAVAILABLE:
+        raise ConfigError(f"{where}.on_ledger_unavailable: must be 'allow' or 'deny', got {on_unavailable!r}")
     models = entry.get("frontier_models") or []
     if not isinstance(models, list):
         raise ConfigError(f"{where}.frontier_models: must be a list of provider/model names")
@@ -129,6 +139,7 @@ def _project_policy(name: str, entry: Any) -> TicketPolicy:
         frontier_alias=str(entry.get("frontier_alias") or "frontier"),
         frontier_models=tuple(str(m) for m in models),
         source=str(entry["source"]) if entry.get("source") else None,
+        on_ledger_unavailable=on_unavailable,
     )
 
 

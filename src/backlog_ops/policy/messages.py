@@ -5,12 +5,13 @@ from __future__ import annotations
 from backlog_ops.policy.limits import (
     BUDGET_KEY,
     ESCALATION_KEY,
+    LEDGER_UNAVAILABLE_KEY,
     TicketPolicy,
     override_key,
 )
 from backlog_ops.project.file import CONFIG_FILE
 
-__all__ = ["budget_message", "escalation_message", "money"]
+__all__ = ["budget_message", "escalation_message", "ledger_unavailable_message", "money"]
 
 
 def money(value: float) -> str:
@@ -50,4 +51,17 @@ def escalation_message(
         f"backlog-ops: ticket {ticket}{_of_project(policy)} has used its {max_esc} escalation(s) to the "
         f"{policy.frontier_alias} model: {esc} frontier call(s) so far{flying}. This {policy.frontier_alias} call "
         f"was refused; use the cheap or balanced alias, or raise {ESCALATION_KEY} {_where(policy, config_hint)}."
+    )
+
+
+def ledger_unavailable_message(ticket: str, policy: TicketPolicy, config_hint: str | None) -> str:
+    """A refusal because the ledger cannot be read and the policy says deny (HTTP 503: try again later).
+
+    The cause stays in the proxy log: it may name the database, and this text reaches the client.
+    """
+    return (
+        f"backlog-ops: ticket {ticket}{_of_project(policy)} has a spend limit, and the spend ledger cannot be read "
+        f"right now, so this call cannot be checked against it and was refused ({LEDGER_UNAVAILABLE_KEY} is \"deny\"). "
+        f"Try again in a moment; the proxy's log says why the ledger is unavailable. To let calls go on while it is "
+        f"down, set {LEDGER_UNAVAILABLE_KEY} to \"allow\" {_where(policy, config_hint)}."
     )

@@ -173,6 +173,9 @@ class Budgets(_Strict):
     )
     perProviderUSD: dict[str, float] = Field(default_factory=lambda: {"anthropic": 1000, "openai": 200})
     period: str = "30d"
+    # While the ledger cannot be read: "allow" goes on against the last figures read, with a loud
+    # alert in the proxy log; "deny" refuses a limited ticket's calls with HTTP 503.
+    onLedgerUnavailable: Literal["allow", "deny"] = "allow"
 
     @field_validator("tickets")
     @classmethod
@@ -288,6 +291,7 @@ _FIXES = {
     "repeatedRequests": "use a whole number >= 2, or null to turn it off",
     "window": "e.g. 10m, 1h",
     "pauseTTL": "e.g. 30m, 2h",
+    "onLedgerUnavailable": "use \"allow\" (go on with a loud alert) or \"deny\" (refuse with HTTP 503)",
 }
 
 
@@ -347,6 +351,7 @@ def policy_section(config: BacklogConfig, source: Path | None) -> dict:
         "max_escalations_per_ticket": routing.maxEscalationsPerTicket,
         "frontier_alias": "frontier",
         "frontier_models": [routing.frontier],
+        "on_ledger_unavailable": budgets.onLedgerUnavailable,
     }
     entry["runaway"] = runaway_entry(config.llmOps.alerts.runaway)
     if source is not None:
