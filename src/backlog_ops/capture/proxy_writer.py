@@ -25,7 +25,7 @@ _lock = threading.Lock()
 def proxy_writer(on_written=()) -> LedgerWriter:
     """This home's writer, started: its thread loads the spool and dead writers' journals first.
 
-    `on_written` hooks (the ticket totals keeper) are attached before it starts, when it is made.
+    `on_written` hooks (the ticket totals keeper) are attached to it, once each.
     """
     root = home()
     key = str(root)
@@ -36,7 +36,10 @@ def proxy_writer(on_written=()) -> LedgerWriter:
             if writer is None:
                 writer = LedgerWriter(open_ledger, spool_path=root / SPOOL_NAME, journal_dir=root / JOURNAL_NAME,
                                       price_early=price_early_record)
-                writer.on_written.extend(on_written)
                 writer.start()
                 _writers[key] = writer
+    # The budget check may have made the writer first: the hooks join it whenever they come.
+    for hook in on_written:
+        if hook not in writer.on_written:
+            writer.on_written.append(hook)
     return writer

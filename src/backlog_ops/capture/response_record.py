@@ -16,7 +16,7 @@ from typing import Any
 from backlog_ops.capture.rows import call_record
 from backlog_ops.capture.usage import token_count
 from backlog_ops.common.prices import cost_from_usage
-from backlog_ops.context.fields import fields_from_tags
+from backlog_ops.context.fields import fields_from_tags, valid_id
 from backlog_ops.context.identity import SPEND_LOG_AGENT, SPEND_LOG_SESSION, request_identity
 from backlog_ops.ledger.record import CallRecord
 
@@ -90,6 +90,8 @@ def record_from_response(data: dict, usage: dict, *, key_alias: Any = None, team
     if session_id is None:
         headers = (data.get("proxy_server_request") or {}).get("headers")
         session_id, agent_id = request_identity(headers if isinstance(headers, dict) else None)
+    # Ids come from the request: store only real ids, as the logged row does (proxy_record).
+    session_id, agent_id = valid_id(session_id), valid_id(agent_id)
     details = getattr(data.get("litellm_logging_obj"), "model_call_details", None) or {}
     started = details.get("start_time")
     started = started.timestamp() if hasattr(started, "timestamp") else time.time()
