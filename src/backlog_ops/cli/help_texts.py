@@ -49,6 +49,22 @@ examples:
   backlog-ops context clear
   backlog-ops context clear --session "$SESSION" --all-agents""",
     ),
+    "backlog-ops context resume": (
+        "Let a session paused by a runaway-spend alert (policy pause) call again.",
+        """\
+examples:
+  backlog-ops context resume --session "$SESSION"
+  backlog-ops context resume                      every paused session""",
+    ),
+    "backlog-ops statusline": (
+        "Claude Code's status line: the session's ticket, gate, agent and spend, from its JSON on stdin.",
+        """\
+Installed by `backlog-ops install` as the statusLine command; it never fails (a short line, exit 0).
+
+examples:
+  echo '{"session_id": "abc", "cwd": "."}' | backlog-ops statusline
+  backlog-ops statusline --with 'my-own-statusline'   yours first, then ours""",
+    ),
     "backlog-ops context show": (
         "Show the context in force for a scope (agent, else its session, else global), as the proxy sees it.",
         """\
