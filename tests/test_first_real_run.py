@@ -197,7 +197,7 @@ def test_start_is_refused_without_the_aliases_provider_key(project) -> None:
     errors = refused(project, {"REDIS_HOST": "127.0.0.1"})
     assert len(errors) == 1
     assert "cheap, balanced, frontier: the provider key ANTHROPIC_API_KEY is not set" in errors[0]
-    assert "fix: export ANTHROPIC_API_KEY=… or put it in ./.env" in errors[0]
+    assert "fix: export ANTHROPIC_API_KEY (your provider key) or put it in ./.env" in errors[0]
 
 
 def test_start_is_refused_when_the_provider_base_url_is_the_proxy_itself(project) -> None:

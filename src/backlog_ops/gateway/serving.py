@@ -153,7 +153,7 @@ def environment_problems(path: Path, config: Mapping[str, Any], environ: Mapping
     for var, aliases in missing.items():
         problems.append(
             f"{path}: {', '.join(aliases)}: the provider key {var} is not set, so every call to "
-            f"{'them' if len(aliases) > 1 else 'it'} would fail; fix: export {var}=… or put it in ./.env"
+            f"{'them' if len(aliases) > 1 else 'it'} would fail; fix: export {var} (your provider key) or put it in ./.env"
         )
     if port is not None:
         for provider, names in BASE_URL_VARS.items():
