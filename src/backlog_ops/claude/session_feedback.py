@@ -19,6 +19,7 @@ from backlog_ops.claude.sessions import read_json, state_dir
 from backlog_ops.claude.statusline import clean
 from backlog_ops.common import fastjson
 from backlog_ops.common.home import write_atomic
+from backlog_ops.common.state_files import file_stem
 from backlog_ops.policy.session_alerts import read_alerts
 from backlog_ops.policy.thresholds import ESCALATION_ONE_LEFT, crossed, heard_key, message
 from backlog_ops.reports.totals_file import read_totals
@@ -26,15 +27,12 @@ from backlog_ops.reports.totals_file import read_totals
 __all__ = ["forget", "notices", "state_path"]
 
 _KEEP = 200  # remembered marks and alert ids per session
-_SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
 
 
 def state_path(session_id: object) -> str | None:
     """The session's file; None for an id that cannot be a file name."""
-    if not isinstance(session_id, str) or not 0 < len(session_id) <= 128 or session_id[0] == "." \
-            or not set(session_id) <= _SAFE:
-        return None
-    return os.path.join(state_dir(), "feedback", f"{session_id}.json")
+    stem = file_stem(session_id)
+    return None if stem is None else os.path.join(state_dir(), "feedback", f"{stem}.json")
 
 
 def notices(session_id: str, agent_id: str | None = None) -> list[str]:

@@ -25,6 +25,7 @@ import time
 
 from backlog_ops.common import fastjson
 from backlog_ops.common.home import home_dir, write_atomic
+from backlog_ops.common.state_files import file_stem, read_small_json
 
 __all__ = [
     "CALL_TTL",
@@ -43,7 +44,6 @@ __all__ = [
 
 CALL_TTL = 3600  # a claim the server never took (the call was denied) is deleted after an hour
 _SHELLS = {"sh", "bash", "dash", "zsh", "ksh", "fish", "busybox", "env", "timeout", "nice", "uv", "uvx"}
-_SAFE = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
 
 
 def state_dir() -> str:
@@ -53,9 +53,7 @@ def state_dir() -> str:
 
 def _safe_name(value: object) -> str | None:
     """An id usable as a file name, or None (ids come from Claude Code, but never trust a path)."""
-    if not isinstance(value, str) or not value or len(value) > 128 or value[0] == ".":
-        return None
-    return value if set(value) <= _SAFE else None
+    return file_stem(value)
 
 
 def _write(path: str, data: dict) -> None:
@@ -63,12 +61,7 @@ def _write(path: str, data: dict) -> None:
 
 
 def read_json(path: str) -> dict | None:
-    try:
-        with open(path, "rb") as fh:
-            data = fastjson.loads(fh.read(65536))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
+    return read_small_json(path)
 
 
 def _unlink(path: str) -> None:

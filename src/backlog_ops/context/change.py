@@ -6,6 +6,7 @@ import os
 
 from backlog_ops.common import fastjson
 from backlog_ops.common.home import ensure_dir, write_atomic
+from backlog_ops.common.state_files import read_small_json
 from backlog_ops.context.contextfile import default_ttl
 from backlog_ops.context.scope import Scope
 from backlog_ops.errors import HomeError, InvalidContext
@@ -61,18 +62,9 @@ def update_audit_copy(project_dir, change: ContextChange) -> None:
         if change.new is not None:
             write_atomic(audit_file, (fastjson.dumps({**change.new, **change.scope.as_dict()}) + "\n").encode(), durable=False)
         else:
-            current = _read_json(audit_file)
+            current = read_small_json(audit_file)
             same_scope = current is not None and all(current.get(k) == v for k, v in change.scope.as_dict().items())
             if same_scope:
                 os.unlink(audit_file)
     except (HomeError, OSError) as exc:
         change.warnings.append(f"could not update the audit copy {audit_file}: {exc}")
-
-
-def _read_json(path: str) -> dict | None:
-    try:
-        with open(path, "rb") as fh:
-            data = fastjson.loads(fh.read())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None

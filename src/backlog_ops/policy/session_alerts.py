@@ -18,13 +18,13 @@ import time
 
 from backlog_ops.common import fastjson
 from backlog_ops.common.home import home_dir, write_atomic
+from backlog_ops.common.state_files import file_stem, read_small_json
 
 __all__ = ["KEEP_ALERTS", "alerts_dir", "alerts_path", "paused_sessions", "paused_until", "read_alerts", "record_alert", "resume"]
 
 KEEP_ALERTS = 20
 MAX_BYTES = 64 * 1024
 _STALE = 7 * 86400  # files of sessions untouched for a week are removed on the next record
-_SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
 
 
 def alerts_dir() -> str:
@@ -33,10 +33,8 @@ def alerts_dir() -> str:
 
 def alerts_path(session_id: object) -> str | None:
     """The session's file; None for an id that cannot be a file name (ids come from headers)."""
-    if not isinstance(session_id, str) or not 0 < len(session_id) <= 128 or session_id[0] == "." \
-            or not set(session_id) <= _SAFE:
-        return None
-    return os.path.join(alerts_dir(), f"{session_id}.json")
+    stem = file_stem(session_id)
+    return None if stem is None else os.path.join(alerts_dir(), f"{stem}.json")
 
 
 def read_alerts(session_id: object) -> dict | None:
@@ -44,13 +42,8 @@ def read_alerts(session_id: object) -> dict | None:
     path = alerts_path(session_id)
     if path is None:
         return None
-    try:
-        with open(path, "rb") as fh:
-            raw = fh.read(MAX_BYTES + 1)
-        data = fastjson.loads(raw) if len(raw) <= MAX_BYTES else None
-    except (OSError, ValueError):
-        return None
-    if not isinstance(data, dict) or not isinstance(data.get("alerts", []), list):
+    data = read_small_json(path, MAX_BYTES)
+    if data is None or not isinstance(data.get("alerts", []), list):
         return None
     return data
 

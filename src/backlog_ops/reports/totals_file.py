@@ -19,11 +19,11 @@ import os
 
 from backlog_ops.common import fastjson
 from backlog_ops.common.home import home_dir, write_atomic
+from backlog_ops.common.state_files import file_stem, read_small_json
 
 __all__ = ["MAX_BYTES", "lock_path", "read_totals", "totals_dir", "totals_path", "write_totals"]
 
 MAX_BYTES = 16 * 1024
-_SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
 
 
 def totals_dir() -> str:
@@ -49,13 +49,8 @@ def read_totals(project: str | None, ticket: str | None) -> dict | None:
     path = totals_path(project, ticket)
     if path is None:
         return None
-    try:
-        with open(path, "rb") as fh:
-            raw = fh.read(MAX_BYTES + 1)
-        data = fastjson.loads(raw) if len(raw) <= MAX_BYTES else None
-    except (OSError, ValueError):
-        return None
-    if not isinstance(data, dict) or data.get("ticket_id") != ticket:
+    data = read_small_json(path, MAX_BYTES)
+    if data is None or data.get("ticket_id") != ticket:
         return None
     return data
 
@@ -70,6 +65,4 @@ def write_totals(totals: dict) -> None:
 
 def _name(value: object) -> str | None:
     # Ticket ids and projects are validated slugs already; this only keeps a crafted tag off the disk.
-    if not isinstance(value, str) or not 0 < len(value) <= 64 or value[0] in ".-" or not set(value) <= _SAFE:
-        return None
-    return value
+    return file_stem(value, max_len=64, bad_first=".-")
