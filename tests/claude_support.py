@@ -39,6 +39,38 @@ CLAUDE_CODE_VERSION = "2.1.197"
 # -- installing the CLI --------------------------------------------------------------------------
 
 
+def require_claude() -> Path:
+    """The `claude` binary; fails the test under CI when it cannot be had, skips it elsewhere."""
+    import pytest
+
+    from conftest import in_ci
+
+    binary, why = find_claude()
+    if binary is None:
+        if in_ci():
+            pytest.fail(f"the claude CLI is required under CI: {why}")
+        pytest.skip(why)
+    return binary
+
+
+def write_proxy_config(path: Path, model_name: str, base_url: str, callbacks: list[str], **extra: Any) -> Path:
+    """A proxy config serving `model_name` from the scripted model, with our callbacks (and `extra` sections)."""
+    import yaml
+
+    path.write_text(yaml.safe_dump({
+        "model_list": [{"model_name": model_name, "litellm_params": {
+            "model": "anthropic/claude-haiku-4-5", "api_base": base_url, "api_key": "scripted"}}],
+        "litellm_settings": {
+            "callbacks": [f"backlog_ops.callbacks.{c}.{c}" for c in callbacks],
+            "num_retries": 0,
+            "disable_add_user_agent_to_request_tags": True,
+        },
+        "general_settings": {"master_key": "os.environ/LITELLM_MASTER_KEY"},
+        **extra,
+    }))
+    return path
+
+
 def claude_code_dir() -> Path:
     return Path(os.environ.get("BACKLOG_CLAUDE_CODE_DIR") or REPO / ".cache" / "claude-code")
 

@@ -22,14 +22,12 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 
 from backlog_ops.context.scope import Scope
 from backlog_ops.ledger import SqliteLedger
 from backlog_ops.context.file_store import ContextStore
 
-from claude_support import ScriptedModel, claude_env, find_claude
-from conftest import in_ci
+from claude_support import ScriptedModel, claude_env, require_claude, write_proxy_config
 from proxy_support import start_proxy
 
 pytestmark = pytest.mark.proxy
@@ -51,12 +49,7 @@ You review code changes and report problems.
 
 @pytest.fixture(scope="module")
 def claude_bin() -> Path:
-    binary, why = find_claude()
-    if binary is None:
-        if in_ci():
-            pytest.fail(f"the claude CLI is required under CI: {why}")
-        pytest.skip(why)
-    return binary
+    return require_claude()
 
 
 @pytest.fixture(scope="module")
@@ -68,18 +61,7 @@ def model():
 @pytest.fixture(scope="module")
 def proxy(tmp_path_factory, model, claude_bin):
     root = tmp_path_factory.mktemp("claude-e2e")
-    config = root / "proxy.yaml"
-    config.write_text(yaml.safe_dump({
-        "model_list": [{"model_name": MODEL, "litellm_params": {
-            "model": "anthropic/claude-haiku-4-5", "api_base": model.base_url, "api_key": "scripted"}}],
-        "litellm_settings": {
-            "callbacks": ["backlog_ops.callbacks.ticket_tagger.ticket_tagger",
-                          "backlog_ops.callbacks.spend_ledger.spend_ledger"],
-            "num_retries": 0,
-            "disable_add_user_agent_to_request_tags": True,
-        },
-        "general_settings": {"master_key": "os.environ/LITELLM_MASTER_KEY"},
-    }))
+    config = write_proxy_config(root / "proxy.yaml", MODEL, model.base_url, ["ticket_tagger", "spend_ledger"])
     proc = start_proxy(root / "home", config)
     proc.root = root
     yield proc

@@ -24,12 +24,11 @@ import uuid
 from pathlib import Path
 
 import pytest
-import yaml
 
 from backlog_ops.gateway.process import ProxyProcess
 from backlog_ops.ledger import CallRecord, SqliteLedger
 
-from claude_support import ScriptedModel, claude_env, find_claude
+from claude_support import ScriptedModel, claude_env, require_claude, write_proxy_config
 from conftest import in_ci
 
 pytestmark = pytest.mark.proxy
@@ -43,12 +42,7 @@ EARLIER = 0.79  # what the ticket cost before this session: a few calls take it 
 
 @pytest.fixture(scope="module")
 def claude_bin() -> Path:
-    binary, why = find_claude()
-    if binary is None:
-        if in_ci():
-            pytest.fail(f"the claude CLI is required under CI: {why}")
-        pytest.skip(why)
-    return binary
+    return require_claude()
 
 
 @pytest.fixture(scope="module")
@@ -60,20 +54,9 @@ def model():
 @pytest.fixture(scope="module")
 def proxy(tmp_path_factory, model, claude_bin):
     root = tmp_path_factory.mktemp("claude-feedback")
-    config = root / "proxy.yaml"
-    config.write_text(yaml.safe_dump({
-        "model_list": [{"model_name": MODEL, "litellm_params": {
-            "model": "anthropic/claude-haiku-4-5", "api_base": model.base_url, "api_key": "scripted"}}],
-        "litellm_settings": {
-            "callbacks": ["backlog_ops.callbacks.ticket_tagger.ticket_tagger",
-                          "backlog_ops.callbacks.ticket_policy.ticket_policy",
-                          "backlog_ops.callbacks.spend_ledger.spend_ledger"],
-            "num_retries": 0,
-            "disable_add_user_agent_to_request_tags": True,
-        },
-        "general_settings": {"master_key": "os.environ/LITELLM_MASTER_KEY"},
-        "backlog_ops": {"policy": {"projects": {PROJECT: {"ticket_budget_usd": BUDGET, "max_escalations_per_ticket": 3}}}},
-    }))
+    policy = {"projects": {PROJECT: {"ticket_budget_usd": BUDGET, "max_escalations_per_ticket": 3}}}
+    config = write_proxy_config(root / "proxy.yaml", MODEL, model.base_url,
+                                ["ticket_tagger", "ticket_policy", "spend_ledger"], backlog_ops={"policy": policy})
     proc = ProxyProcess(root / "home", config=config, env={"LITELLM_MASTER_KEY": "sk-test-" + secrets.token_hex(16)})
     proc.env.pop("BACKLOG_POLICY_FILE", None)
     proc.start()
