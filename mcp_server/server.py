@@ -52,8 +52,6 @@ def build_server(resolver: CallerResolver | None = None, tools: tuple[ToolSpec, 
         spec = by_name.get(params.name)
         if spec is None:
             return _error(f"Unknown tool: {params.name}")
-        # WARNING: a stdio server's stderr lands in Claude Code's MCP log; a failed tool call is
-        # the model's business (it gets the error), not a log line.
         return _call(spec, params.arguments or {}, lambda: callers.resolve(ctx.meta))
 
     return Server("backlog-ops", version=__version__, instructions=INSTRUCTIONS,
@@ -90,6 +88,8 @@ def _call(spec: ToolSpec, arguments: dict[str, Any], caller) -> CallToolResult:
     missing = [{"loc": (name,), "type": "missing"} for name in spec.required if name not in arguments]
     if missing:
         return _error(core.explain_arguments(spec.name, missing))
+    # A stdio server's stderr lands in Claude Code's MCP log; a refused or failed call is the
+    # model's business (it gets the error), not a log line. Only our own bugs are logged.
     try:
         result = spec.run(arguments, caller())
     except ToolInputError as exc:
