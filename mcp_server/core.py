@@ -1,7 +1,7 @@
 """The MCP tools' work, as plain functions over the context store and the ledger.
 
 Each takes validated input (pydantic models) and the Caller (mcp_server.caller), and returns a
-pydantic result; the MCP layer (server.py) only translates. Errors are ToolInputError with a
+pydantic result; the MCP layer (tools.py, server.py) only translates. Errors are ToolInputError with a
 message that says what to send instead.
 """
 

@@ -4,24 +4,25 @@ Four tools, each a thin layer over mcp_server.core: set_context, clear_context, 
 ticket_spend. Results are structured (an output schema and structuredContent) and readable (a
 text summary). Bad arguments come back as tool errors that name the field and say what to send
 instead; arguments a tool does not take are refused, never ignored.
+
+Claude Code waits for this server before a session's first request (alwaysLoad), so it starts
+on the SDK's low-level `Server` with the tools declared as data (tools.py): no pydantic
+introspection of functions at start, and the work (core, pydantic models, the context store,
+the ledger) is imported by the first call that needs it.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Callable
+import logging
+from typing import Any
 
-from mcp.server import MCPServer
-from mcp.server.mcpserver import Context
-from mcp.server.mcpserver.exceptions import ToolError
-from mcp_types import CallToolResult, TextContent, ToolAnnotations
-from pydantic import Field, ValidationError
+from mcp.server.lowlevel import Server
+from mcp_types import CallToolResult, ListToolsResult, TextContent, Tool, ToolAnnotations
 
 from backlog_ops import __version__
-from backlog_ops.common.secrets import scrub_dsn
-from backlog_ops.errors import BacklogOpsError
 
-from . import core
 from .caller import CallerResolver
+from .tools import TOOLS, ToolSpec
 
 __all__ = ["INSTRUCTIONS", "build_server", "main"]
 
@@ -33,127 +34,94 @@ calling it sets its own context without touching the main session's. Call clear_
 work is done. Call ticket_spend to see what a ticket has cost and how much budget is left, \
 before escalating to a more expensive model."""
 
-_TICKET = Field(description="The ticket you work on, e.g. 'FEAT-001'. Send '' for work that belongs to no ticket yet.")
-_GATE = Field(description="The gate or phase you are starting, e.g. 'plan', 'implement', 'lint', 'review', 'prescan', 'refine'.")
-_AGENT = Field(description="What kind of agent you are, e.g. 'backend', 'frontend', 'reviewer', 'linter', 'security-reviewer'.")
-_SKILL = Field(default=None, description="The skill you run, e.g. 'backlog-implementer'. Leave it out when no skill runs.")
-_PROJECT = Field(default=None, description="The project's slug. Leave it out: the session's project is used.")
-_COMPONENT = Field(default=None, description="Optional part of the project, e.g. 'billing'.")
+logger = logging.getLogger(__name__)
 
 
-class _StrictArgumentsServer(MCPServer):
-    """An MCPServer that refuses arguments a tool does not take, and explains bad ones in plain words.
-
-    The SDK ignores unknown arguments and reports a wrong type with pydantic's own text; a model
-    that sent `ticket` for `ticket_id` would then see its call "succeed" without the ticket.
-    """
-
-    _arguments: dict[str, list[str]] | None = None
-
-    async def list_tools(self):
-        tools = await super().list_tools()
-        for tool in tools:
-            # Say it in the schema too, so a client can check before it calls.
-            tool.input_schema = {**tool.input_schema, "additionalProperties": False}
-        return tools
-
-    async def call_tool(self, name, arguments, context=None):
-        if self._arguments is None:
-            self._arguments = {t.name: list((t.input_schema.get("properties") or {})) for t in await super().list_tools()}
-        known = self._arguments.get(name)
-        unknown = sorted(set(arguments) - set(known)) if known is not None else []
-        if unknown:
-            raise ToolError(core.unknown_arguments(name, unknown, known))
-        try:
-            return await super().call_tool(name, arguments, context)
-        except ToolError as exc:
-            if isinstance(exc.__cause__, ValidationError):
-                raise ToolError(core.explain_arguments(name, exc.__cause__.errors())) from None
-            raise
-
-
-def build_server(resolver: CallerResolver | None = None) -> MCPServer:
-    """The server with its four tools; `resolver` identifies callers (tests pass their own)."""
+def build_server(resolver: CallerResolver | None = None, tools: tuple[ToolSpec, ...] = TOOLS) -> Server:
+    """The server with its tools; `resolver` identifies callers (tests pass their own)."""
     callers = resolver if resolver is not None else CallerResolver()
-    # WARNING: a stdio server's stderr lands in Claude Code's MCP log; a failed tool call is the
-    # model's business (it gets the error), not a log line.
-    server = _StrictArgumentsServer("backlog-ops", instructions=INSTRUCTIONS, version=__version__, log_level="WARNING")
+    by_name = {spec.name: spec for spec in tools}
+    listed: list[Tool] = []
 
-    def caller_of(ctx: Context):
-        return callers.resolve(ctx.request_context.meta)
+    async def list_tools(ctx, params) -> ListToolsResult:
+        if not listed:  # built on the first tools/list: the output schemas import core's models
+            listed.extend(_tool(spec) for spec in tools)
+        return ListToolsResult(tools=listed)
 
-    @server.tool(annotations=ToolAnnotations(title="Set the ticket context", idempotent_hint=True, destructive_hint=False, open_world_hint=False))
-    def set_context(
-        ticket_id: Annotated[str, _TICKET],
-        gate: Annotated[str, _GATE],
-        agent_type: Annotated[str, _AGENT],
-        ctx: Context,
-        skill: Annotated[str | None, _SKILL] = None,
-        project: Annotated[str | None, _PROJECT] = None,
-        component: Annotated[str | None, _COMPONENT] = None,
-    ) -> Annotated[CallToolResult, core.ContextResult]:
-        """Say which ticket and gate you are working on, so that every LLM call you make from now on is attributed to it.
+    async def call_tool(ctx, params) -> CallToolResult:
+        spec = by_name.get(params.name)
+        if spec is None:
+            return _error(f"Unknown tool: {params.name}")
+        return _call(spec, params.arguments or {}, lambda: callers.resolve(ctx.meta))
 
-        Call it when you start a ticket, and again at each new gate (plan -> implement -> lint ->
-        review ...). From a subagent it sets that subagent's own context; from the main
-        conversation, the session's. Returns the context now in force and the tags calls carry.
-        """
-        return _run(lambda: core.set_context(
-            core.parse_context_input(ticket_id=ticket_id, gate=gate, agent_type=agent_type, skill=skill,
-                                     project=project, component=component),
-            caller_of(ctx),
-        ))
-
-    @server.tool(annotations=ToolAnnotations(title="Clear the ticket context", idempotent_hint=True, destructive_hint=False, open_world_hint=False))
-    def clear_context(ctx: Context) -> Annotated[CallToolResult, core.ContextResult]:
-        """Stop attributing your LLM calls to the current ticket and gate: call it when the ticket's work is done (after the commit) or abandoned.
-
-        Clears your own context (a subagent's, or the session's) and says what, if anything, is
-        still in force from a wider scope.
-        """
-        return _run(lambda: core.clear_context(caller_of(ctx)))
-
-    @server.tool(annotations=ToolAnnotations(title="Show the ticket context", read_only_hint=True, open_world_hint=False))
-    def get_context(ctx: Context) -> Annotated[CallToolResult, core.ContextResult]:
-        """Show which ticket, gate, agent type and skill your LLM calls are attributed to right now, and where that context comes from."""
-        return _run(lambda: core.get_context(caller_of(ctx)))
-
-    @server.tool(annotations=ToolAnnotations(title="What a ticket has cost", read_only_hint=True, open_world_hint=False))
-    def ticket_spend(
-        ctx: Context,
-        ticket_id: Annotated[str | None, Field(default=None, description="The ticket, e.g. 'FEAT-001'. Leave it out for the ticket you are working on.")] = None,
-        group_by: Annotated[str, Field(default="gate", description="Break the cost down by 'gate', 'agent', 'model', 'skill', 'session' or 'day'.")] = "gate",
-        since: Annotated[str | None, Field(default=None, description="Only calls since then: 'YYYY-MM-DD', an ISO 8601 time, or '90m', '24h', '7d'.")] = None,
-    ) -> Annotated[CallToolResult, core.SpendResult]:
-        """What a ticket has cost so far: dollars, tokens and LLM calls, broken down by gate, agent, model or skill, with the ticket's budget and what is left of it when a budget is set.
-
-        Check it before escalating to the expensive 'frontier' model, and before starting
-        another round of a gate that has already cost a lot.
-        """
-        return _run(lambda: core.ticket_spend(
-            core.parse_spend_input(ticket_id=ticket_id, group_by=group_by, since=since), caller_of(ctx)
-        ))
-
-    return server
+    return Server("backlog-ops", version=__version__, instructions=INSTRUCTIONS,
+                  on_list_tools=list_tools, on_call_tool=call_tool)
 
 
-def _run(work: Callable[[], core.ContextResult | core.SpendResult]) -> CallToolResult:
+def _tool(spec: ToolSpec) -> Tool:
+    return Tool(
+        name=spec.name,
+        description=spec.description,
+        # additionalProperties: said in the schema too, so a client can check before it calls.
+        input_schema={"type": "object", "properties": spec.arguments,
+                      **({"required": list(spec.required)} if spec.required else {}), "additionalProperties": False},
+        output_schema=spec.output_schema(),
+        annotations=ToolAnnotations(title=spec.title, **spec.annotations),
+    )
+
+
+def _call(spec: ToolSpec, arguments: dict[str, Any], caller) -> CallToolResult:
+    """Check the arguments against the declared schema, run the tool, and say what went wrong in plain words.
+
+    The SDK's low-level server validates no arguments: a model that sent `ticket` for
+    `ticket_id` would otherwise see its call "succeed" without the ticket.
+    """
+    from backlog_ops.common.secrets import scrub_dsn
+    from backlog_ops.errors import BacklogOpsError, ToolInputError
+
+    from . import core
+
+    known = list(spec.arguments)
+    unknown = sorted(set(arguments) - set(known))
+    if unknown:
+        return _error(core.unknown_arguments(spec.name, unknown, known))
+    missing = [{"loc": (name,), "type": "missing"} for name in spec.required if name not in arguments]
+    if missing:
+        return _error(core.explain_arguments(spec.name, missing))
+    # A stdio server's stderr lands in Claude Code's MCP log; a refused or failed call is the
+    # model's business (it gets the error), not a log line. Only our own bugs are logged.
     try:
-        result = work()
-    except core.ToolInputError as exc:
-        raise ToolError(scrub_dsn(exc)) from None
+        result = spec.run(arguments, caller())
+    except ToolInputError as exc:
+        return _error(scrub_dsn(exc))
     except BacklogOpsError as exc:
         # The model reads this (and Claude Code may show it): a backend's error can echo its DSN.
-        raise ToolError(f"backlog-ops: {scrub_dsn(exc)}") from None
+        return _error(f"backlog-ops: {scrub_dsn(exc)}")
+    except Exception as exc:  # a bug of ours: the model gets one line, the MCP log the traceback
+        logger.exception("backlog-ops tool %s failed", spec.name)
+        return _error(f"backlog-ops: {spec.name} failed: {scrub_dsn(exc)}")
     return CallToolResult(
         content=[TextContent(type="text", text=result.text())],
         structured_content=result.model_dump(mode="json"),
     )
 
 
+def _error(text: str) -> CallToolResult:
+    return CallToolResult(content=[TextContent(type="text", text=str(text))], is_error=True)
+
+
+async def _serve(server: Server) -> None:
+    from mcp.server.stdio import stdio_server
+
+    async with stdio_server() as (read_stream, write_stream):
+        await server.run(read_stream, write_stream, server.create_initialization_options())
+
+
 def main() -> int:
     """Serve on stdio until the client closes stdin (`backlog-ops mcp`)."""
-    build_server().run("stdio")
+    import anyio
+
+    anyio.run(_serve, build_server())
     return 0
 
 

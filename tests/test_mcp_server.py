@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -290,6 +291,24 @@ def test_the_core_works_without_mcp(store, project_dir) -> None:
 
 
 # -- over stdio, as Claude Code runs it -----------------------------------------------------------
+
+
+# What `backlog-ops mcp` imports before it answers `initialize` (timings: bench/mcp_roundtrip.py).
+NOT_AT_START = ("argparse", "litellm", "httpx", "filelock", "yaml", "backlog_ops.ledger", "backlog_ops.reports",
+                "backlog_ops.policy", "backlog_ops.gateway", "backlog_ops.mcp_server.core", "backlog_ops.context.model",
+                "backlog_ops.context.backend", "backlog_ops.context.file_store", "backlog_ops.project")
+
+
+def test_backlog_ops_mcp_imports_no_ledger_litellm_httpx_or_tool_models_at_start(backlog_home, project_dir) -> None:
+    """The console script Claude Code spawns, serving until stdin closes; Python lists every module it imports."""
+    env = {**os.environ, "BACKLOG_HOME": str(backlog_home), "PYTHONPROFILEIMPORTTIME": "1"}
+    run = subprocess.run([str(BIN / "backlog-ops"), "mcp"], stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                         env=env, cwd=project_dir, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    imported = {line.rsplit("|", 1)[1].strip() for line in run.stderr.splitlines() if line.startswith("import time:")}
+    assert {"mcp.server.lowlevel.server", "mcp.server.stdio", "backlog_ops.mcp_server.server"} <= imported, "the server ran"
+    loaded = sorted(m for m in imported if any(m == bad or m.startswith(bad + ".") for bad in NOT_AT_START))
+    assert loaded == [], f"imported at start: {loaded}"
 
 
 def test_backlog_ops_mcp_over_stdio(backlog_home, project_dir, store) -> None:

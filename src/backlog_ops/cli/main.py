@@ -24,6 +24,11 @@ def main(argv: list[str] | None = None) -> int:
         from backlog_ops.hooks.statusline import main as statusline_main
 
         return statusline_main(argv[1:])
+    if argv == ["mcp"]:
+        # Claude Code waits for the MCP server before a session's first request: no argparse.
+        from backlog_ops.mcp_server.server import main as mcp_main
+
+        return mcp_main()
     import argparse
 
     from backlog_ops.errors import BacklogOpsError
