@@ -45,6 +45,7 @@ def main() -> int:
         for e in result["errors"]:
             print(f"    {e['error'].upper()} {e['id']} {e['family']}: {e['note']}")
         print()
+    external_set(detector)
     # cost per request: the scan of each item's text, and of a large (24 kB) log
     times = []
     for item in items:
@@ -75,6 +76,35 @@ def main() -> int:
           f"({statistics.median(us / n * 1000 for us, n in big):.1f} µs per 1,000 chars)")
     print(f"  worst case, 24 kB of concatenated labelled items (every pre-check passes): {adv_us:.0f} µs")
     return 0
+
+
+def external_set(detector: Detector) -> None:
+    """Text we did not write: bastioncorpus 0.6.0 (MIT, on PyPI), a public prompt-injection corpus
+    labelled malicious / benign (benign rows are false-positive traps), 181 rows in en/de/it/fr/es.
+    Injection family only: the corpus has no PII or secret labels. Our patterns are English, so the
+    English rows are reported apart. `pip install bastioncorpus==0.6.0` to run it."""
+    try:
+        from bastioncorpus import load_corpus
+    except ImportError:
+        print("external set: bastioncorpus is not installed (pip install bastioncorpus==0.6.0): skipped\n")
+        return
+    rows = [r if isinstance(r, dict) else r.__dict__ for r in load_corpus()]
+    for name, subset in (("all languages", rows), ("English only", [r for r in rows if r.get("lang") == "en"])):
+        items = [{"id": r["id"], "text": r["text"].replace("{canary}", "CANARY-1234"),
+                  "labels": ["injection"] if r["label"] == "malicious" else [], "note": r.get("category")}
+                 for r in subset]
+        c = evaluate(items, detector)["families"]["injection"]
+        print(f"external set bastioncorpus 0.6.0, {name} ({len(items)} rows, "
+              f"{sum(1 for i in items if i['labels'])} malicious): injection precision {c['precision']:.3f}, "
+              f"recall {c['recall']:.3f} (TP {c['tp']}, FP {c['fp']}, FN {c['fn']})")
+        # the corpus labels no PII or secrets: the other families' alerts are counted, not scored
+        others = {f: evaluate(items, detector)["families"][f]["fp"] for f in FAMILIES if f != "injection"}
+        print(f"  other families' alerts on the same rows (not labelled there, not scored): {others}")
+    misses: dict[str, int] = {}
+    for r in rows:
+        if r["label"] == "malicious" and not any(f.kind.startswith("injection.") for f in detector.scan(r["text"])):
+            misses[r["category"]] = misses.get(r["category"], 0) + 1
+    print(f"  missed malicious rows by category: {dict(sorted(misses.items(), key=lambda kv: -kv[1]))}\n")
 
 
 if __name__ == "__main__":
