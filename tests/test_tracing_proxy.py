@@ -153,3 +153,18 @@ def test_langfuse_receives_a_generation_whose_trace_carries_the_ticket_tags(trac
     assert {"ticket:TRC-7", "gate:review", "agent:reviewer", "project:my-api"} <= set(tags)
     usage = json.loads(span["attributes"]["langfuse.observation.usage_details"])
     assert (usage["input"], usage["output"]) == (400, 50)
+
+
+def test_langfuse_listed_without_its_keys_is_refused_at_start(tmp_path) -> None:
+    """Without the keys LiteLLM would send every call to Langfuse's cloud: `backlog-ops proxy` refuses."""
+    import subprocess
+    import sys
+
+    path, _ = production_on_mock(tmp_path, "http://127.0.0.1:9", "unused")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LANGFUSE_")}
+    env.update(LITELLM_MASTER_KEY="sk-test-x", BACKLOG_HOME=str(tmp_path / "home"))
+    done = subprocess.run([sys.executable, "-m", "backlog_ops.cli.main", "proxy", "--config", str(path), "--port", "1"],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0
+    assert "lists langfuse but LANGFUSE_PUBLIC_KEY and LANGFUSE_SECRET_KEY are not set" in done.stderr
+    assert "Traceback" not in done.stderr and "Uvicorn running" not in done.stderr
