@@ -45,6 +45,7 @@ def filled_env(tmp_path: Path, example: Path = ENV_EXAMPLE, **overrides: str) ->
         "LITELLM_POSTGRES_PASSWORD": "pg-test",
         "REDIS_PASSWORD": "redis-test",
         "BACKLOG_TOOLKIT_HOME": str(toolkit_home),
+        "LANGFUSE_PUBLIC_KEY": "pk-lf-test", "LANGFUSE_SECRET_KEY": "sk-lf-test", "LANGFUSE_HOST": "http://langfuse:3000",
         **overrides,
     }
     lines = []
@@ -159,6 +160,12 @@ def test_missing_secrets_are_refused_by_name(tmp_path: Path) -> None:
     result = run_compose(filled_env(tmp_path, LITELLM_MASTER_KEY=""), "config")
     assert result.returncode != 0
     assert "set LITELLM_MASTER_KEY in .env" in result.stderr
+
+
+def test_the_langfuse_callback_without_its_keys_is_refused(tmp_path: Path) -> None:
+    # production.yaml lists langfuse: without keys LiteLLM would send every call to Langfuse's cloud.
+    result = run_compose(filled_env(tmp_path, LANGFUSE_PUBLIC_KEY=""), "config")
+    assert result.returncode != 0 and "set LANGFUSE_PUBLIC_KEY in .env" in result.stderr
 
 
 # --- the stack as the design lays it out: mounted callbacks, store_model_in_db, .env files, make ---
