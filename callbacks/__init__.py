@@ -16,7 +16,9 @@ In a LiteLLM config:
 # itself) comes from the image's own copy. The core (backlog_ops.*) always comes from the image.
 import os as _os
 
-_live = _os.environ.get("BACKLOG_CALLBACKS_DIR", "").strip()
+from backlog_ops.common.settings import env_str as _env_str
+
+_live = _env_str("BACKLOG_CALLBACKS_DIR")
 if _live and _os.path.isfile(_os.path.join(_live, "__init__.py")) and _os.path.realpath(_live) not in map(_os.path.realpath, __path__):
     __path__.insert(0, _live)  # noqa: F821 - a package's own __path__
-del _os, _live
+del _os, _env_str, _live
