@@ -61,7 +61,8 @@ def run_compose(env_file: Path, *args: str) -> subprocess.CompletedProcess:
     # Only PATH and HOME from our environment: a developer's exported keys must not leak in.
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/root")}
     return subprocess.run(
-        [compose_binary(), "--env-file", str(env_file), "-f", str(COMPOSE), "--profile", "nats", "--profile", "otel", *args],
+        [compose_binary(), "--env-file", str(env_file), "-f", str(COMPOSE), "--profile", "nats", "--profile", "otel",
+         "--profile", "phoenix", *args],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=60,
     )
 
@@ -74,7 +75,8 @@ def resolved(tmp_path_factory) -> dict:
 
 
 def test_compose_file_is_valid_with_every_profile(resolved) -> None:
-    assert set(resolved["services"]) == {"litellm", "postgres", "redis", "nats", "otel-collector"}
+    assert set(resolved["services"]) == {"litellm", "postgres", "redis", "nats", "otel-collector", "phoenix"}
+    assert resolved["services"]["phoenix"]["profiles"] == ["phoenix"]
     assert resolved["services"]["nats"]["profiles"] == ["nats"]
     assert resolved["services"]["otel-collector"]["profiles"] == ["otel"]
     assert "profiles" not in resolved["services"]["litellm"]
@@ -129,7 +131,7 @@ def test_ports_are_published_on_loopback_only(resolved) -> None:
 
 def test_healthchecks_and_startup_order(resolved) -> None:
     services = resolved["services"]
-    for name in ("litellm", "postgres", "redis", "nats", "otel-collector"):
+    for name in ("litellm", "postgres", "redis", "nats", "otel-collector", "phoenix"):
         assert services[name]["healthcheck"]["test"], name
     assert "/health/liveliness" in " ".join(services["litellm"]["healthcheck"]["test"])
     assert services["litellm"]["depends_on"] == {
@@ -264,3 +266,14 @@ def test_the_make_targets_do_what_the_design_says(resolved) -> None:
     assert reset.index(next(l for l in reset if " stop litellm" in l)) < reset.index(drop) < reset.index(
         next(l for l in reset if " up -d litellm" in l))
     assert any("sleep 5" in l for l in reset) and any("litellm_setup" in l for l in reset)
+
+
+def test_traces_go_to_the_collector_or_to_phoenix(resolved, tmp_path: Path) -> None:
+    litellm = resolved["services"]["litellm"]["environment"]
+    assert (litellm["OTEL_EXPORTER"], litellm["OTEL_ENDPOINT"]) == ("otlp_http", "http://otel-collector:4318/v1/traces")
+    phoenix = run_compose(filled_env(tmp_path, OTEL_ENDPOINT="http://phoenix:6006/v1/traces"), "config")
+    assert phoenix.returncode == 0, phoenix.stderr
+    services = yaml.safe_load(phoenix.stdout)["services"]
+    assert services["litellm"]["environment"]["OTEL_ENDPOINT"] == "http://phoenix:6006/v1/traces"
+    published = [p if isinstance(p, str) else f"{p.get('host_ip')}:{p.get('published')}:{p.get('target')}" for p in services["phoenix"]["ports"]]
+    assert any(p.startswith("127.0.0.1:") and p.split("/")[0].endswith(":6006") for p in published), published
