@@ -11,13 +11,16 @@ injection, PII and secrets, and raise an ALERT. Never blocks, never changes the 
         disabled: [pii.phone]        # kinds or families to skip
         patterns: {injection.custom: ["(?i)\\bexfil-me\\b"]}
         allow_email_domains: [mycompany.test]
+        nats: {subject: guardrail.alert, stream: LLM_GUARDRAILS}   # optional: alerts on JetStream
 
 An alert is, all at once:
   1. one WARNING line on the `backlog_ops.gateway.guardrails` logger: kinds, counts, masked previews and
      the ticket context; never the matched text;
   2. a flag that travels with the call: `spend_logs_metadata.backlog_guardrail_alerts` =
      "kind,kind" (LiteLLM's spend logs show it; the ledger reads it into `guardrail_alerts`);
-  3. an event: every callable in `on_alert` gets an `Alert` (the NATS publisher can subscribe);
+  3. an event: every callable in `on_alert` gets an `Alert`; with `nats` configured (or
+     BACKLOG_GUARDRAIL_NATS_SUBJECT set) a `guardrail.alert` event with ticket, gate, agent and the
+     rules that fired goes to NATS JetStream, off the request path (gateway/guardrail_events.py);
   4. a metric: `backlog_guardrail_alerts_total{project,ticket,gate,agent,kind}`.
 
 Only the new part of the conversation is scanned by default (messages after the last assistant
@@ -68,6 +71,7 @@ class GuardrailAlerts(Callback):
         self._detector = detector
         self._scan = scan
         self.on_alert: list[Callable[[Alert], Any]] = []
+        self.publisher: Any = None  # the JetStream publisher, when alerts go to NATS
 
     # -- configuration (first use: litellm_settings are applied after callbacks are imported) ----
 
@@ -93,8 +97,24 @@ class GuardrailAlerts(Callback):
             config = {}
         if self._detector is None:
             self._detector = Detector.from_config(config)
+        self._subscribe_nats(config.get("nats"))
         if self._scan is None:
             self._scan = str(config.get("scan") or "last_turn")
+
+    def _subscribe_nats(self, setting: Any) -> None:
+        """Publish alerts on JetStream when the config has `nats` (true or {subject, stream, url})
+        or BACKLOG_GUARDRAIL_NATS_SUBJECT is set."""
+        if not setting and not env_str("BACKLOG_GUARDRAIL_NATS_SUBJECT"):
+            return
+        from backlog_ops.gateway.guardrail_events import (
+            GuardrailAlertPublisher,
+            build_alert_event,
+        )
+
+        options = setting if isinstance(setting, dict) else {}
+        publisher = GuardrailAlertPublisher(url=options.get("url"), subject=options.get("subject"), stream=options.get("stream"))
+        self.publisher = publisher
+        self.on_alert.append(lambda alert: publisher.enqueue(build_alert_event(alert.as_dict())))
 
     @property
     def detector(self) -> Detector:

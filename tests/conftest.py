@@ -9,6 +9,11 @@ import pytest
 
 # litellm's price map ships with it; fetching the live one needs the internet and costs seconds.
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+# The shipped production config lists LiteLLM's langfuse callback; without these it would send to
+# Langfuse's cloud. Tests that check Langfuse start their own stand-in and set its address.
+os.environ.setdefault("LANGFUSE_HOST", "http://127.0.0.1:9")
+os.environ.setdefault("LANGFUSE_PUBLIC_KEY", "pk-lf-none")
+os.environ.setdefault("LANGFUSE_SECRET_KEY", "sk-lf-none")
 
 
 @pytest.fixture(autouse=True)

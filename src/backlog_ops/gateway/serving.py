@@ -155,6 +155,7 @@ def environment_problems(path: Path, config: Mapping[str, Any], environ: Mapping
             f"{path}: {', '.join(aliases)}: the provider key {var} is not set, so every call to "
             f"{'them' if len(aliases) > 1 else 'it'} would fail; fix: export {var} (your provider key) or put it in ./.env"
         )
+    problems += _langfuse_problems(path, config, environ)
     if port is not None:
         for provider, names in BASE_URL_VARS.items():
             uses = any(r.provider == provider and r.endpoint_var for r in found)
@@ -167,6 +168,21 @@ def environment_problems(path: Path, config: Mapping[str, Any], environ: Mapping
                         f"client's shell)"
                     )
     return problems
+
+
+def _langfuse_problems(path: Path, config: Mapping[str, Any], environ: Mapping[str, str]) -> list[str]:
+    """LiteLLM's langfuse callback without the project's keys would still send every call, prompts
+    included, to Langfuse's cloud (its default host) with a key that is not one: refuse instead."""
+    settings = config.get("litellm_settings") or {}
+    where = [key for key in ("callbacks", "success_callback", "failure_callback")
+             if isinstance(settings.get(key), list) and "langfuse" in settings[key]]
+    missing = [var for var in ("LANGFUSE_PUBLIC_KEY", "LANGFUSE_SECRET_KEY") if not (environ.get(var) or "").strip()]
+    if not where or not missing:
+        return []
+    return [f"{path}: litellm_settings.{where[0]} lists langfuse but {' and '.join(missing)} "
+            f"{'is' if len(missing) == 1 else 'are'} not set, so LiteLLM would send every call to Langfuse's cloud "
+            f"with no valid key; fix: export LANGFUSE_PUBLIC_KEY, LANGFUSE_SECRET_KEY and LANGFUSE_HOST (your "
+            f"Langfuse), or remove \"langfuse\" from {', '.join(where)}"]
 
 
 def load_problems(path: Path, config: Mapping[str, Any], outcome: Mapping[str, Any],
