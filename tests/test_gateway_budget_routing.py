@@ -187,6 +187,85 @@ def test_an_alias_over_its_budget_falls_back_and_one_without_fallbacks_is_refuse
         assert part in message, f"{part!r} missing from: {message}"
 
 
+# -- fallback management (LiteLLM's /fallback API, `backlog-ops fallbacks`) ---------------------------
+
+
+def fallbacks(monkeypatch, capsys, url: str, master: str, *args: str) -> tuple[int, str, str]:
+    from backlog_ops.cli.main import main
+
+    monkeypatch.setenv("LITELLM_MASTER_KEY", master)
+    code = main(["fallbacks", *args, "--url", url])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+RENDERED_FALLBACKS = {
+    "cheap": {"general": ["balanced", "frontier"], "context_window": ["balanced"], "content_policy": ["balanced"]},
+    "balanced": {"general": ["frontier"], "context_window": ["frontier"], "content_policy": []},
+    "frontier": {"general": [], "context_window": [], "content_policy": []},
+}
+
+
+def test_fallbacks_show_reads_the_running_router(gateway, monkeypatch, capsys) -> None:
+    code, out, _ = fallbacks(monkeypatch, capsys, gateway.base_url, gateway.master_key, "show", "--json")
+    assert code == 0 and json.loads(out) == RENDERED_FALLBACKS
+    code, out, _ = fallbacks(monkeypatch, capsys, gateway.base_url, gateway.master_key, "show", "cheap", "--type", "general")
+    assert out.split() == ["cheap", "general", "balanced", "->", "frontier"]
+    assert gateway.master_key not in out
+
+
+def test_fallbacks_set_without_a_database_says_where_to_change_them(gateway, monkeypatch, capsys) -> None:
+    code, out, err = fallbacks(monkeypatch, capsys, gateway.base_url, gateway.master_key, "set", "frontier", "balanced")
+    assert code == 1 and out == ""
+    for part in (f"the proxy at {gateway.base_url} cannot change fallbacks while it runs", "STORE_MODEL_IN_DB=True",
+                 "router_settings.fallbacks", "`backlog-ops config render`"):
+        assert part in err, f"{part!r} missing from: {err}"
+    assert len(err.strip().splitlines()) == 1 and gateway.master_key not in err
+    code, _, err = fallbacks(monkeypatch, capsys, gateway.base_url, gateway.master_key, "remove", "cheap", "--type", "content_policy")
+    assert code == 1 and "router_settings.content_policy_fallbacks" in err
+    # Nothing changed in the running router.
+    code, out, _ = fallbacks(monkeypatch, capsys, gateway.base_url, gateway.master_key, "show", "--json")
+    assert json.loads(out) == RENDERED_FALLBACKS
+
+
+def test_fallbacks_set_and_remove_with_a_database_stand_in(gateway, monkeypatch, capsys) -> None:
+    """`set`/`remove` against a stand-in for a proxy WITH its database; every exchange checked
+    against the running proxy's own /openapi.json, and its error envelope against the real one."""
+    from fake_fallback_api import FakeFallbackAPI
+    from test_keys import OpenAPICheck
+
+    doc = httpx.get(f"{gateway.base_url}/openapi.json", timeout=120).json()
+    check = OpenAPICheck(doc)
+    master = "sk-fake-" + secrets.token_hex(8)
+    fake = FakeFallbackAPI(master, models={"cheap", "balanced", "frontier"},
+                           settings={"fallbacks": [{"cheap": ["balanced", "frontier"]}]}).start()
+    try:
+        run = lambda *args: fallbacks(monkeypatch, capsys, fake.url, master, *args)  # noqa: E731
+        assert run("set", "frontier", "balanced")[:2] == (0, "frontier (general): falls back to balanced: Fallback configuration created successfully\n")
+        assert run("set", "cheap", "frontier", "--type", "content_policy")[0] == 0
+        code, out, _ = run("show", "--json")
+        shown = json.loads(out)
+        assert shown["frontier"]["general"] == ["balanced"] and shown["cheap"]["content_policy"] == ["frontier"]
+        assert run("remove", "frontier")[0] == 0
+        code, _, err = run("remove", "frontier")
+        assert code == 1 and "No general fallbacks configured for model 'frontier'" in err
+        code, _, err = run("set", "cheap", "gpt-5")
+        assert code == 1 and "Invalid fallback models: ['gpt-5']" in err
+        assert json.loads(run("show", "frontier", "--json")[1]) == {"frontier": {"general": [], "context_window": [], "content_policy": []}}
+    finally:
+        fake.stop()
+    assert {(e.method, e.path) for e in fake.exchanges} == {("POST", "/fallback"), ("GET", "/fallback/{model}"), ("DELETE", "/fallback/{model}")}
+    described = 0
+    for ex in fake.exchanges:
+        check.check_request(ex)
+        described += check.check_response(ex)
+    assert described >= 5
+    # The stand-in's errors have the real proxy's envelope (a 404 for a model with no fallbacks).
+    real = httpx.get(f"{gateway.base_url}/fallback/frontier", headers={"authorization": f"Bearer {gateway.master_key}"}, timeout=30)
+    mine = next(e for e in fake.exchanges if e.status == 404)
+    assert real.status_code == 404 and set(real.json()) == set(mine.response), (real.json(), mine.response)
+
+
 # -- the overall budget (ledger) -------------------------------------------------------------------
 
 
