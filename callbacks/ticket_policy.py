@@ -12,6 +12,11 @@ The limits come from the `backlog_ops.policy` section of the config file the pro
 (`backlog-ops config render` writes it from backlog.config.json), or of $BACKLOG_POLICY_FILE;
 `backlog_ops.policy.limits_file` reads it again when it changes, at most once a second.
 
+Gateway-wide budgets (`backlog_ops.gateway_budgets`, policy/gateway_budget.py): the overall one
+(llmOps.budgets.monthlyUSD) is checked here, before the ticket's, from the ledger; LiteLLM's router
+enforces the per-alias and per-provider ones, and its "crossed budget" error is turned into the
+same kind of 402 with the key to raise (async_post_call_failure_hook).
+
 A refusal is `fastapi.HTTPException(402)`: both /v1/chat/completions and /v1/messages return its
 message to the client (Claude Code prints it), and 402 is not retried the way 429 is. Any other
 problem in here lets the call through with one warning in the proxy log: a budget stop is the
