@@ -123,6 +123,7 @@ class GatewaySpendGuard:
         self._read_at = float("-inf")
         self._period: int | None = None
         self._settled: dict[str, tuple[float, float]] = {}  # call_id -> (cost, wall time)
+        self._settled_usd = 0.0  # their sum, kept as they come and go: no walk over them per call
 
     def spent(self, budgets: GatewayBudgets) -> float:
         """USD spent through the gateway within the period, as far as this process knows."""
@@ -138,11 +139,12 @@ class GatewaySpendGuard:
                 if result is not None:
                     self._ledger_cost, self._read_at, self._period = float(result["cost_usd"]), now, period
                     for call_id in result["present"]:
-                        self._settled.pop(call_id, None)
+                        self._forget(call_id)
                     for call_id, (_, at) in list(self._settled.items()):
                         if at < since:
-                            self._settled.pop(call_id, None)
-            return self._ledger_cost + sum(c for c, _ in self._settled.values())
+                            self._forget(call_id)
+                    self._settled_usd = sum(c for c, _ in self._settled.values())  # no drift from float sums
+            return self._ledger_cost + self._settled_usd
 
     def check(self, budgets: GatewayBudgets | None, config_hint: str | None) -> Refusal | None:
         if budgets is None or budgets.monthly_usd is None:
@@ -157,6 +159,13 @@ class GatewaySpendGuard:
         """A call finished: count its cost until the ledger has it."""
         if cost > 0:
             with self._lock:
+                self._forget(call_id)
                 self._settled[call_id] = (cost, self._wall())
+                self._settled_usd += cost
                 if len(self._settled) > 100_000:  # bounded even if the ledger never catches up
-                    self._settled.pop(next(iter(self._settled)))
+                    self._forget(next(iter(self._settled)))
+
+    def _forget(self, call_id: str) -> None:
+        entry = self._settled.pop(call_id, None)
+        if entry is not None:
+            self._settled_usd -= entry[0]
