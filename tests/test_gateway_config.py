@@ -85,7 +85,8 @@ def test_production_config_has_the_designed_settings() -> None:
     assert (router["allowed_fails"], router["cooldown_time"], router["enable_tag_filtering"]) == (3, 60, True)
     assert set(router["provider_budget_config"]) == {"anthropic", "openai"}
     assert settings["cache_params"]["type"] == "redis" and settings["cache_params"]["namespace"] == "backlog"
-    assert settings["cache_params"]["ttl"] == 3600 and settings["max_budget"] == 1200
+    assert settings["cache_params"]["ttl"] == 3600 and "max_budget" not in settings
+    assert data["backlog_ops"]["gateway_budgets"]["monthly_usd"] == 1200
     assert settings["callbacks"][1].endswith("ticket_policy.ticket_policy")
     # the provider files are included: named models of all four providers
     providers = {d["litellm_params"]["model"].split("/")[0] for d in data["model_list"]}
