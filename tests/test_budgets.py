@@ -405,3 +405,28 @@ def test_gateway_budgets_section_errors_name_the_key() -> None:
                          ({"period": "soon"}, "gateway_budgets.period")):
         with pytest.raises(ConfigError, match=message):
             parse_gateway_budgets({"gateway_budgets": bad})
+
+
+def test_the_overall_budget_keeps_the_last_figure_and_says_so_while_the_ledger_is_down() -> None:
+    from backlog_ops.policy.gateway_budget import GatewayBudgets, GatewaySpendGuard
+
+    state = {"up": True}
+    warnings: list[str] = []
+
+    def read(since, ids):
+        if not state["up"]:
+            raise ConnectionError("connection refused")
+        return {"cost_usd": 0.8, "present": []}
+
+    clock = Clock()
+    guard = GatewaySpendGuard(read, refresh_seconds=10, clock=clock, warn=warnings.append)
+    budgets = GatewayBudgets(monthly_usd=1.0)
+    assert guard.check(budgets, None) is None
+    state["up"] = False
+    clock.now += 11
+    guard.settle("x", 0.25)
+    refusal = guard.check(budgets, None)  # last figure read + this proxy's call: over
+    assert refusal is not None and refusal.used == pytest.approx(1.05)
+    assert len(warnings) == 1 and "the ledger cannot be read (ConnectionError: connection refused)" in warnings[0]
+    guard.check(budgets, None)
+    assert len(warnings) == 1, "not retried (nor told) on every call"

@@ -14,6 +14,7 @@ Imports neither litellm nor pydantic: the ticket-policy callback runs it on ever
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 import time
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from backlog_ops.common.times import format_time, parse_duration
+from backlog_ops.common.warnings import Warnings
 from backlog_ops.errors import ConfigError
 from backlog_ops.policy.engine import Refusal, ledger_query_reader
 from backlog_ops.policy.messages import alias_budget_message, monthly_budget_message, provider_budget_message
@@ -33,6 +35,7 @@ _NAMED_PERIODS = {"hourly": "1h", "daily": "1d", "weekly": "1w", "monthly": "1mo
 # What LiteLLM's router says when budgets leave no deployment (RouterErrors.no_deployments_with_provider_budget_routing).
 ROUTER_BUDGET_ERROR = "No deployments available - crossed budget"
 _PROVIDER_OVER = re.compile(r"Exceeded budget for provider ([\w.-]+): ([0-9.eE+-]+) >= ([0-9.eE+-]+)")
+log = logging.getLogger("backlog_ops.policy")
 _ALIAS_OVER = re.compile(r"Exceeded budget for deployment model_name: ([^,]+), litellm_params\.model: ([^,]+),")
 
 
@@ -109,12 +112,15 @@ class GatewaySpendGuard:
     The ledger is read at most every `refresh_seconds` (a sum over a month of rows: too much for
     every request), and the calls this process finished meanwhile are added until the ledger has
     them, so one proxy cannot overshoot by more than the calls running at once. Other replicas'
-    calls count from the next read. A ledger that cannot be read keeps the last figure (the
-    per-ticket policy's alert in the proxy log says the ledger is down).
+    calls count from the next read. A ledger that cannot be read keeps the last figure plus the
+    calls counted here, with a warning in the proxy log (at most one a minute).
     """
 
     def __init__(self, reader: Callable[[str, list[str]], dict] | None = None, *, refresh_seconds: float = 10.0,
-                 clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time,
+                 warn: Callable[[str], object] | None = None) -> None:
+        once_a_minute = Warnings(log, interval=60)
+        self._warn = warn or (lambda message: once_a_minute(message, key="gateway-budget-ledger"))
         self._reader = reader or ledger_query_reader(lambda ledger, since, ids: ledger.gateway_spend(since, ids))
         self._refresh = refresh_seconds
         self._clock, self._wall = clock, wall
@@ -134,8 +140,12 @@ class GatewaySpendGuard:
                 since = self._wall() - period
                 try:
                     result = self._reader(format_time(since), list(self._settled))
-                except Exception:  # noqa: BLE001 - keep the last figure; the ticket policy logs the outage
+                except Exception as exc:  # noqa: BLE001 - keep the last figure, and say so
                     result = None
+                    self._read_at = now  # try again after refresh_seconds, not on every call
+                    self._warn(f"the gateway's overall budget is checked against the last spend read "
+                               f"(${self._ledger_cost:.4f}) plus this proxy's calls since: the ledger cannot be read "
+                               f"({type(exc).__name__}: {exc})")
                 if result is not None:
                     self._ledger_cost, self._read_at, self._period = float(result["cost_usd"]), now, period
                     for call_id in result["present"]:
