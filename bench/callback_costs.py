@@ -6,6 +6,9 @@
   limit, against a real SQLite ledger of 20,000 rows over 50 tickets (re-read at most every
   2 s per ticket, as in the proxy). Baseline: the same call for a project with no limits (the
   path every unlimited request takes).
+- Gateway overall budget (llmOps.budgets.monthlyUSD): `GatewaySpendGuard.check` + `settle`
+  against the same ledger (the sum of the period's proxy rows, re-read at most every 10 s, as in
+  the proxy). Baseline: the unlimited-project policy call above.
 - Quota events: building a `quota.updated` event and appending it to the buffer (NATS is not
   reachable, so nothing is published and the buffer is what is measured). Baseline: building the
   ledger row the event is made from (`record_from_logging_object`), which the spend ledger pays
@@ -41,7 +44,9 @@ def main() -> None:
 
     from backlog_ops.gateway.quota_events import build_event
     from backlog_ops.gateway.quota_publisher import QuotaEventPublisher
-    from backlog_ops.policy.engine import PolicyEngine, ledger_usage_reader
+    from backlog_ops.common.times import format_time
+    from backlog_ops.policy.engine import PolicyEngine, ledger_query_reader, ledger_usage_reader
+    from backlog_ops.policy.gateway_budget import GatewayBudgets, GatewaySpendGuard
     from backlog_ops.policy.limits import parse_policy_section
     from backlog_ops.capture.proxy_record import record_from_logging_object
     from backlog_ops.ledger import CallRecord, SqliteLedger
@@ -49,7 +54,7 @@ def main() -> None:
     ledger_path = Path(tmp) / "ledger.db"
     with SqliteLedger(ledger_path) as ledger:
         ledger.record_many(
-            CallRecord(f"c{i}", "2026-11-01T00:00:00.000+00:00", "success", ticket_id=f"FEAT-{i % 50}", project="bench",
+            CallRecord(f"c{i}", format_time(time.time() - i), "success", ticket_id=f"FEAT-{i % 50}", project="bench",
                        model_group="balanced", cost_usd=0.001, prompt_tokens=100, completion_tokens=10)
             for i in range(20_000)
         )
@@ -68,6 +73,14 @@ def main() -> None:
     def policy_unlimited(i: int) -> None:
         engine.check(f"u{i}", f"FEAT-{i % 50}", unlimited, escalation=False, estimate_usd=0.002)
 
+    guard = GatewaySpendGuard(ledger_query_reader(lambda led, since, ids: led.gateway_spend(since, ids),
+                                                  lambda: SqliteLedger(ledger_path)))
+    monthly = GatewayBudgets(monthly_usd=1_000_000.0, period="30d")
+
+    def gateway_budget(i: int) -> None:
+        guard.check(monthly, None)
+        guard.settle(f"g{i}", 0.002)
+
     slo = {
         "litellm_call_id": "x", "startTime": 1.7e9, "endTime": 1.7e9 + 0.5, "model": "openai/gpt-4o-mini",
         "model_group": "gpt-4o-mini", "custom_llm_provider": "openai", "prompt_tokens": 1000, "completion_tokens": 200,
@@ -83,6 +96,7 @@ def main() -> None:
         record_from_logging_object({**slo, "litellm_call_id": f"r{i}"}, status="success")
 
     cases = {"policy: unlimited project (baseline)": policy_unlimited, "policy: budget + escalation limit": policy_limited,
+             "gateway overall budget: check + settle": gateway_budget,
              "ledger row only (baseline)": ledger_row, "quota event: build + enqueue": quota_event}
     results = {name: [] for name in cases}
     for _ in range(5):
@@ -93,6 +107,7 @@ def main() -> None:
     for name, value in medians.items():
         print(f"  {name:42} {value:8.1f}")
     print(f"policy check over its baseline: +{medians['policy: budget + escalation limit'] - medians['policy: unlimited project (baseline)']:.1f} us")
+    print(f"gateway budget over its baseline: +{medians['gateway overall budget: check + settle'] - medians['policy: unlimited project (baseline)']:.1f} us")
     print(f"quota event over the ledger row: +{medians['quota event: build + enqueue'] - medians['ledger row only (baseline)']:.1f} us")
     events.close(timeout=0)
 

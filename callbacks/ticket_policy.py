@@ -12,6 +12,11 @@ The limits come from the `backlog_ops.policy` section of the config file the pro
 (`backlog-ops config render` writes it from backlog.config.json), or of $BACKLOG_POLICY_FILE;
 `backlog_ops.policy.limits_file` reads it again when it changes, at most once a second.
 
+Gateway-wide budgets (`backlog_ops.gateway_budgets`, policy/gateway_budget.py): the overall one
+(llmOps.budgets.monthlyUSD) is checked here, before the ticket's, from the ledger; LiteLLM's router
+enforces the per-alias and per-provider ones, and its "crossed budget" error is turned into the
+same kind of 402 with the key to raise (async_post_call_failure_hook).
+
 A refusal is `fastapi.HTTPException(402)`: both /v1/chat/completions and /v1/messages return its
 message to the client (Claude Code prints it), and 402 is not retried the way 429 is. Any other
 problem in here lets the call through with one warning in the proxy log: a budget stop is the
@@ -32,6 +37,7 @@ from backlog_ops.common.settings import env_str
 from backlog_ops.common.warnings import Warnings
 from backlog_ops.context.fields import fields_from_tags
 from backlog_ops.policy.engine import PolicyEngine, Refusal
+from backlog_ops.policy.gateway_budget import GatewaySpendGuard, router_refusal
 from backlog_ops.policy.limits import TicketPolicy
 from backlog_ops.policy.limits_file import PolicyFile
 
@@ -54,6 +60,9 @@ class TicketPolicyCallback(CustomLogger):
         self._prices: dict[str, tuple[float, float, float]] = {}  # alias -> (in, out, read at)
         # Runaway-spend alerts (llmOps.alerts.runaway), with the limits read from the same file.
         self.runaway = RunawayWatch(self.limits.runaway_for, warn=self._warn)
+        # The gateway's overall budget (llmOps.budgets.monthlyUSD), from the ledger: LiteLLM's own
+        # max_budget needs its database.
+        self.gateway = GatewaySpendGuard()
 
     @property
     def engine(self) -> PolicyEngine:
@@ -70,6 +79,10 @@ class TicketPolicyCallback(CustomLogger):
             refusal = self.runaway.before_call(data, _request_tags(data))
         except Exception as exc:  # noqa: BLE001
             self._warn(f"runaway watch skipped, call goes on: {type(exc).__name__}: {exc}")
+        try:
+            refusal = refusal or self.gateway.check(self.limits.gateway_budgets(), self.limits.path())
+        except Exception as exc:  # noqa: BLE001
+            self._warn(f"gateway budget check skipped, call goes on: {type(exc).__name__}: {exc}")
         try:
             refusal = refusal or self.decide(data)
         except Exception as exc:  # noqa: BLE001 - an internal error never fails the user's call
@@ -90,6 +103,7 @@ class TicketPolicyCallback(CustomLogger):
             cost = slo.get("response_cost")
             if cost is None:
                 cost = kwargs.get("response_cost")
+            self.gateway.settle(str(call_id), float(cost or 0.0))
             self.engine.settle(
                 str(call_id),
                 float(cost or 0.0),
@@ -114,6 +128,18 @@ class TicketPolicyCallback(CustomLogger):
                 self.engine.release(str(call_id))
         except Exception as exc:  # noqa: BLE001
             self._warn(f"ticket policy could not release a call: {type(exc).__name__}: {exc}")
+        # LiteLLM's router refused for a per-alias or per-provider budget: say so plainly (402, the
+        # budget and the key that raises it) instead of its "No deployments available" text.
+        try:
+            refusal = router_refusal(str(original_exception), self.limits.gateway_budgets(), self.limits.path())
+        except Exception as exc:  # noqa: BLE001
+            self._warn(f"could not explain a budget refusal: {type(exc).__name__}: {exc}")
+            refusal = None
+        if refusal is not None:
+            from fastapi import HTTPException
+
+            log.warning("backlog-ops: refused: %s", refusal.message)
+            return HTTPException(status_code=refusal.status, detail=refusal.detail())
         return None
 
     # -- the decision ----------------------------------------------------------------------------

@@ -338,3 +338,95 @@ def test_the_ledger_reader_reconnects_at_once_then_backs_off() -> None:
     server["up"] = True
     clock.now += 0.6
     assert read("T", "p", POLICY, [])[0] == 0.5 and len(opened) == attempts + 1
+
+
+# -- the gateway's overall budget (policy/gateway_budget.py) ---------------------------------------
+
+
+def test_the_overall_budget_counts_proxy_calls_of_the_period_and_those_not_yet_written(tmp_path: Path) -> None:
+    from backlog_ops.common.times import format_time
+    from backlog_ops.policy.engine import ledger_query_reader
+    from backlog_ops.policy.gateway_budget import GatewayBudgets, GatewaySpendGuard
+
+    now = 1_800_000_000.0
+    path = tmp_path / "ledger.db"
+    with SqliteLedger(path) as ledger:
+        ledger.record_many([
+            CallRecord(call_id="old", started_at=format_time(now - 31 * 86400), status="success", cost_usd=50.0),
+            CallRecord(call_id="a", started_at=format_time(now - 86400), status="success", cost_usd=0.6, project="p1"),
+            CallRecord(call_id="b", started_at=format_time(now - 60), status="success", cost_usd=0.3, project="p2"),
+            CallRecord(call_id="sdk", started_at=format_time(now - 60), status="success", cost_usd=9.0, source="direct"),
+        ])
+    clock = Clock()
+    read = ledger_query_reader(lambda ledger, since, ids: ledger.gateway_spend(since, ids), lambda: SqliteLedger(path))
+    guard = GatewaySpendGuard(read, refresh_seconds=10, clock=clock, wall=lambda: now)
+    budgets = GatewayBudgets(monthly_usd=1.0, period="30d", source="/p/backlog.config.json")
+    assert guard.spent(budgets) == pytest.approx(0.9)  # the last 30 days, proxy calls, every project
+    assert guard.check(budgets, "/p/litellm.yaml") is None
+    guard.settle("c", 0.2)  # finished here, not in the ledger yet
+    refusal = guard.check(budgets, "/p/litellm.yaml")
+    assert refusal is not None and refusal.status == 402 and refusal.used == pytest.approx(1.1)
+    assert "overall budget: spent $1.1000 of $1.0000 in the last 30d (all projects)" in refusal.message
+    assert "llmOps.budgets.monthlyUSD" in refusal.message and "/p/litellm.yaml" in refusal.message
+    # Once the ledger has the call it is counted once, not twice.
+    with SqliteLedger(path) as ledger:
+        ledger.record_many([CallRecord(call_id="c", started_at=format_time(now), status="success", cost_usd=0.2)])
+    clock.now += 11
+    assert guard.spent(budgets) == pytest.approx(1.1)
+    assert guard.check(GatewayBudgets(monthly_usd=None), None) is None
+    assert guard.check(GatewayBudgets(monthly_usd=2.0, period="monthly"), None) is None
+
+
+def test_litellm_router_budget_errors_become_clear_refusals() -> None:
+    from backlog_ops.policy.gateway_budget import GatewayBudgets, router_refusal
+
+    budgets = GatewayBudgets(per_alias_usd={"frontier": 300.0}, per_provider_usd={"openai": 200.0}, source="/p/backlog.config.json")
+    provider = ("litellm.BadRequestError: No deployments available - crossed budget: Exceeded budget for provider "
+                "openai: 200.0123 >= 200.0\n")
+    refusal = router_refusal(provider, budgets, "/p/litellm.yaml")
+    assert refusal.status == 402 and (refusal.used, refusal.limit) == (200.0123, 200.0)
+    assert "provider openai has reached its budget: spent $200.01 of $200.00" in refusal.message
+    assert "llmOps.budgets.perProviderUSD.openai in /p/backlog.config.json" in refusal.message
+    alias = ("No deployments available - crossed budget: Exceeded budget for deployment model_name: frontier, "
+             "litellm_params.model: anthropic/claude-opus-4-6, model_id: abc: 300.2 >= 30d")
+    refusal = router_refusal(alias, budgets, None)
+    assert "the frontier model (anthropic/claude-opus-4-6) has used its budget of $300.00" in refusal.message
+    assert "llmOps.budgets.perAliasUSD.frontier" in refusal.message and "restart the proxy" in refusal.message
+    assert router_refusal("litellm.InternalServerError: boom", budgets, None) is None
+
+
+def test_gateway_budgets_section_errors_name_the_key() -> None:
+    from backlog_ops.policy.gateway_budget import parse_gateway_budgets
+
+    assert parse_gateway_budgets({}) is None
+    assert parse_gateway_budgets({"gateway_budgets": {"monthly_usd": 5, "period": "1mo"}}).period_seconds == 30 * 86400
+    for bad, message in (({"monthly_usd": -1}, "gateway_budgets.monthly_usd: must be a positive number"),
+                         ({"per_provider_usd": {"openai": "lots"}}, "gateway_budgets.per_provider_usd.openai"),
+                         ({"period": "soon"}, "gateway_budgets.period")):
+        with pytest.raises(ConfigError, match=message):
+            parse_gateway_budgets({"gateway_budgets": bad})
+
+
+def test_the_overall_budget_keeps_the_last_figure_and_says_so_while_the_ledger_is_down() -> None:
+    from backlog_ops.policy.gateway_budget import GatewayBudgets, GatewaySpendGuard
+
+    state = {"up": True}
+    warnings: list[str] = []
+
+    def read(since, ids):
+        if not state["up"]:
+            raise ConnectionError("connection refused")
+        return {"cost_usd": 0.8, "present": []}
+
+    clock = Clock()
+    guard = GatewaySpendGuard(read, refresh_seconds=10, clock=clock, warn=warnings.append)
+    budgets = GatewayBudgets(monthly_usd=1.0)
+    assert guard.check(budgets, None) is None
+    state["up"] = False
+    clock.now += 11
+    guard.settle("x", 0.25)
+    refusal = guard.check(budgets, None)  # last figure read + this proxy's call: over
+    assert refusal is not None and refusal.used == pytest.approx(1.05)
+    assert len(warnings) == 1 and "the ledger cannot be read (ConnectionError: connection refused)" in warnings[0]
+    guard.check(budgets, None)
+    assert len(warnings) == 1, "not retried (nor told) on every call"

@@ -85,7 +85,8 @@ def test_production_config_has_the_designed_settings() -> None:
     assert (router["allowed_fails"], router["cooldown_time"], router["enable_tag_filtering"]) == (3, 60, True)
     assert set(router["provider_budget_config"]) == {"anthropic", "openai"}
     assert settings["cache_params"]["type"] == "redis" and settings["cache_params"]["namespace"] == "backlog"
-    assert settings["cache_params"]["ttl"] == 3600 and settings["max_budget"] == 1200
+    assert settings["cache_params"]["ttl"] == 3600 and "max_budget" not in settings
+    assert data["backlog_ops"]["gateway_budgets"]["monthly_usd"] == 1200
     assert settings["callbacks"][1].endswith("ticket_policy.ticket_policy")
     # the provider files are included: named models of all four providers
     providers = {d["litellm_params"]["model"].split("/")[0] for d in data["model_list"]}
@@ -137,6 +138,32 @@ def test_render_applies_backlog_config(tmp_path: Path) -> None:
     assert check_proxy_config(out) == []
 
 
+def test_render_gateway_budgets_and_tag_routes(tmp_path: Path) -> None:
+    data = example()
+    data["llmOps"]["routing"]["tagRoutes"] = {"offline": {"cheap": "openai/gpt-4o-mini"}, "batch": {"balanced": "openai/gpt-4.1"}}
+    data["llmOps"]["gateway"]["providers"] = None
+    source = write_json(tmp_path, data)
+    cfg = render_proxy_config(load_backlog_config(source), source=source)
+    # LiteLLM's max_budget needs its database: the overall budget goes to our section instead.
+    assert "max_budget" not in cfg["litellm_settings"] and "budget_duration" not in cfg["litellm_settings"]
+    assert cfg["backlog_ops"]["gateway_budgets"] == {
+        "monthly_usd": 1200, "period": "30d", "per_alias_usd": {"cheap": 300, "balanced": 600, "frontier": 300},
+        "per_provider_usd": {"anthropic": 1000, "openai": 200}, "source": str(source.resolve()),
+    }
+    assert cfg["router_settings"]["provider_budget_config"]["openai"] == {"budget_limit": 200, "time_period": "30d"}
+    cheap = [d["litellm_params"] for d in cfg["model_list"] if d["model_name"] == "cheap"]
+    assert [(p["model"], p["tags"], p["max_budget"]) for p in cheap] == [
+        ("anthropic/claude-haiku-4-5", ["default", "interactive"], 300), ("openai/gpt-4o-mini", ["offline"], 300)]
+    balanced = [d["litellm_params"] for d in cfg["model_list"] if d["model_name"] == "balanced"]
+    assert [(p["model"], p["tags"]) for p in balanced] == [
+        ("anthropic/claude-sonnet-4-6", ["default", "interactive", "offline"]), ("openai/gpt-4.1", ["batch"])]
+    assert cfg["router_settings"]["enable_tag_filtering"] is True
+    assert check_proxy_config(write_yaml(tmp_path, cfg, "rendered.yaml")) == []
+    cfg["backlog_ops"]["gateway_budgets"]["monthly_usd"] = "lots"
+    problems = check_proxy_config(write_yaml(tmp_path, cfg, "bad.yaml"))
+    assert len(problems) == 1 and "backlog_ops: gateway_budgets.monthly_usd: must be a positive number" in problems[0]
+
+
 def test_render_cache_variants(tmp_path: Path) -> None:
     data = example()
     data["llmOps"]["cachePolicy"]["semanticCache"] = {"enabled": True, "similarityThreshold": 0.8}
@@ -184,6 +211,9 @@ def test_render_needs_a_project_name(tmp_path: Path, capsys) -> None:
         (lambda d: d["llmOps"]["routing"].update(maxEscalationsPerTicket=-1), "llmOps.routing.maxEscalationsPerTicket: Input should be greater than or equal to 0; fix: use a whole number >= 0, or null for no limit"),
         (lambda d: d["llmOps"]["budgets"].update(perTicketUSD=0), "llmOps.budgets.perTicketUSD: Input should be greater than 0; fix: use a positive number of USD"),
         (lambda d: d["llmOps"]["budgets"].update(tickets={"FEAT 1": 3}), "llmOps.budgets.tickets: key ticket_id 'FEAT 1' is not allowed"),
+        (lambda d: d["llmOps"]["routing"].update(tagRoutes={"default": {"cheap": "openai/gpt-4o-mini"}}), "llmOps.routing.tagRoutes: tag 'default' is not allowed"),
+        (lambda d: d["llmOps"]["routing"].update(tagRoutes={"offline": {"cheap": "openai/gpt-9"}}), "llmOps.routing.tagRoutes: offline.cheap: 'openai/gpt-9' has no price"),
+        (lambda d: d["llmOps"]["routing"].update(tagRoutes={"offline": {"fast": "openai/gpt-4o-mini"}}), "llmOps.routing.tagRoutes.offline.fast"),
         (lambda d: d["llmOps"]["budgets"].update(period="1m"), "llmOps.budgets.period: '1m' means 1 minute(s) to LiteLLM; for months write 1mo (or 30d)"),
         (lambda d: d["llmOps"]["gateway"].update(baseURL="localhost:4000"), "llmOps.gateway.baseURL: must be an http(s) URL"),
         (lambda d: d["llmOps"]["cachePolicy"]["responseCache"].update(ttlSeconds=0), "llmOps.cachePolicy.responseCache.ttlSeconds: Input should be greater than 0; fix: use a positive number of seconds"),

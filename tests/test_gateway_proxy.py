@@ -219,6 +219,28 @@ def test_context_window_error_falls_back_per_context_window_fallbacks(gateway, c
     assert wait_for_success(gateway.ledger_path, [call_id])[call_id]["model_group"] == group
 
 
+def test_content_policy_refusal_falls_back_per_content_policy_fallbacks_and_never_to_frontier(gateway, client, upstream) -> None:
+    headers = working_on(gateway, "GW-POLICY")
+    # The provider refuses the content on cheap: content_policy_fallbacks (cheap: [balanced])
+    # sends it to balanced at once, no retry of the same model.
+    upstream.script(Reply.content_policy_violation(), model=HAIKU)
+    before = len(upstream.requests)
+    call_id = ok(chat(client, "cheap", headers))
+    assert upstream_models(upstream, before) == [HAIKU, SONNET]
+    assert wait_for_success(gateway.ledger_path, [call_id])[call_id]["model_group"] == "balanced"
+
+    # Refused on balanced too: the client gets the refusal. The general fallbacks (cheap:
+    # [balanced, frontier]) would have gone on to frontier; with content_policy_fallbacks in
+    # the config, a refused prompt never escalates to the dearest model.
+    upstream.script(Reply.content_policy_violation(), model=HAIKU)
+    upstream.script(Reply.content_policy_violation(), model=SONNET)
+    before = len(upstream.requests)
+    r = chat(client, "cheap", headers)
+    assert upstream_models(upstream, before) == [HAIKU, SONNET]
+    assert r.status_code == 400, r.text
+    assert "content filtering policy" in r.json()["error"]["message"]
+
+
 def test_critical_traffic_stays_on_frontier(gateway, client, upstream) -> None:
     headers = working_on(gateway, "GW-CRITICAL")
     before = len(upstream.requests)

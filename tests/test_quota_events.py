@@ -415,3 +415,52 @@ def test_a_nats_restart_under_load_loses_and_duplicates_no_event(own_nats):
     received = consume(own_nats.url, stream, subject, expect=len(sent), timeout=30)
     ids = [e["eventId"] for e in received]
     assert len(ids) == len(set(ids)) == len(sent) and set(ids) == set(sent)
+
+
+# --------------------------------------------------------------------------------------------
+# The service brief's subject by default
+# --------------------------------------------------------------------------------------------
+
+
+def test_by_default_events_go_out_on_the_briefs_subject_quota_updated(own_nats, monkeypatch, caplog):
+    """No BACKLOG_NATS_SUBJECT / _STREAM: subject `quota.updated`, in a stream LLM_QUOTA made for it.
+
+    Our own nats-server: the defaults would otherwise claim a stream name on the shared one. A
+    stream left over for another subject (llm.quota.updated, the old default) is named in the log
+    with the one setting that fixes it.
+    """
+    import logging
+
+    from backlog_ops.gateway.quota_events import build_event
+    from backlog_ops.gateway.quota_publisher import QuotaEventPublisher
+
+    for name in ("BACKLOG_NATS_SUBJECT", "BACKLOG_NATS_STREAM"):
+        monkeypatch.delenv(name, raising=False)
+    publisher = QuotaEventPublisher(url=own_nats.url)
+    event = build_event(slo("default-subject", tags=["ticket:FEAT-7"]), status="success")
+    try:
+        publisher.enqueue(event)
+        assert publisher.flush(15)
+    finally:
+        publisher.close()
+    assert publisher.subject == "quota.updated"
+    received = consume(own_nats.url, "LLM_QUOTA", "quota.updated", expect=1)
+    assert [(e["eventId"], e["eventType"]) for e in received] == [(event["eventId"], "quota.updated")]
+
+    # A stream of the old subject: not silently fed nothing; the log says which setting fixes it.
+    delete_stream(own_nats.url, "LLM_QUOTA")
+    old = QuotaEventPublisher(url=own_nats.url, subject="llm.quota.updated")
+    try:
+        old.enqueue(build_event(slo("old-subject"), status="success"))
+        assert old.flush(15)
+    finally:
+        old.close()
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="backlog_ops.quota_events"):
+        stale = QuotaEventPublisher(url=own_nats.url)
+        try:
+            stale.enqueue(build_event(slo("new-subject"), status="success"))
+            stale.flush(3)
+        finally:
+            stale.close(timeout=0.5)
+    assert "stream LLM_QUOTA does not take subject quota.updated (it takes llm.quota.updated); set BACKLOG_NATS_SUBJECT" in caplog.text

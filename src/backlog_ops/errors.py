@@ -7,6 +7,7 @@ __all__ = [
     "DemoError",
     "HomeError",
     "InvalidContext",
+    "FallbackAPIError",
     "KeyAPIError",
     "LedgerError",
     "MissingExtra",
@@ -50,6 +51,10 @@ class DemoError(BacklogOpsError):
 
 class KeyAPIError(BacklogOpsError):
     """The proxy's key API refused a request, or could not be reached."""
+
+
+class FallbackAPIError(BacklogOpsError):
+    """The proxy's fallback management API refused a request, or could not be reached."""
 
 
 class ProxyStartError(BacklogOpsError):

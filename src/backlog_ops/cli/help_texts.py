@@ -181,6 +181,37 @@ examples:
   backlog-ops keys list
   backlog-ops keys revoke backlog-dev""",
     ),
+    "backlog-ops fallbacks": (
+        "Show the running proxy's fallbacks; change them while it runs (LiteLLM keeps changes in its database).",
+        """\
+The master key is $LITELLM_MASTER_KEY, else the proxy's $BACKLOG_HOME/master-key; it is never printed.
+
+examples:
+  backlog-ops fallbacks show
+  backlog-ops fallbacks set cheap balanced frontier
+  backlog-ops fallbacks remove cheap --type content_policy""",
+    ),
+    "backlog-ops fallbacks show": (
+        "Each model's fallbacks (general, context-window, content-policy), as the running router has them.",
+        """\
+examples:
+  backlog-ops fallbacks show
+  backlog-ops fallbacks show cheap --type content_policy --json""",
+    ),
+    "backlog-ops fallbacks set": (
+        "Make a model fall back to others, in order, without a restart (needs the proxy's database).",
+        """\
+examples:
+  backlog-ops fallbacks set cheap balanced frontier
+  backlog-ops fallbacks set cheap balanced --type content_policy""",
+    ),
+    "backlog-ops fallbacks remove": (
+        "Remove a model's fallbacks of one type, without a restart (needs the proxy's database).",
+        """\
+examples:
+  backlog-ops fallbacks remove cheap
+  backlog-ops fallbacks remove balanced --type context_window""",
+    ),
     "backlog-ops keys setup": (
         "Create the keys a virtual_keys.yaml describes that do not exist yet; print NAME=sk-… lines for .env.",
         """\

@@ -23,7 +23,7 @@ from backlog_ops.gateway.key_api import KeyAPI, base_url
 from backlog_ops.gateway.keys_file import KeySpec, load_keys_file
 from backlog_ops.gateway.master_key import resolve_master_key
 
-__all__ = ["run_keys"]
+__all__ = ["proxy_down", "run_keys"]
 
 
 def run_keys(args) -> int:
@@ -34,13 +34,13 @@ def run_keys(args) -> int:
     try:
         return _run(action, url, specs, args)
     except KeyAPIError as exc:
-        down = _proxy_down(url)
+        down = proxy_down(url)
         if down:
             raise KeyAPIError(down) from None
         raise exc from None
 
 
-def _proxy_down(url: str) -> str | None:
+def proxy_down(url: str) -> str | None:
     """The one-line message for a proxy that does not answer at all (None when it does)."""
     from backlog_ops.gateway.status import probe
 

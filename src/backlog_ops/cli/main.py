@@ -196,6 +196,28 @@ def _parser(argparse):
     p.add_argument("--url", type=_url, default=None, help=_URL_HELP)
     p.set_defaults(run=_keys, action="revoke")
 
+    fallbacks = sub.add_parser("fallbacks", help="show or change the running proxy's fallbacks (changes need its database)")
+    fallbacks.set_defaults(help_parser=fallbacks)
+    fb_sub = fallbacks.add_subparsers(metavar="ACTION")
+    fb_types = ("general", "context_window", "content_policy")
+    p = fb_sub.add_parser("show", help="each model's fallbacks, as the running router has them")
+    p.add_argument("models", nargs="*", metavar="MODEL", help="model names (default: cheap balanced frontier)")
+    p.add_argument("--type", choices=(*fb_types, "all"), default="all", help="which fallbacks")
+    p.add_argument("--url", type=_url, default=None, help=_URL_HELP)
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(run=_fallbacks, action="show")
+    p = fb_sub.add_parser("set", help="make MODEL fall back to TARGET... (needs the proxy's database)")
+    p.add_argument("model", metavar="MODEL", help="the model name that fails, e.g. cheap")
+    p.add_argument("targets", nargs="+", metavar="TARGET", help="model names to try next, in order")
+    p.add_argument("--type", choices=fb_types, default="general", help="on which errors")
+    p.add_argument("--url", type=_url, default=None, help=_URL_HELP)
+    p.set_defaults(run=_fallbacks, action="set")
+    p = fb_sub.add_parser("remove", help="remove MODEL's fallbacks (needs the proxy's database)")
+    p.add_argument("model", metavar="MODEL", help="the model name, e.g. cheap")
+    p.add_argument("--type", choices=fb_types, default="general", help="which fallbacks")
+    p.add_argument("--url", type=_url, default=None, help=_URL_HELP)
+    p.set_defaults(run=_fallbacks, action="remove")
+
     p = sub.add_parser("demo", help="run a scripted two-ticket scenario through a local proxy and print spend")
     p.add_argument("--port", type=int, default=0, help="proxy port (default: a free one)")
     p.add_argument("--keep-home", action="store_true", help="keep the demo's temporary BACKLOG_HOME")
@@ -312,6 +334,12 @@ def _keys(args) -> int:
     from backlog_ops.cli.keys_cmd import run_keys
 
     return run_keys(args)
+
+
+def _fallbacks(args) -> int:
+    from backlog_ops.cli.fallbacks_cmd import run_fallbacks
+
+    return run_fallbacks(args)
 
 
 # -- proxy and demo --------------------------------------------------------------------------

@@ -16,7 +16,7 @@ import httpx
 
 from backlog_ops.errors import KeyAPIError
 
-__all__ = ["DEFAULT_URL", "KeyAPI", "base_url"]
+__all__ = ["DEFAULT_URL", "AdminClient", "KeyAPI", "base_url"]
 
 DEFAULT_URL = "http://127.0.0.1:4000"
 REQUEST_TIMEOUT = 15.0
@@ -29,8 +29,13 @@ def base_url(url: str | None) -> str:
     return (url or os.environ.get("LITELLM_BASE_URL") or DEFAULT_URL).rstrip("/")
 
 
-class KeyAPI:
-    """A small client of LiteLLM's key management API. Every message it raises is scrubbed."""
+class AdminClient:
+    """An HTTP client of the proxy's admin API with the master key; every message it raises is scrubbed.
+
+    `error` is the exception class raised for a refused or failed request.
+    """
+
+    error: type[Exception] = KeyAPIError
 
     def __init__(self, url: str, master_key: str, *, timeout: float = REQUEST_TIMEOUT, transport: Any = None) -> None:
         self.url = url.rstrip("/")
@@ -46,7 +51,7 @@ class KeyAPI:
     def close(self) -> None:
         self._client.close()
 
-    def __enter__(self) -> "KeyAPI":
+    def __enter__(self):
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -54,6 +59,27 @@ class KeyAPI:
 
     def scrub(self, text: str) -> str:
         return text.replace(self._secret, "[master key]") if self._secret else text
+
+    def request(self, method: str, path: str, **kwargs) -> tuple[int, Any, str]:
+        """(status, JSON body or None, error text, scrubbed); a proxy that cannot be reached raises `error`."""
+        try:
+            response = self._client.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise self.error(f"{method} {self.url}{path} failed: {type(exc).__name__}: {self.scrub(str(exc))}") from None
+        text = self.scrub(_error_text(response)) if response.status_code >= 400 else ""
+        return response.status_code, _json(response), text
+
+    def _call(self, method: str, path: str, **kwargs) -> Any:
+        status, body, text = self.request(method, path, **kwargs)
+        if status >= 400:
+            raise self.error(f"{method} {path} answered {status}: {text}")
+        if body is None:
+            raise self.error(f"{method} {path} answered {status} with no JSON")
+        return body
+
+
+class KeyAPI(AdminClient):
+    """A small client of LiteLLM's key management API. Every message it raises is scrubbed."""
 
     # -- endpoints ----------------------------------------------------------------------------
 
@@ -114,18 +140,6 @@ class KeyAPI:
             if page >= total_pages or not result["keys"]:
                 return keys
         raise KeyAPIError(f"/key/list has more than {LIST_MAX_PAGES * LIST_PAGE_SIZE} keys; stopped reading")
-
-    def _call(self, method: str, path: str, **kwargs) -> Any:
-        try:
-            response = self._client.request(method, path, **kwargs)
-        except httpx.HTTPError as exc:
-            raise KeyAPIError(f"{method} {self.url}{path} failed: {type(exc).__name__}: {self.scrub(str(exc))}") from None
-        if response.status_code >= 400:
-            raise KeyAPIError(f"{method} {path} answered {response.status_code}: {self.scrub(_error_text(response))}")
-        body = _json(response)
-        if body is None:
-            raise KeyAPIError(f"{method} {path} answered {response.status_code} with no JSON")
-        return body
 
 
 def _json(response) -> Any:

@@ -21,6 +21,7 @@ from backlog_ops.common.shape import not_an_object
 from backlog_ops.common.times import duration_problem
 from backlog_ops.errors import ConfigError
 from backlog_ops.gateway.keys_file import load_keys_file
+from backlog_ops.policy.gateway_budget import parse_gateway_budgets
 from backlog_ops.policy.limits import parse_policy_section, parse_routing_section
 from backlog_ops.project.schema import check_backlog_config
 
@@ -191,6 +192,7 @@ def check_proxy_config(path: Path) -> list[str]:
         try:
             parse_policy_section(section)
             parse_routing_section(section)
+            parse_gateway_budgets(section)
         except ConfigError as exc:
             problems.append(f"{path}: {POLICY_SECTION}: {exc}")
     return problems

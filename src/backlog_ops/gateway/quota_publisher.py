@@ -12,7 +12,8 @@ stream's duplicate window.
 
 Environment:
     BACKLOG_NATS_URL          nats://127.0.0.1:4222
-    BACKLOG_NATS_SUBJECT      llm.quota.updated
+    BACKLOG_NATS_SUBJECT      quota.updated (the service brief's subject; set llm.quota.updated to keep
+                              the subject releases before this one used)
     BACKLOG_NATS_STREAM       LLM_QUOTA (created on first connect if absent; "" = never create)
     BACKLOG_NATS_BUFFER       10000 events held while NATS is unreachable; past it the oldest go
     BACKLOG_NATS_DUP_WINDOW   120 seconds (the stream's duplicate window, when this creates it)
@@ -39,9 +40,12 @@ from backlog_ops.common.spool import load_spool, spool_lines
 from backlog_ops.common.warnings import Warnings
 from backlog_ops.errors import ConfigError
 
-__all__ = ["QuotaEventPublisher"]
+__all__ = ["DEFAULT_SUBJECT", "QuotaEventPublisher"]
 
 log = logging.getLogger("backlog_ops.quota_events")
+
+# The subject the service brief names (litellm-proxy-service-brief.md: "emit quota.updated events").
+DEFAULT_SUBJECT = "quota.updated"
 
 
 def _positive_setting(name: str, default: int) -> int:
@@ -87,7 +91,7 @@ class QuotaEventPublisher:
     def _configure(self) -> None:
         s = self._settings
         self.url = s["url"] or env_str("BACKLOG_NATS_URL", "nats://127.0.0.1:4222")
-        self.subject = s["subject"] or env_str("BACKLOG_NATS_SUBJECT", "llm.quota.updated")
+        self.subject = s["subject"] or env_str("BACKLOG_NATS_SUBJECT", DEFAULT_SUBJECT)
         # Read directly: set but empty means "never create a stream", which env_str treats as unset.
         stream = s["stream"] if s["stream"] is not None else os.environ.get("BACKLOG_NATS_STREAM", "LLM_QUOTA")
         self.stream = stream or None
@@ -293,10 +297,18 @@ class QuotaEventPublisher:
         if not self.stream:
             return
         try:
-            await js.stream_info(self.stream)
-            return
+            info = await js.stream_info(self.stream)
         except Exception:  # noqa: BLE001 - not found (or no JetStream): try to create it
-            pass
+            info = None
+        if info is not None:
+            subjects = list(getattr(info.config, "subjects", None) or [])
+            if subjects and not any(_subject_matches(s, self.subject) for s in subjects):
+                # e.g. a stream made for the old default subject llm.quota.updated: every publish
+                # would fail with "no responders", so say which setting fixes it.
+                self._warn("stream", f"stream {self.stream} does not take subject {self.subject} (it takes "
+                                     f"{', '.join(subjects)}); set BACKLOG_NATS_SUBJECT to one of those, or add "
+                                     f"{self.subject} to the stream's subjects")
+            return
         try:
             await js.add_stream(name=self.stream, subjects=[self.subject], duplicate_window=self.duplicate_window)
         except Exception as exc:  # noqa: BLE001 - e.g. another stream already takes the subject
@@ -320,6 +332,17 @@ async def _close(nc) -> None:
         await asyncio.wait_for(nc.close(), timeout=2.0)
     except Exception:  # noqa: BLE001
         pass
+
+
+def _subject_matches(pattern: str, subject: str) -> bool:
+    """NATS subject matching: `*` is one token, a final `>` one or more."""
+    want, have = pattern.split("."), subject.split(".")
+    for i, token in enumerate(want):
+        if token == ">":
+            return len(have) > i
+        if i >= len(have) or (token != "*" and token != have[i]):
+            return False
+    return len(want) == len(have)
 
 
 def _safe_url(url: str) -> str:

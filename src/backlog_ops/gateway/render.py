@@ -26,6 +26,7 @@ from backlog_ops.project.schema import (
     BacklogConfig,
     Budgets,
     CachePolicy,
+    gateway_budgets_entry,
     policy_section,
 )
 
@@ -65,9 +66,11 @@ def render_proxy_config(config: BacklogConfig, *, source: Path | None = None, te
     ops = config.llmOps
     routing, budgets, cache = ops.routing, ops.budgets, ops.cachePolicy
     alias_models = {"cheap": routing.cheap, "balanced": routing.balanced, "frontier": routing.frontier}
+    routes = routing.tagRoutes  # {tag: {alias: model}}
     providers = ops.gateway.providers
     if providers is None:
-        providers = sorted({PROVIDER_FILES[m.split("/", 1)[0]] for m in alias_models.values()})
+        used = [*alias_models.values(), *(m for models in routes.values() for m in models.values())]
+        providers = sorted({PROVIDER_FILES[m.split("/", 1)[0]] for m in used})
     catalog = _provider_catalog(providers)
 
     def deployment(alias: str, model: str, tags: list[str], budget: float | None) -> dict:
@@ -87,19 +90,27 @@ def render_proxy_config(config: BacklogConfig, *, source: Path | None = None, te
     critical = list(routing.criticalTags)
     tiers = {"cheap": ["default", "interactive", "offline"], "balanced": ["default", "interactive", "offline"],
              "frontier": ["default", *critical]}
-    models: list[dict] = [
-        deployment(alias, alias_models[alias], tiers[alias], budgets.perAliasUSD.get(alias)) for alias in ALIASES
-    ]
+    models: list[dict] = []
+    for alias in ALIASES:
+        # Tag routing: a tag with its own model for this alias leaves the main deployment, so
+        # requests carrying it are served only by that model; every other request keeps the main one.
+        routed = [tag for tag, chosen in routes.items() if alias in chosen]
+        budget = budgets.perAliasUSD.get(alias)
+        models.append(deployment(alias, alias_models[alias], [t for t in tiers[alias] if t not in routed], budget))
+        models.extend(deployment(alias, routes[tag][alias], [tag], budget) for tag in routed)
     for name in providers:
         models.extend(copy.deepcopy(catalog[name]))
 
     out: dict[str, Any] = {"model_list": models}
     out["router_settings"] = _router_settings(base, budgets)
-    out["litellm_settings"] = _litellm_settings(base, budgets, cache)
+    out["litellm_settings"] = _litellm_settings(base, cache)
     out["general_settings"] = copy.deepcopy(base.get("general_settings") or {})
     out[POLICY_SECTION] = {
         "routing": {"frontier_alias": "frontier", "critical_tags": critical},
         "policy": {"projects": {config.project.name: policy_section(config, source)}},
+        # The gateway-wide budgets: the overall one is enforced from the ledger by the policy
+        # callback, and all three are named in its refusals.
+        "gateway_budgets": gateway_budgets_entry(config, source),
     }
     return out
 
@@ -116,15 +127,15 @@ def _router_settings(base: dict, budgets: Budgets) -> dict:
     return router
 
 
-def _litellm_settings(base: dict, budgets: Budgets, cache: CachePolicy) -> dict:
-    """The template's litellm_settings with the project's overall budget and response cache."""
+def _litellm_settings(base: dict, cache: CachePolicy) -> dict:
+    """The template's litellm_settings with the project's response cache.
+
+    No max_budget: LiteLLM enforces it only with its own database (without one it logs that it
+    will not); the overall budget is in the backlog_ops section, enforced from the ledger.
+    """
     settings = copy.deepcopy(base.get("litellm_settings") or {})
-    if budgets.monthlyUSD is not None:
-        settings["max_budget"] = budgets.monthlyUSD
-        settings["budget_duration"] = budgets.period
-    else:
-        settings.pop("max_budget", None)
-        settings.pop("budget_duration", None)
+    settings.pop("max_budget", None)
+    settings.pop("budget_duration", None)
     rc, sc = cache.responseCache, cache.semanticCache
     params = copy.deepcopy(settings.get("cache_params") or {})
     if sc.enabled:

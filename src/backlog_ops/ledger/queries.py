@@ -121,6 +121,22 @@ class LedgerQueries:
                 present.update(r[0] for r in query(f"SELECT call_id FROM calls WHERE call_id IN ({marks})", tuple(chunk)))
         return {"cost_usd": float(cost or 0.0), "escalations": int(escalations or 0), "present": sorted(present)}
 
+    def gateway_spend(self, since: str, call_ids: Iterable[str] = ()) -> dict:
+        """What the gateway-wide budget counts, in one read snapshot.
+
+        cost_usd: every call through the proxy (source 'proxy', all projects) started at or after
+        `since`. present: which of `call_ids` the ledger already holds.
+        """
+        ids = list(dict.fromkeys(call_ids))
+        with self._snapshot() as query:
+            cost = query("SELECT SUM(cost_usd) FROM calls WHERE source = 'proxy' AND started_at >= ?", (since,))[0][0]
+            present: set[str] = set()
+            for start in range(0, len(ids), 500):
+                chunk = ids[start:start + 500]
+                marks = ", ".join("?" for _ in chunk)
+                present.update(r[0] for r in query(f"SELECT call_id FROM calls WHERE call_id IN ({marks})", tuple(chunk)))
+        return {"cost_usd": float(cost or 0.0), "present": sorted(present)}
+
     def existing(self, call_ids: Iterable[str]) -> set[str]:
         """Which of `call_ids` the ledger holds a row for."""
         ids = list(dict.fromkeys(call_ids))

@@ -28,20 +28,20 @@ from backlog_ops.errors import LedgerError
 from backlog_ops.policy.limits import LEDGER_UNAVAILABLE_KEY, TicketPolicy
 from backlog_ops.policy.messages import budget_message, escalation_message, ledger_unavailable_message
 
-__all__ = ["PolicyEngine", "Refusal", "ledger_usage_reader"]
+__all__ = ["PolicyEngine", "Refusal", "ledger_query_reader", "ledger_usage_reader"]
 
 log = logging.getLogger("backlog_ops.policy")
 
 _TYPES = {"budget": "ticket_budget_exceeded", "escalations": "ticket_escalations_exceeded",
-          "ledger_unavailable": "ticket_limit_unverifiable"}
+          "ledger_unavailable": "ticket_limit_unverifiable", "gateway_budget": "gateway_budget_exceeded"}
 
 
 @dataclass(frozen=True)
 class Refusal:
     """A deliberate stop: what the client is told, and the facts behind it."""
 
-    kind: str  # "budget" | "escalations" | "ledger_unavailable"
-    ticket: str
+    kind: str  # "budget" | "escalations" | "ledger_unavailable" | "gateway_budget"
+    ticket: str | None  # None: a gateway-wide budget, not a ticket's
     project: str | None
     message: str
     used: float
@@ -227,9 +227,9 @@ class PolicyEngine:
                 del self._usage[key]
 
 
-def ledger_usage_reader(open_ledger: Callable[[], Any] | None = None, *, max_backoff: float = 5.0,
-                        clock: Callable[[], float] = time.monotonic):
-    """A usage reader over the spend ledger, with one connection kept open.
+def ledger_query_reader(query: Callable[..., Any], open_ledger: Callable[[], Any] | None = None, *,
+                        max_backoff: float = 5.0, clock: Callable[[], float] = time.monotonic):
+    """`read(*args)` = `query(ledger, *args)` over the spend ledger, with one connection kept open.
 
     A read that fails drops the connection and tries a new one at once (a restarted database
     is back); if that fails too, the reader raises LedgerError without touching the network
@@ -247,7 +247,7 @@ def ledger_usage_reader(open_ledger: Callable[[], Any] | None = None, *, max_bac
 
         if not state.get("recovered"):
             # Once per process: let the writer load what a killed proxy journaled before the
-            # first check counts the ticket's spend (milliseconds; at most 2 s).
+            # first check counts the spend (milliseconds; at most 2 s).
             state["recovered"] = True
             proxy_writer().wait_loaded(2.0)
         return open_configured(connect_timeout=2)  # on the request path: never a long wait
@@ -260,27 +260,24 @@ def ledger_usage_reader(open_ledger: Callable[[], Any] | None = None, *, max_bac
             except Exception:  # noqa: BLE001 - a dead connection may fail to close
                 pass
 
-    def attempt(ticket, project, policy, call_ids):
+    def attempt(args):
         if state["ledger"] is None:
             state["ledger"] = opener()
-        return state["ledger"].ticket_usage(
-            ticket, project=project, frontier_alias=policy.frontier_alias,
-            frontier_models=policy.frontier_models, call_ids=call_ids,
-        )
+        return query(state["ledger"], *args)
 
-    def read(ticket: str, project: str | None, policy: TicketPolicy, call_ids: list[str]) -> tuple[float, int, set[str]]:
+    def read(*args: Any) -> Any:
         with lock:
             if state["ledger"] is None and clock() < state["retry_at"]:
                 raise LedgerError(f"{state['error']} (next try in {state['retry_at'] - clock():.1f} s)")
             try:
                 try:
-                    usage = attempt(ticket, project, policy, call_ids)
+                    result = attempt(args)
                 except Exception:  # noqa: BLE001 - a connection that died: one new one at once
                     had = state["ledger"] is not None
                     drop()
                     if not had:
                         raise
-                    usage = attempt(ticket, project, policy, call_ids)
+                    result = attempt(args)
             except Exception as exc:  # noqa: BLE001
                 drop()
                 state["error"] = str(exc) or type(exc).__name__
@@ -288,6 +285,25 @@ def ledger_usage_reader(open_ledger: Callable[[], Any] | None = None, *, max_bac
                 state["backoff"] = min(state["backoff"] * 2, max_backoff)
                 raise LedgerError(state["error"]) from exc
             state["backoff"] = 0.5
+        return result
+
+    return read
+
+
+def ledger_usage_reader(open_ledger: Callable[[], Any] | None = None, *, max_backoff: float = 5.0,
+                        clock: Callable[[], float] = time.monotonic):
+    """A PolicyEngine usage reader over the spend ledger (see ledger_query_reader for outages)."""
+
+    def ticket_usage(ledger, ticket, project, policy, call_ids):
+        return ledger.ticket_usage(
+            ticket, project=project, frontier_alias=policy.frontier_alias,
+            frontier_models=policy.frontier_models, call_ids=call_ids,
+        )
+
+    query = ledger_query_reader(ticket_usage, open_ledger, max_backoff=max_backoff, clock=clock)
+
+    def read(ticket: str, project: str | None, policy: TicketPolicy, call_ids: list[str]) -> tuple[float, int, set[str]]:
+        usage = query(ticket, project, policy, call_ids)
         return usage["cost_usd"], usage["escalations"], set(usage["present"])
 
     return read

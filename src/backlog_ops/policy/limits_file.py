@@ -55,6 +55,7 @@ class PolicyFile:
         self._routing: tuple[str, tuple[str, ...]] = ("frontier", ())
         self._runaway: dict = {}  # {project: policy.runaway.RunawaySettings}
         self._runaway_default = None
+        self._gateway = None  # policy.gateway_budget.GatewayBudgets, or None
         self._signature: tuple | None = None
         self._checked_at = float("-inf")
         self._lock = threading.Lock()
@@ -88,6 +89,11 @@ class PolicyFile:
                 self._runaway_default = default_settings()
             found = self._runaway_default
         return found
+
+    def gateway_budgets(self):
+        """The gateway-wide budgets (policy.gateway_budget.GatewayBudgets), or None when the file sets none."""
+        self._refresh()
+        return self._gateway
 
     def expire(self) -> None:
         """Look at the file again on the next read, however recently it was looked at."""
@@ -125,6 +131,7 @@ class PolicyFile:
             self._routing = parse_routing_section(section)
             self._signature = signature
             self._load_runaway(path, section)
+            self._load_gateway(path, section)
             if self._policies:
                 log.info("backlog-ops: ticket policy for %s from %s", ", ".join(sorted(self._policies)), path)
         except Exception as exc:  # noqa: BLE001 - keep the last good limits
@@ -138,3 +145,12 @@ class PolicyFile:
             self._runaway = parse_runaway_section(section)
         except Exception as exc:  # noqa: BLE001 - keep the last good settings
             self._warn(f"ignoring the runaway alert settings in {path}: {type(exc).__name__}: {exc}")
+
+    def _load_gateway(self, path: str, section: object) -> None:
+        # Apart from the limits too: a bad gateway entry must not hold back a ticket's budget.
+        from backlog_ops.policy.gateway_budget import parse_gateway_budgets
+
+        try:
+            self._gateway = parse_gateway_budgets(section)
+        except Exception as exc:  # noqa: BLE001 - keep the last good settings
+            self._warn(f"ignoring the gateway budgets in {path}: {type(exc).__name__}: {exc}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from backlog_ops.policy.limits import (
     BUDGET_KEY,
     ESCALATION_KEY,
@@ -11,7 +13,15 @@ from backlog_ops.policy.limits import (
 )
 from backlog_ops.project.file import CONFIG_FILE
 
-__all__ = ["budget_message", "escalation_message", "ledger_unavailable_message", "money"]
+__all__ = [
+    "alias_budget_message",
+    "budget_message",
+    "escalation_message",
+    "ledger_unavailable_message",
+    "monthly_budget_message",
+    "money",
+    "provider_budget_message",
+]
 
 
 def money(value: float) -> str:
@@ -20,10 +30,16 @@ def money(value: float) -> str:
 
 
 def _where(policy: TicketPolicy, config_hint: str | None) -> str:
-    source = policy.source or CONFIG_FILE
+    return _render_hint(policy.source, config_hint, restart=False)
+
+
+def _render_hint(source: str | None, config_hint: str | None, *, restart: bool) -> str:
+    source = source or CONFIG_FILE
     then = "then run `backlog-ops config render"
     then += f" --input {source} --output {config_hint}`" if config_hint else f" --input {source}` to the proxy's config"
-    return f"in {source}, {then} (the running proxy picks the new limit up within seconds)"
+    after = "and restart the proxy (LiteLLM reads its router budgets at start)" if restart else \
+        "(the running proxy picks the new limit up within seconds)"
+    return f"in {source}, {then} {after}"
 
 
 def _of_project(policy: TicketPolicy) -> str:
@@ -64,4 +80,32 @@ def ledger_unavailable_message(ticket: str, policy: TicketPolicy, config_hint: s
         f"right now, so this call cannot be checked against it and was refused ({LEDGER_UNAVAILABLE_KEY} is \"deny\"). "
         f"Try again in a moment; the proxy's log says why the ledger is unavailable. To let calls go on while it is "
         f"down, set {LEDGER_UNAVAILABLE_KEY} to \"allow\" {_where(policy, config_hint)}."
+    )
+
+
+def monthly_budget_message(spent: float, limit: float, budgets: Any, config_hint: str | None) -> str:
+    """The gateway's overall budget is spent: every call through this proxy is refused until the period rolls on."""
+    return (
+        f"backlog-ops: the gateway has reached its overall budget: spent {money(spent)} of {money(limit)} in the "
+        f"last {budgets.period} (all projects). This call was refused. To raise the limit, set "
+        f"llmOps.budgets.monthlyUSD (or llmOps.budgets.period) {_render_hint(budgets.source, config_hint, restart=False)}."
+    )
+
+
+def alias_budget_message(alias: str, model: str, limit: float | None, budgets: Any, config_hint: str | None) -> str:
+    """An alias (and its fallbacks) over their budgets: LiteLLM's router found no deployment within budget."""
+    of = f" of {money(limit)}" if limit is not None else ""
+    return (
+        f"backlog-ops: the {alias} model ({model}) has used its budget{of} for the period ({budgets.period}), and "
+        f"its fallbacks have none left either. This call was refused. To raise the limit, set "
+        f"llmOps.budgets.perAliasUSD.{alias} {_render_hint(budgets.source, config_hint, restart=True)}."
+    )
+
+
+def provider_budget_message(provider: str, spent: float, limit: float, budgets: Any, config_hint: str | None) -> str:
+    """A provider over its budget: LiteLLM's router skips its deployments, and no other was left."""
+    return (
+        f"backlog-ops: provider {provider} has reached its budget: spent {money(spent)} of {money(limit)} in this "
+        f"period ({budgets.period}); no other deployment could serve the call. This call was refused. To raise the "
+        f"limit, set llmOps.budgets.perProviderUSD.{provider} {_render_hint(budgets.source, config_hint, restart=True)}."
     )

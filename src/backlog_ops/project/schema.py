@@ -35,6 +35,7 @@ __all__ = [
     "BacklogConfig",
     "RunawayAlerts",
     "check_backlog_config",
+    "gateway_budgets_entry",
     "load_backlog_config",
     "model_problem",
     "policy_section",
@@ -121,6 +122,10 @@ class Routing(_Strict):
     # so they count too); null: no limit.
     maxEscalationsPerTicket: int | None = Field(3, ge=0)
     criticalTags: list[str] = Field(default_factory=lambda: ["critical"])
+    # LiteLLM tag routing: {"offline": {"cheap": "openai/gpt-4o-mini"}} serves `cheap` requests
+    # tagged "offline" by that model (its own deployment of the alias, tagged "offline" only);
+    # the alias's main model serves every other request.
+    tagRoutes: dict[str, dict[Literal["cheap", "balanced", "frontier"], str]] = Field(default_factory=dict)
 
     @field_validator("cheap", "balanced", "frontier")
     @classmethod
@@ -131,9 +136,23 @@ class Routing(_Strict):
     @classmethod
     def _tags(cls, value: list[str]) -> list[str]:
         for tag in value:
-            if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", tag) or tag == "default":
-                raise ValueError(f"tag {tag!r} is not allowed: a short slug other than 'default', e.g. critical")
+            _check_tag(tag)
         return value
+
+    @field_validator("tagRoutes")
+    @classmethod
+    def _routes(cls, value: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+        for tag, models in value.items():
+            _check_tag(tag)
+            for alias, model in models.items():
+                if (problem := model_problem(model)) is not None:
+                    raise ValueError(f"{tag}.{alias}: {problem}")
+        return value
+
+
+def _check_tag(tag: str) -> None:
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", tag) or tag == "default":
+        raise ValueError(f"tag {tag!r} is not allowed: a short slug other than 'default', e.g. critical")
 
 
 class ResponseCache(_Strict):
@@ -166,7 +185,8 @@ class Budgets(_Strict):
     perTicketUSD: float | None = Field(None, gt=0)
     # Per-ticket overrides: {"FEAT-001": 25}.
     tickets: dict[str, float] = Field(default_factory=dict)
-    # Gateway-wide budgets enforced by LiteLLM itself (USD per `period`).
+    # Gateway-wide budgets (USD per `period`): per alias and per provider enforced by LiteLLM's
+    # router; the overall one by the ticket-policy callback from the ledger (policy/gateway_budget.py).
     monthlyUSD: float | None = Field(1200, gt=0)
     perAliasUSD: dict[Literal["cheap", "balanced", "frontier"], float] = Field(
         default_factory=lambda: {"cheap": 300, "balanced": 600, "frontier": 300}
@@ -354,6 +374,20 @@ def policy_section(config: BacklogConfig, source: Path | None) -> dict:
         "on_ledger_unavailable": budgets.onLedgerUnavailable,
     }
     entry["runaway"] = runaway_entry(config.llmOps.alerts.runaway)
+    if source is not None:
+        entry["source"] = str(Path(source).resolve())
+    return entry
+
+
+def gateway_budgets_entry(config: BacklogConfig, source: Path | None) -> dict:
+    """llmOps.budgets' gateway-wide limits as the proxy reads them (`backlog_ops.gateway_budgets`)."""
+    budgets = config.llmOps.budgets
+    entry: dict[str, Any] = {
+        "monthly_usd": budgets.monthlyUSD,
+        "period": budgets.period,
+        "per_alias_usd": dict(budgets.perAliasUSD),
+        "per_provider_usd": dict(budgets.perProviderUSD),
+    }
     if source is not None:
         entry["source"] = str(Path(source).resolve())
     return entry

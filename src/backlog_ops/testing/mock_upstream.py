@@ -15,7 +15,8 @@ true}``; set that when a Claude-style request may land on (or fall back to) an O
 
 By default every reply carries a fixed text and KNOWN usage, so tests can assert exact token
 counts and costs. Every request is recorded, so tests can check what LiteLLM forwarded. Replies can be
-scripted per model (errors, rate limits, context-window overflows) to exercise fallbacks.
+scripted per model (errors, rate limits, context-window overflows, content-policy refusals) to
+exercise fallbacks.
 
 Only the standard library is used, so a test or a standalone run costs no extra install:
 
@@ -51,6 +52,13 @@ OPENAI_CONTEXT_MESSAGE = (
     "in 210000 tokens. Please reduce the length of the messages."
 )
 ANTHROPIC_CONTEXT_MESSAGE = "prompt is too long: 210000 tokens > 200000 maximum"
+# The same for a content-policy refusal: these are the providers' own words, which LiteLLM maps
+# to ContentPolicyViolationError, the error that triggers ``content_policy_fallbacks``.
+OPENAI_CONTENT_POLICY_MESSAGE = (
+    "Invalid prompt: your prompt was flagged as potentially violating our usage policy. "
+    "Please try again with a different prompt."
+)
+ANTHROPIC_CONTENT_POLICY_MESSAGE = "Output blocked by content filtering policy"
 
 
 @dataclass(frozen=True)
@@ -68,7 +76,7 @@ class Reply:
     completion_tokens: int | None = None
     cache_read_tokens: int | None = None
     cache_creation_tokens: int | None = None
-    kind: str = "ok"  # ok | server_error | rate_limit | context_window
+    kind: str = "ok"  # ok | server_error | rate_limit | context_window | content_policy
     message: str = ""
 
     @classmethod
@@ -86,6 +94,11 @@ class Reply:
     @classmethod
     def context_window_exceeded(cls) -> Reply:
         return cls(status=400, kind="context_window")
+
+    @classmethod
+    def content_policy_violation(cls) -> Reply:
+        """The provider refuses the request's content (HTTP 400, the provider's own wording)."""
+        return cls(status=400, kind="content_policy")
 
 
 @dataclass
@@ -297,6 +310,7 @@ class _Handler(BaseHTTPRequestHandler):
             error_type, message = {
                 "rate_limit": ("rate_limit_error", reply.message),
                 "context_window": ("invalid_request_error", ANTHROPIC_CONTEXT_MESSAGE),
+                "content_policy": ("invalid_request_error", ANTHROPIC_CONTENT_POLICY_MESSAGE),
             }.get(reply.kind, ("api_error", reply.message))
             payload = {"type": "error", "error": {"type": error_type, "message": message}}
         else:
@@ -305,6 +319,7 @@ class _Handler(BaseHTTPRequestHandler):
                 "context_window": (
                     "invalid_request_error", "context_length_exceeded", OPENAI_CONTEXT_MESSAGE
                 ),
+                "content_policy": ("invalid_request_error", "invalid_prompt", OPENAI_CONTENT_POLICY_MESSAGE),
             }.get(reply.kind, ("server_error", None, reply.message))
             payload = {
                 "error": {"message": message, "type": error_type, "param": None, "code": code}
