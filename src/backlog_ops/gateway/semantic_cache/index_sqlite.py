@@ -6,6 +6,10 @@ never sees another scope's vectors and its cost is bounded by `max_entries_per_s
 oldest entries of a full bucket are dropped). Expired entries are never served and are deleted
 as new ones are written. One connection, serialized by a lock: LiteLLM calls the cache from its
 event loop, and the backend runs these calls in a worker thread.
+
+Loading an extension needs a Python whose sqlite3 allows it; many (pyenv and macOS builds) do
+not, so the extra brings `sqlean-py`, the same sqlite3 module over its own SQLite with extension
+loading on, and it is used when the standard one cannot load sqlite-vec.
 """
 
 from __future__ import annotations
@@ -44,10 +48,7 @@ class SqliteVecIndex:
         fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)  # 0600 before SQLite writes anything
         os.close(fd)
         self.path = path
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.enable_load_extension(True)
-        sqlite_vec.load(self._db)
-        self._db.enable_load_extension(False)
+        self._db = _connect_with_vec(path, sqlite_vec)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA busy_timeout=2000")
         self._db.executescript(_SCHEMA)
@@ -97,3 +98,16 @@ class SqliteVecIndex:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+def _connect_with_vec(path: str, sqlite_vec):
+    """A connection with sqlite-vec loaded: the standard sqlite3 when it may load extensions, else sqlean's."""
+    driver = sqlite3
+    if not hasattr(sqlite3.Connection, "enable_load_extension"):
+        driver = require("sqlean", "semantic-cache", "The semantic cache's index (this Python's sqlite3 cannot load "
+                                                      "extensions)")
+    db = driver.connect(path, check_same_thread=False, isolation_level=None)
+    db.enable_load_extension(True)
+    sqlite_vec.load(db)
+    db.enable_load_extension(False)
+    return db
