@@ -4,7 +4,8 @@ LiteLLM's caching layer asks it for a response before a call goes out and hands 
 after: a hit goes back to the client as LiteLLM's own cache hit, so the call is logged with
 `cache_hit` and $0 cost, and the ledger row says so through the usual path. An exact response
 cache configured in the proxy (Redis or in-memory) is kept in front: it is asked first and
-written too, so turning the semantic cache on never turns the exact one off.
+written too, so turning the semantic cache on never turns the exact one off; its keys then get
+the same scope (project, key, team), so an identical request is not served across them either.
 
 Nothing here fails a call: an error in embedding or in the index is a miss, counted and warned
 about once per kind. Index calls run in a worker thread, never on the proxy's event loop.
@@ -13,6 +14,7 @@ about once per kind. Index calls run in a worker thread, never on the proxy's ev
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import os
@@ -103,11 +105,16 @@ class SemanticCacheBackend(BaseCache):
         self.counts[f"errors:{what}"] += 1
         self._warn(f"semantic cache {what} skipped: {type(exc).__name__}: {exc}", key=what)
 
+    @staticmethod
+    def _exact_key(key: Any, kwargs: dict) -> str:
+        scope = hashlib.sha256(json.dumps(request_scope(kwargs)).encode()).hexdigest()[:16]
+        return f"{key}:{scope}"
+
     # -- BaseCache ---------------------------------------------------------------------------
 
     async def async_get_cache(self, key, **kwargs):
         if self.exact is not None:
-            value = await self.exact.async_get_cache(key, **kwargs)
+            value = await self.exact.async_get_cache(self._exact_key(key, kwargs), **kwargs)
             if value is not None:
                 return value
         try:
@@ -121,7 +128,7 @@ class SemanticCacheBackend(BaseCache):
 
     async def async_set_cache(self, key, value, **kwargs):
         if self.exact is not None:
-            await self.exact.async_set_cache(key, value, **kwargs)
+            await self.exact.async_set_cache(self._exact_key(key, kwargs), value, **kwargs)
         try:
             lookup, found = self._prepared(kwargs)
             if lookup is not None:
@@ -131,7 +138,7 @@ class SemanticCacheBackend(BaseCache):
 
     def get_cache(self, key, **kwargs):
         if self.exact is not None:
-            value = self.exact.get_cache(key, **kwargs)
+            value = self.exact.get_cache(self._exact_key(key, kwargs), **kwargs)
             if value is not None:
                 return value
         try:
@@ -143,7 +150,7 @@ class SemanticCacheBackend(BaseCache):
 
     def set_cache(self, key, value, **kwargs):
         if self.exact is not None:
-            self.exact.set_cache(key, value, **kwargs)
+            self.exact.set_cache(self._exact_key(key, kwargs), value, **kwargs)
         try:
             lookup, found = self._prepared(kwargs)
             if lookup is not None:

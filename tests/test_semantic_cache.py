@@ -1,0 +1,273 @@
+"""The semantic cache through the real proxy: a paraphrase is answered from the cache, offline.
+
+Two proxies, each started once for the module (the embedding model loads once in each):
+
+- `offline`: `backlog-ops proxy` with no --config, in a project directory whose
+  backlog.config.json turns the semantic cache on (the default SQLite + sqlite-vec index, the
+  bundled static embedding model). Its own mock provider is asked how many requests reached it.
+- `team`: `backlog-ops proxy --config` of a rendered config serving two projects, with the
+  PostgreSQL index a team's proxies share and an exact in-memory response cache in front; a
+  short TTL for one project.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import sqlite3
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from backlog_ops.context.file_store import ContextStore
+from backlog_ops.context.scope import Scope
+from backlog_ops.gateway.process import ProxyProcess
+from backlog_ops.gateway.render import render_proxy_config
+from backlog_ops.project.schema import load_backlog_config, policy_section
+from backlog_ops.testing.mock_upstream import REQUESTS_PATH, MockUpstream
+
+from conftest import require_service
+from proxy_support import wait_for_rows
+
+pytestmark = [pytest.mark.proxy]
+
+PROJECT = "shop-api"
+# Cosine similarities under the bundled model (bench/semantic_cache_eval.py): 0.92 and 0.30.
+ASKED = "Explain what a Python decorator does."
+PARAPHRASE = "Explain what Python decorators do."
+UNRELATED = ("How do I rotate the API signing keys?", "What time zone are the nightly backups scheduled in?")
+
+
+def semantic(**extra) -> dict:
+    return {"enabled": True, "similarityThreshold": 0.8, **extra}
+
+
+def session(store: ContextStore, project: str, ticket: str) -> dict:
+    sid = str(uuid.uuid4())
+    store.set({"ticket_id": ticket, "gate": "implement", "agent_type": "backend", "project": project}, Scope(sid))
+    return {"x-claude-code-session-id": sid}
+
+
+def chat(client: httpx.Client, headers: dict, content: str, **body) -> httpx.Response:
+    r = client.post("/v1/chat/completions", headers=headers,
+                    json={"model": "cheap", "max_tokens": 100, "messages": [{"role": "user", "content": content}], **body})
+    assert r.status_code == 200, r.text
+    return r
+
+
+def wait_until(count, at_least: int, timeout: float = 15.0) -> None:
+    """Responses are stored after they went out: wait (bounded) until the index holds `at_least` entries."""
+    deadline = time.monotonic() + timeout
+    while count() < at_least:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the semantic cache holds {count()} entries after {timeout} s, expected {at_least}")
+        time.sleep(0.05)
+
+
+# -- the offline proxy, from ./backlog.config.json ---------------------------------------------------
+
+
+class Offline:
+    def __init__(self, proxy: ProxyProcess, store: ContextStore) -> None:
+        self.proxy = proxy
+        self.store = store
+        line = next(l for l in proxy.log().splitlines() if "backlog-ops: mock provider at " in l)
+        self.mock_url = line.rsplit(" ", 1)[-1]
+        self.client = httpx.Client(base_url=proxy.base_url, headers={"authorization": f"Bearer {proxy.master_key}"},
+                                   timeout=60)
+
+    def upstream(self) -> int:
+        return httpx.get(self.mock_url + REQUESTS_PATH, timeout=10).json()["count"]
+
+    def entries(self) -> int:
+        path = self.proxy.home / "semantic-cache.db"
+        if not path.exists():
+            return 0
+        with sqlite3.connect(path) as db:
+            try:
+                return db.execute("SELECT count(*) FROM semantic_cache").fetchone()[0]
+            except sqlite3.OperationalError:
+                return 0
+
+    def ask(self, headers: dict, content: str, **body) -> httpx.Response:
+        """One request, waiting until a response that went upstream is stored."""
+        before_up, before_stored = self.upstream(), self.entries()
+        r = chat(self.client, headers, content, **body)
+        if self.upstream() > before_up and not body:
+            wait_until(self.entries, before_stored + 1)
+        return r
+
+
+@pytest.fixture(scope="module")
+def offline(tmp_path_factory):
+    root = tmp_path_factory.mktemp("semantic-offline")
+    project = root / PROJECT
+    project.mkdir()
+    (project / "backlog.config.json").write_text(json.dumps({
+        "project": {"name": PROJECT},
+        "llmOps": {"cachePolicy": {"semanticCache": semantic()}},
+    }))
+    home = root / "home"
+    proxy = ProxyProcess(home, cwd=project)
+    proxy.env.pop("BACKLOG_POLICY_FILE", None)
+    proxy.env.pop("BACKLOG_LEDGER_URL", None)
+    proxy.start()
+    try:
+        yield Offline(proxy, ContextStore(home))
+    finally:
+        proxy.stop()
+
+
+def test_offline_proxy_says_the_semantic_cache_is_on(offline) -> None:
+    assert f"backlog-ops: semantic cache on for {PROJECT}: similarity >= 0.8" in offline.proxy.log()
+
+
+def test_a_paraphrase_is_answered_from_the_cache_and_recorded_as_a_hit_at_zero_cost(offline) -> None:
+    headers = session(offline.store, PROJECT, "SHOP-1")
+    before = offline.upstream()
+    first = offline.ask(headers, ASKED)
+    second = offline.ask(headers, PARAPHRASE)
+    assert offline.upstream() - before == 1, "the paraphrase must not reach the provider"
+    assert second.json()["choices"][0]["message"]["content"] == first.json()["choices"][0]["message"]["content"]
+    first_id, second_id = first.headers["x-litellm-call-id"], second.headers["x-litellm-call-id"]
+    rows = wait_for_rows(offline.proxy.home / "ledger.db", [first_id, second_id])
+    assert rows[first_id]["cache_hit"] == 0 and rows[first_id]["cost_usd"] > 0
+    hit = rows[second_id]
+    assert (hit["cache_hit"], hit["cost_usd"], hit["ticket_id"], hit["project"]) == (1, 0.0, "SHOP-1", PROJECT)
+    assert hit["saved_cost_usd"] == pytest.approx(rows[first_id]["cost_usd"], rel=0.05)
+
+
+def test_an_unrelated_prompt_goes_to_the_provider(offline) -> None:
+    headers = session(offline.store, PROJECT, "SHOP-2")
+    before = offline.upstream()
+    offline.ask(headers, UNRELATED[0])
+    offline.ask(headers, UNRELATED[1])
+    assert offline.upstream() - before == 2
+
+
+def test_requests_with_tools_or_a_high_temperature_are_neither_served_nor_stored(offline) -> None:
+    headers = session(offline.store, PROJECT, "SHOP-3")
+    tool = {"type": "function", "function": {"name": "read_file", "parameters": {"type": "object", "properties": {}}}}
+    stored = offline.entries()
+    before = offline.upstream()
+    for _ in range(2):
+        offline.ask(headers, "Which files define the checkout flow?", tools=[tool])
+    for _ in range(2):
+        offline.ask(headers, "Name three colours for the checkout button.", temperature=1.0)
+    assert offline.upstream() - before == 4, "a repeat with tools or temperature 1.0 must still reach the provider"
+    time.sleep(0.5)  # a store would have happened by now (they take milliseconds)
+    assert offline.entries() == stored
+    # At or below maxTemperature (0.5) the same repeat is cached.
+    offline.ask(headers, "Name three colours for the checkout button.", temperature=0.0)
+    wait_until(offline.entries, stored + 1)
+    offline.ask(headers, "Name three colours for the checkout button.", temperature=0.0)
+    assert offline.upstream() - before == 5
+
+
+def test_claude_codes_messages_endpoint_is_served_from_the_cache_too(offline) -> None:
+    headers = {**session(offline.store, PROJECT, "SHOP-4"), "anthropic-version": "2023-06-01"}
+    before = offline.upstream()
+    ids = []
+    for content in ("List the steps to run the database migrations.",
+                    "What are the steps to run the database migrations?"):
+        stored = offline.entries()
+        r = offline.client.post("/v1/messages", headers=headers, json={
+            "model": "cheap", "max_tokens": 100, "messages": [{"role": "user", "content": content}]})
+        assert r.status_code == 200, r.text
+        ids.append(r.headers["x-litellm-call-id"])
+        if not ids[1:]:
+            wait_until(offline.entries, stored + 1)
+    assert offline.upstream() - before == 1
+    rows = wait_for_rows(offline.proxy.home / "ledger.db", ids)
+    assert [rows[i]["cache_hit"] for i in ids] == [0, 1]
+
+
+# -- a team gateway: two projects, the PostgreSQL index, a TTL ---------------------------------------
+
+
+@pytest.fixture(scope="module")
+def team(tmp_path_factory):
+    require_service("PostgreSQL", "127.0.0.1", 5432)
+    import psycopg
+
+    url = "postgresql://postgres@127.0.0.1:5432/postgres"
+    schema = "semcache_test_" + uuid.uuid4().hex[:10]
+    root = tmp_path_factory.mktemp("semantic-team")
+    configs = {}
+    for name, extra in (("alpha", {}), ("beta", {"ttlSeconds": 3})):
+        path = root / f"{name}.json"
+        path.write_text(json.dumps({
+            "project": {"name": name},
+            "llmOps": {"gateway": {"providers": ["anthropic"]},
+                       "cachePolicy": {"responseCache": {"enabled": True, "type": "local"},
+                                       "semanticCache": semantic(index="postgres", **extra)},
+                       "budgets": {"monthlyUSD": None, "perProviderUSD": {}, "perAliasUSD": {}}},
+        }))
+        configs[name] = load_backlog_config(path)
+    upstream = MockUpstream().__enter__()
+    rendered = render_proxy_config(configs["alpha"], source=root / "alpha.json")
+    rendered["backlog_ops"]["policy"]["projects"]["beta"] = policy_section(configs["beta"], root / "beta.json")
+    for dep in rendered["model_list"]:
+        dep["litellm_params"].update(api_base=upstream.base_url, api_key="mock")
+    config_path = root / "proxy.yaml"
+    config_path.write_text(yaml.safe_dump(rendered, sort_keys=False))
+    home = root / "home"
+    proxy = ProxyProcess(home, config=config_path, env={
+        "LITELLM_MASTER_KEY": "sk-test-" + secrets.token_hex(16),
+        "BACKLOG_SEMANTIC_CACHE_URL": url,
+        "BACKLOG_LEDGER_SCHEMA": schema,
+    })
+    for var in ("DATABASE_URL", "BACKLOG_POLICY_FILE", "BACKLOG_LEDGER_URL", "LITELLM_ENVIRONMENT"):
+        proxy.env.pop(var, None)
+    proxy.start()
+    db = psycopg.connect(url, autocommit=True)
+    proxy.upstream = upstream
+    proxy.store = ContextStore(home)
+    proxy.client = httpx.Client(base_url=proxy.base_url, headers={"authorization": f"Bearer {proxy.master_key}"},
+                                timeout=60)
+
+    def entries() -> int:
+        try:
+            return db.execute(f'SELECT count(*) FROM "{schema}".semantic_cache').fetchone()[0]
+        except psycopg.errors.UndefinedTable:
+            return 0
+
+    proxy.entries = entries
+    try:
+        yield proxy
+    finally:
+        proxy.stop()
+        upstream.__exit__(None, None, None)
+        db.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        db.close()
+
+
+def test_an_identical_prompt_from_another_project_is_not_served(team) -> None:
+    alpha = session(team.store, "alpha", "ALPHA-1")
+    beta = session(team.store, "beta", "BETA-1")
+    content = f"Describe the retry policy of the payment client ({uuid.uuid4().hex[:6]})."
+    before, stored = len(team.upstream.requests), team.entries()
+    chat(team.client, alpha, content)
+    wait_until(team.entries, stored + 1)
+    chat(team.client, alpha, content.replace("Describe", "Explain"))
+    assert len(team.upstream.requests) - before == 1, "alpha's paraphrase is served from the PostgreSQL index"
+    chat(team.client, beta, content)
+    assert len(team.upstream.requests) - before == 2, "beta must not get alpha's entry"
+
+
+def test_an_entry_is_not_served_after_its_ttl(team) -> None:
+    beta = session(team.store, "beta", "BETA-2")
+    content = f"What does the nightly export job write ({uuid.uuid4().hex[:6]})?"
+    paraphrase = content.replace("What does", "What is it that")
+    before, stored = len(team.upstream.requests), team.entries()
+    chat(team.client, beta, content)
+    wait_until(team.entries, stored + 1)
+    chat(team.client, beta, paraphrase)
+    assert len(team.upstream.requests) - before == 1
+    time.sleep(3.5)  # beta's ttlSeconds is 3
+    chat(team.client, beta, paraphrase)
+    assert len(team.upstream.requests) - before == 2, "an expired entry must not be served"
