@@ -155,7 +155,7 @@ class SemanticCache(_Strict):
     enabled: bool = False
     # Cosine similarity of the last user message to a stored one at or above which it is served
     # (bench/semantic_cache_eval.py measures the hit and false-hit rates per threshold).
-    similarityThreshold: float = Field(0.8, gt=0, le=1)
+    similarityThreshold: float = Field(0.9, gt=0, le=1)
     # The embedding model: the static model shipped inside the semantic-cache extra (no download).
     embeddingModel: Literal["static-64d"] = "static-64d"
     ttlSeconds: int = Field(3600, gt=0)

@@ -10,23 +10,30 @@ cache and nothing makes a stored answer wrong for it:
 - the text compared is the last user message only; everything else that shapes the answer
   (model, system prompt, earlier turns, tools, output parameters) must match exactly, as part of
   the bucket key, with the scope: project, virtual key and team. An entry is never served to
-  another project, key or team.
+  another project, key or team;
+- the identifiers the message names (numbers, SHOP-7, parse_duration, --no-verify, JSON, file.py),
+  in order, are part of the bucket key too: embeddings barely tell "HTTP 402" from "HTTP 404",
+  so a question about another identifier is never compared, let alone served
+  (bench/semantic_cache_eval.py measures what this guard costs and saves).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Lookup", "SemanticSettings", "prepare", "request_scope"]
+__all__ = ["Lookup", "SemanticSettings", "identifiers", "prepare", "request_scope"]
 
 # Request parameters that change what a correct answer is: part of the bucket key.
 _SHAPING_PARAMS = ("system", "tools", "tool_choice", "functions", "response_format", "max_tokens",
                    "max_completion_tokens", "stop", "stop_sequences", "temperature", "top_p", "top_k", "n",
                    "seed", "thinking", "reasoning_effort", "output_format")
 _METADATA_KEYS = ("metadata", "litellm_metadata")
+_TOKEN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*|--?[A-Za-z0-9][A-Za-z0-9_\-]*")
+_IDENTIFIER = re.compile(r"\d|_|^-|[a-z][A-Z]|^[A-Z]{2,}$|\.[A-Za-z]")
 
 
 @dataclass(frozen=True)
@@ -34,7 +41,7 @@ class SemanticSettings:
     """One project's semantic cache settings (llmOps.cachePolicy.semanticCache)."""
 
     enabled: bool = False
-    similarity_threshold: float = 0.8
+    similarity_threshold: float = 0.9
     ttl_seconds: int = 3600
     max_temperature: float | None = 0.5
     cache_tool_requests: bool = False
@@ -89,6 +96,16 @@ def request_scope(kwargs: dict) -> tuple[str, str, str]:
     return project, key_id, str(team or "")
 
 
+def identifiers(text: str) -> list[str]:
+    """The identifiers a message names, in order, each once: numbers, keys, flags, acronyms, dotted names."""
+    seen: dict[str, None] = {}
+    for token in _TOKEN.findall(text):
+        token = token.rstrip(".-")
+        if token and _IDENTIFIER.search(token):
+            seen.setdefault(token.lower(), None)
+    return list(seen)
+
+
 def _text_of(content: Any) -> str | None:
     if isinstance(content, str):
         return content
@@ -123,7 +140,7 @@ def prepare(kwargs: dict, settings: SemanticSettings, project: str, key: str, te
     sources = _metadata_sources(kwargs)
     model = _first(sources, "model_group") or kwargs.get("model")
     shaping = {name: kwargs.get(name) for name in _SHAPING_PARAMS if kwargs.get(name) is not None}
-    material = json.dumps([project, key, team, model, messages[:-1], shaping, settings.embedder],
+    material = json.dumps([project, key, team, model, messages[:-1], shaping, settings.embedder, identifiers(text)],
                           sort_keys=True, default=str)
     bucket = hashlib.sha256(material.encode()).hexdigest()
     return Lookup(bucket=bucket, project=project, text=text), ""
