@@ -271,3 +271,53 @@ def test_an_entry_is_not_served_after_its_ttl(team) -> None:
     time.sleep(3.5)  # beta's ttlSeconds is 3
     chat(team.client, beta, paraphrase)
     assert len(team.upstream.requests) - before == 2, "an expired entry must not be served"
+
+
+# -- the backend and its settings, in this process ---------------------------------------------------
+
+
+def request(content: str, *, project: str = PROJECT, key: str = "hashed-key-1", team: str | None = None,
+            **body) -> dict:
+    meta = {"tags": [f"project:{project}", "ticket:T-1"], "user_api_key_hash": key, "user_api_key_team_id": team}
+    return {"model": "cheap", "messages": [{"role": "user", "content": content}], "metadata": meta, **body}
+
+
+def test_entries_are_scoped_by_key_and_team_and_identifiers(tmp_path, monkeypatch) -> None:
+    import asyncio
+
+    from backlog_ops.gateway.semantic_cache.backend import SemanticCacheBackend
+    from backlog_ops.gateway.semantic_cache.policy import SemanticSettings
+
+    monkeypatch.setenv("BACKLOG_HOME", str(tmp_path))
+    on = SemanticSettings(enabled=True, similarity_threshold=0.8)
+    backend = SemanticCacheBackend(lambda project: on if project == PROJECT else None)
+    stored = {"timestamp": time.time(), "response": json.dumps({"id": "r1"})}
+
+    async def run() -> list:
+        await backend.async_set_cache("k", stored, **request("What does HTTP status 402 mean?"))
+        return [
+            await backend.async_get_cache("k2", **request("What does the HTTP 402 status code mean?")),
+            await backend.async_get_cache("k2", **request("What does the HTTP 402 status code mean?", key="other")),
+            await backend.async_get_cache("k2", **request("What does the HTTP 402 status code mean?", team="t2")),
+            await backend.async_get_cache("k2", **request("What does HTTP status 404 mean?")),
+            await backend.async_get_cache("k2", **request("What does HTTP status 402 mean?", project="other")),
+        ]
+
+    found = asyncio.run(run())
+    assert found[0] == stored, "the paraphrase, same scope: served"
+    assert found[1:] == [None, None, None, None], "another key, team, identifier or project: never served"
+    assert backend.counts["hits"] == 1 and backend.counts["skipped:off for this project"] == 1
+    asyncio.run(backend.disconnect())
+
+
+def test_a_bad_semantic_entry_is_one_warning_and_the_budgets_still_load(tmp_path) -> None:
+    from backlog_ops.policy.limits_file import PolicyFile
+
+    warnings: list[str] = []
+    path = tmp_path / "policy.yaml"
+    path.write_text(yaml.safe_dump({"backlog_ops": {"policy": {"projects": {PROJECT: {
+        "ticket_budget_usd": 5, "semantic_cache": {"enabled": True, "similarity_threshold": 3}}}}}}))
+    policy = PolicyFile(str(path), warn=warnings.append)
+    assert policy.policy_for(PROJECT).ticket_budget_usd == 5
+    assert policy.semantic_cache_for(PROJECT) is None
+    assert len(warnings) == 1 and "similarity_threshold: must be a number between 0.0 and 1.0, got 3" in warnings[0]
