@@ -321,3 +321,83 @@ def test_a_bad_semantic_entry_is_one_warning_and_the_budgets_still_load(tmp_path
     assert policy.policy_for(PROJECT).ticket_budget_usd == 5
     assert policy.semantic_cache_for(PROJECT) is None
     assert len(warnings) == 1 and "similarity_threshold: must be a number between 0.0 and 1.0, got 3" in warnings[0]
+
+
+@pytest.fixture(params=["sqlite", "postgres", "redis"])
+def index(request, tmp_path):
+    """Each index kind against its real store: a file, the local PostgreSQL, the local Redis."""
+    kind = request.param
+    if kind == "sqlite":
+        from backlog_ops.gateway.semantic_cache.index_sqlite import SqliteVecIndex
+
+        found = SqliteVecIndex(str(tmp_path / "semantic-cache.db"))
+        yield found
+        found.close()
+    elif kind == "postgres":
+        require_service("PostgreSQL", "127.0.0.1", 5432)
+        import psycopg
+
+        from backlog_ops.gateway.semantic_cache.index_postgres import PostgresIndex
+
+        url, schema = "postgresql://postgres@127.0.0.1:5432/postgres", "semcache_idx_" + uuid.uuid4().hex[:10]
+        found = PostgresIndex(url, schema=schema)
+        yield found
+        found.close()
+        with psycopg.connect(url, autocommit=True) as db:
+            db.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    else:
+        require_service("Redis", "127.0.0.1", 6379)
+        from backlog_ops.gateway.semantic_cache.index_redis import RedisIndex
+
+        prefix = "backlog-test-semantic-" + uuid.uuid4().hex[:10]
+        found = RedisIndex("redis://127.0.0.1:6379/0", prefix=prefix)
+        yield found
+        import redis
+
+        client = redis.Redis(host="127.0.0.1", port=6379)
+        keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
+        if keys:
+            client.delete(*keys)
+        found.close()
+
+
+def unit(*values: float):
+    import numpy as np
+
+    v = np.asarray(values, dtype=np.float32)
+    return v / np.linalg.norm(v)
+
+
+def test_each_index_finds_the_nearest_entry_of_its_bucket_only_until_it_expires(index) -> None:
+    now = time.time()
+    index.store("b1", PROJECT, unit(1, 0, 0, 0), '{"n": 1}', 60, 10, now=now)
+    index.store("b1", PROJECT, unit(0, 1, 0, 0), '{"n": 2}', 2, 10, now=now)
+    index.store("b2", PROJECT, unit(0, 0, 1, 0), '{"n": 3}', 60, 10, now=now)
+    similarity, value = index.lookup("b1", unit(0.1, 1, 0, 0), 0.9, now=now + 1)
+    assert value == '{"n": 2}' and similarity == pytest.approx(0.995, abs=1e-3)
+    assert index.lookup("b1", unit(0, 0, 1, 0), 0.5, now=now + 1) is None, "b2's entry is not in b1"
+    assert index.lookup("b1", unit(0.1, 1, 0, 0), 0.999, now=now + 1) is None, "below the threshold"
+    if index.kind != "redis":  # Redis expires by its own clock, tested below
+        assert index.lookup("b1", unit(0.1, 1, 0, 0), 0.9, now=now + 3) is None, "past its TTL"
+    for n in range(12):  # a bucket keeps at most max_entries: the oldest go
+        index.store("b3", PROJECT, unit(1, n, 0, 0), json.dumps({"n": n}), 60, 10, now=now)
+    assert index.lookup("b3", unit(1, 0, 0, 0), 0.99, now=now) is None
+    assert index.lookup("b3", unit(1, 11, 0, 0), 0.99, now=now)[1] == '{"n": 11}'
+
+
+def test_redis_entries_expire_by_redis_itself() -> None:
+    require_service("Redis", "127.0.0.1", 6379)
+    import redis
+
+    from backlog_ops.gateway.semantic_cache.index_redis import RedisIndex
+
+    prefix = "backlog-test-semantic-" + uuid.uuid4().hex[:10]
+    index = RedisIndex("redis://127.0.0.1:6379/0", prefix=prefix)
+    try:
+        index.store("b1", PROJECT, unit(1, 0, 0, 0), '{"n": 1}', 1, 10)
+        assert index.lookup("b1", unit(1, 0, 0, 0), 0.9) is not None
+        time.sleep(1.6)
+        assert index.lookup("b1", unit(1, 0, 0, 0), 0.9) is None
+        assert not redis.Redis(host="127.0.0.1", port=6379).exists(f"{prefix}:v:b1"), "the idle bucket goes too"
+    finally:
+        index.close()

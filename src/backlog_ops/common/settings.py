@@ -21,7 +21,7 @@ these values and importing pydantic would cost each hook ~50 ms.
 | BACKLOG_DEBUG | 1: the CLI shows the traceback of an unexpected error | one line |
 
 The gateway's own switches (BACKLOG_NATS_*, BACKLOG_METRICS_MAX_*, BACKLOG_COMPRESSION_*,
-BACKLOG_GUARDRAILS_FILE, BACKLOG_OTEL_CONSOLE, BACKLOG_MOCK*) are read by the callback or module
+BACKLOG_GUARDRAILS_FILE, BACKLOG_OTEL_CONSOLE, BACKLOG_MOCK*, BACKLOG_SEMANTIC_CACHE_URL) are read by the callback or module
 that uses them, each documented there, through `env_str` / `env_int` below.
 """
 

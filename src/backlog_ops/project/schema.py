@@ -159,9 +159,9 @@ class SemanticCache(_Strict):
     # The embedding model: the static model shipped inside the semantic-cache extra (no download).
     embeddingModel: Literal["static-64d"] = "static-64d"
     ttlSeconds: int = Field(3600, gt=0)
-    # sqlite: a file under BACKLOG_HOME (sqlite-vec); postgres: shared by a team's proxies
-    # (BACKLOG_SEMANTIC_CACHE_URL, else BACKLOG_LEDGER_URL).
-    index: Literal["sqlite", "postgres"] = "sqlite"
+    # sqlite: a file under BACKLOG_HOME (sqlite-vec); postgres or redis: shared by a team's proxies
+    # (BACKLOG_SEMANTIC_CACHE_URL, else BACKLOG_LEDGER_URL / BACKLOG_CONTEXT_URL).
+    index: Literal["sqlite", "postgres", "redis"] = "sqlite"
     # Requests with an explicit temperature above this are not cached (null: no such rule).
     maxTemperature: float | None = Field(0.5, ge=0)
     # Requests that offer tools are not cached unless this is true.

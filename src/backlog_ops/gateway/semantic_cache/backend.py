@@ -37,10 +37,20 @@ log = logging.getLogger("backlog_ops.semantic_cache")
 
 SQLITE_FILE = "semantic-cache.db"
 URL_ENV = "BACKLOG_SEMANTIC_CACHE_URL"
+PREFIX_ENV = "BACKLOG_SEMANTIC_CACHE_PREFIX"  # Redis key prefix (default backlog:semantic)
 
 
 def open_index(kind: str):
-    """The index of that kind: SQLite under BACKLOG_HOME, or PostgreSQL at $BACKLOG_SEMANTIC_CACHE_URL/$BACKLOG_LEDGER_URL."""
+    """The index of that kind: SQLite under BACKLOG_HOME; PostgreSQL or Redis at $BACKLOG_SEMANTIC_CACHE_URL,
+    else the ledger's PostgreSQL ($BACKLOG_LEDGER_URL) or the contexts' Redis ($BACKLOG_CONTEXT_URL)."""
+    if kind == "redis":
+        from backlog_ops.gateway.semantic_cache.index_redis import PREFIX, RedisIndex
+
+        url = env_str(URL_ENV) or settings().context_url
+        if not url or not url.startswith(("redis://", "rediss://", "unix://")):
+            raise ConfigError(f"semanticCache.index \"redis\" needs {URL_ENV} (or BACKLOG_CONTEXT_URL) set to a "
+                              f"redis:// URL")
+        return RedisIndex(url, prefix=env_str(PREFIX_ENV) or PREFIX)
     if kind == "postgres":
         from backlog_ops.gateway.semantic_cache.index_postgres import PostgresIndex
 

@@ -47,7 +47,7 @@ class SemanticSettings:
     cache_tool_requests: bool = False
     max_entries_per_scope: int = 1000
     embedder: str = "static-64d"
-    index: str = "sqlite"  # or "postgres": BACKLOG_SEMANTIC_CACHE_URL, else BACKLOG_LEDGER_URL
+    index: str = "sqlite"  # or "postgres" / "redis" (backend.open_index says where)
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from backlog_ops.gateway.semantic_cache.policy import SemanticSettings
 
 __all__ = ["INDEXES", "parse_semantic_entry", "parse_semantic_section"]
 
-INDEXES = ("sqlite", "postgres")
+INDEXES = ("sqlite", "postgres", "redis")
 
 
 def _number(entry: dict, key: str, where: str, *, low: float, high: float | None = None, whole: bool = False):
