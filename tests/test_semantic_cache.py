@@ -401,3 +401,19 @@ def test_redis_entries_expire_by_redis_itself() -> None:
         assert not redis.Redis(host="127.0.0.1", port=6379).exists(f"{prefix}:v:b1"), "the idle bucket goes too"
     finally:
         index.close()
+
+
+def test_a_proxy_config_whose_semantic_cache_cannot_work_is_refused_with_one_line_each(tmp_path) -> None:
+    from backlog_ops.gateway.serving import environment_problems
+
+    path = tmp_path / "team.json"
+    path.write_text(json.dumps({"project": {"name": "alpha"}, "llmOps": {
+        "gateway": {"providers": ["anthropic"]},
+        "cachePolicy": {"semanticCache": {"enabled": True, "index": "redis"}}}}))
+    rendered = render_proxy_config(load_backlog_config(path), source=path)
+    env = {"ANTHROPIC_API_KEY": "sk-ant-test"}
+    problems = environment_problems(tmp_path / "litellm.yaml", rendered, env)
+    assert problems == [f"{tmp_path / 'litellm.yaml'}: project alpha: semanticCache.index 'redis' needs "
+                        f"BACKLOG_SEMANTIC_CACHE_URL or BACKLOG_CONTEXT_URL set to its URL"]
+    assert environment_problems(tmp_path / "litellm.yaml", rendered,
+                                {**env, "BACKLOG_CONTEXT_URL": "redis://127.0.0.1:6379/0"}) == []

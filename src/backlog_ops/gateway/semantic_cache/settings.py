@@ -8,13 +8,14 @@ writes `backlog_ops.policy.projects.<project>.semantic_cache` from
 
 from __future__ import annotations
 
-from typing import Any
+import importlib.util
+from typing import Any, Mapping
 
 from backlog_ops.errors import ConfigError
 from backlog_ops.gateway.semantic_cache.embedder import EMBEDDERS
 from backlog_ops.gateway.semantic_cache.policy import SemanticSettings
 
-__all__ = ["INDEXES", "parse_semantic_entry", "parse_semantic_section"]
+__all__ = ["INDEXES", "parse_semantic_entry", "parse_semantic_section", "startup_problems"]
 
 INDEXES = ("sqlite", "postgres", "redis")
 
@@ -75,3 +76,31 @@ def parse_semantic_section(section: Any) -> dict[str, SemanticSettings]:
                                         f"policy.projects.{name}.semantic_cache")
         for name, entry in projects.items()
     }
+
+
+_NEEDS = {"static_model": "semantic-cache", "numpy": "semantic-cache", "litellm": "gateway"}
+_INDEX_NEEDS = {"sqlite": ("sqlite_vec", "semantic-cache"), "postgres": ("psycopg", "postgres"),
+                "redis": ("redis", "redis")}
+_INDEX_URLS = {"postgres": ("BACKLOG_SEMANTIC_CACHE_URL", "BACKLOG_LEDGER_URL"),
+               "redis": ("BACKLOG_SEMANTIC_CACHE_URL", "BACKLOG_CONTEXT_URL")}
+
+
+def startup_problems(section: Any, environ: Mapping[str, str]) -> list[str]:
+    """Why a project's semantic cache could not work here (a missing extra, no index URL), one line each."""
+    try:
+        projects = {name: found for name, found in parse_semantic_section(section).items() if found.enabled}
+    except ConfigError as exc:
+        return [f"semantic cache: {exc}"]
+    problems: list[str] = []
+    for name, found in sorted(projects.items()):
+        needs = dict(_NEEDS)
+        module, extra = _INDEX_NEEDS[found.index]
+        needs[module] = extra
+        for module, extra in needs.items():
+            if importlib.util.find_spec(module) is None:
+                problems.append(f"project {name}: the semantic cache needs {module}, which is not installed; "
+                                f"fix: pip install 'backlog-ops[{extra}]'")
+        if found.index in _INDEX_URLS and not any((environ.get(v) or "").strip() for v in _INDEX_URLS[found.index]):
+            names = " or ".join(_INDEX_URLS[found.index])
+            problems.append(f"project {name}: semanticCache.index {found.index!r} needs {names} set to its URL")
+    return list(dict.fromkeys(problems))
