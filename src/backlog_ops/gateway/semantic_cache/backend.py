@@ -20,7 +20,7 @@ import logging
 import os
 import threading
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from typing import Any, Callable
 
 from litellm.caching.base_cache import BaseCache
@@ -37,6 +37,7 @@ log = logging.getLogger("backlog_ops.semantic_cache")
 
 SQLITE_FILE = "semantic-cache.db"
 URL_ENV = "BACKLOG_SEMANTIC_CACHE_URL"
+_KEPT_VECTORS = 256
 PREFIX_ENV = "BACKLOG_SEMANTIC_CACHE_PREFIX"  # Redis key prefix (default backlog:semantic)
 
 
@@ -74,6 +75,7 @@ class SemanticCacheBackend(BaseCache):
         self.exact = exact
         self._index_factory = index_factory
         self._indexes: dict[str, Any] = {}
+        self._vectors: OrderedDict = OrderedDict()
         self._lock = threading.Lock()
         self.counts: Counter = Counter()
         self._warn = Warnings(log, interval=30)
@@ -94,8 +96,22 @@ class SemanticCacheBackend(BaseCache):
             self.counts[f"skipped:{why}"] += 1
         return lookup, found
 
+    def _vector(self, embedder: str, text: str):
+        """The text's embedding; the last few are kept, since a miss embeds the same text again to store it."""
+        key = (embedder, text)
+        with self._lock:
+            if key in self._vectors:
+                self._vectors.move_to_end(key)
+                return self._vectors[key]
+        vector = get_embedder(embedder).embed([text])[0]
+        with self._lock:
+            self._vectors[key] = vector
+            while len(self._vectors) > _KEPT_VECTORS:
+                self._vectors.popitem(last=False)
+        return vector
+
     def _find(self, lookup: Lookup, found: SemanticSettings) -> dict | None:
-        vector = get_embedder(found.embedder).embed([lookup.text])[0]
+        vector = self._vector(found.embedder, lookup.text)
         hit = self._index(found.index).lookup(lookup.bucket, vector, found.similarity_threshold)
         if hit is None:
             self.counts["misses"] += 1
@@ -105,7 +121,7 @@ class SemanticCacheBackend(BaseCache):
         return json.loads(hit[1])
 
     def _put(self, lookup: Lookup, found: SemanticSettings, value: Any) -> None:
-        vector = get_embedder(found.embedder).embed([lookup.text])[0]
+        vector = self._vector(found.embedder, lookup.text)
         stored = json.dumps(value, default=str)
         self._index(found.index).store(lookup.bucket, lookup.project, vector, stored, found.ttl_seconds,
                                        found.max_entries_per_scope)

@@ -4,7 +4,8 @@ The default model is the one `tokenlearn-static-model` bakes into its wheel (10k
 vocabulary, 64 dimensions, int8 weights, a Rust encoder): nothing is downloaded at run time, it
 needs neither torch nor onnxruntime, and a short prompt embeds in well under a millisecond once
 loaded. Loading (its tokenizer) takes 0.3-4 s, so it happens on first use, never at import: a
-proxy with the semantic cache off never pays it.
+proxy with the semantic cache off never pays it. `minilm-l6` (minilm.py) is the opt-in stronger
+and much slower model.
 """
 
 from __future__ import annotations
@@ -58,7 +59,14 @@ class StaticPackageEmbedder:
         return vectors / np.maximum(norms, 1e-12)
 
 
-EMBEDDERS = {DEFAULT_EMBEDDER: StaticPackageEmbedder}
+def _minilm() -> Embedder:
+    from backlog_ops.gateway.semantic_cache.minilm import MiniLM
+
+    return MiniLM()
+
+
+# name -> factory; "minilm-l6" is opt-in (its weights are a separate install: minilm.PACKAGE_HINT).
+EMBEDDERS = {DEFAULT_EMBEDDER: StaticPackageEmbedder, "minilm-l6": _minilm}
 _loaded: dict[str, Embedder] = {}
 _loaded_lock = threading.Lock()
 

