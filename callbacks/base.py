@@ -15,9 +15,11 @@ from typing import Any
 from litellm.integrations.custom_logger import CustomLogger
 
 from backlog_ops.capture.proxy_record import HEALTH_CHECK_TAG
+from backlog_ops.common.settings import env_str
 from backlog_ops.common.warnings import Warnings
 
-__all__ = ["Callback", "FinishedCallCallback", "add_spend_logs_metadata", "logging_object", "metadata_key", "request_metadata"]
+__all__ = ["Callback", "FinishedCallCallback", "add_spend_logs_metadata", "logging_object", "metadata_key",
+           "proxy_config_path", "request_metadata"]
 
 
 def logging_object(kwargs: dict) -> dict | None:
@@ -28,6 +30,16 @@ def logging_object(kwargs: dict) -> dict | None:
     if HEALTH_CHECK_TAG in (slo.get("request_tags") or ()):
         return None  # the proxy probing its deployments (GET /health), not anybody's work
     return slo
+
+
+def proxy_config_path() -> str | None:
+    """The config file the running proxy was started with (None outside the proxy)."""
+    try:
+        from litellm.proxy import proxy_server
+
+        return proxy_server.user_config_file_path or env_str("CONFIG_FILE_PATH")
+    except Exception:  # noqa: BLE001 - not running inside the proxy
+        return env_str("CONFIG_FILE_PATH")
 
 
 def metadata_key(data: dict, call_type: Any) -> str:

@@ -33,7 +33,6 @@ from typing import Any
 from litellm.integrations.custom_logger import CustomLogger
 
 from backlog_ops.common.prices import priciest_token_price
-from backlog_ops.common.settings import env_str
 from backlog_ops.common.warnings import Warnings
 from backlog_ops.context.fields import fields_from_tags
 from backlog_ops.policy.engine import PolicyEngine, Refusal
@@ -41,6 +40,7 @@ from backlog_ops.policy.gateway_budget import GatewaySpendGuard, router_refusal
 from backlog_ops.policy.limits import TicketPolicy
 from backlog_ops.policy.limits_file import PolicyFile
 
+from .base import proxy_config_path
 from .runaway_watch import RunawayWatch
 
 __all__ = ["TicketPolicyCallback", "ticket_policy"]
@@ -56,7 +56,7 @@ class TicketPolicyCallback(CustomLogger):
         super().__init__()
         self._engine = engine
         self._warn = Warnings(log)
-        self.limits = PolicyFile(policy_file, proxy_config=_proxy_config_path, warn=self._warn)
+        self.limits = PolicyFile(policy_file, proxy_config=proxy_config_path, warn=self._warn)
         self._prices: dict[str, tuple[float, float, float]] = {}  # alias -> (in, out, read at)
         # Runaway-spend alerts (llmOps.alerts.runaway), with the limits read from the same file.
         self.runaway = RunawayWatch(self.limits.runaway_for, warn=self._warn)
@@ -211,16 +211,6 @@ class TicketPolicyCallback(CustomLogger):
             self._prices.clear()
         self._prices[alias] = (price_in, price_out, now)
         return price_in, price_out
-
-
-def _proxy_config_path() -> str | None:
-    """The config file the running proxy was started with (None outside the proxy)."""
-    try:
-        from litellm.proxy import proxy_server
-
-        return proxy_server.user_config_file_path or env_str("CONFIG_FILE_PATH")
-    except Exception:  # noqa: BLE001 - not running inside the proxy
-        return env_str("CONFIG_FILE_PATH")
 
 
 def _request_tags(data: dict) -> list[str]:

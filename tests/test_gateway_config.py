@@ -166,10 +166,20 @@ def test_render_gateway_budgets_and_tag_routes(tmp_path: Path) -> None:
 
 def test_render_cache_variants(tmp_path: Path) -> None:
     data = example()
-    data["llmOps"]["cachePolicy"]["semanticCache"] = {"enabled": True, "similarityThreshold": 0.8}
+    data["llmOps"]["cachePolicy"]["semanticCache"] = {"enabled": True, "similarityThreshold": 0.8, "ttlSeconds": 60}
     cfg = render_proxy_config(load_backlog_config(write_json(tmp_path, data)))
+    # The semantic cache is our callback, in front of the exact cache (which stays as configured),
+    # with its settings in the project's policy entry.
     params = cfg["litellm_settings"]["cache_params"]
-    assert params["type"] == "redis-semantic" and params["similarity_threshold"] == 0.8
+    assert params["type"] == "redis" and cfg["litellm_settings"]["cache"] is True
+    callbacks = cfg["litellm_settings"]["callbacks"]
+    assert callbacks.index("backlog_ops.callbacks.semantic_cache.semantic_cache") == \
+        callbacks.index("backlog_ops.callbacks.ticket_tagger.ticket_tagger") + 1
+    entry = cfg["backlog_ops"]["policy"]["projects"]["my-api"]["semantic_cache"]
+    assert (entry["enabled"], entry["similarity_threshold"], entry["ttl_seconds"], entry["index"]) == (True, 0.8, 60, "sqlite")
+    data["llmOps"]["cachePolicy"]["semanticCache"] = {"enabled": True, "embeddingModel": "text-embedding-3-small"}
+    with pytest.raises(ConfigError, match="embeddingModel"):
+        load_backlog_config(write_json(tmp_path, data))
     data = example()
     data["llmOps"]["cachePolicy"]["responseCache"]["enabled"] = False
     cfg = render_proxy_config(load_backlog_config(write_json(tmp_path, data)))

@@ -22,8 +22,8 @@ these values and importing pydantic would cost each hook ~50 ms.
 
 The gateway's own switches (BACKLOG_NATS_*, BACKLOG_METRICS_MAX_*, BACKLOG_COMPRESSION_*,
 BACKLOG_GUARDRAILS_FILE, BACKLOG_GUARDRAIL_NATS_*, BACKLOG_CALLBACKS_DIR, BACKLOG_OTEL_CONSOLE,
-BACKLOG_MOCK*) are read by the callback or module that uses them, each documented there, through
-`env_str` / `env_int` below.
+BACKLOG_MOCK*, BACKLOG_SEMANTIC_CACHE_URL) are read by the callback or module that uses them, each
+documented there, through `env_str` / `env_int` below.
 """
 
 from __future__ import annotations

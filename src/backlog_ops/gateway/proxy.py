@@ -102,13 +102,16 @@ def run_proxy(*, config: str | None, host: str, port: int) -> int:
 
     mock = None
     if config is None:
-        policy_source = _dev_policy_from_project()
+        policy_source, section = _dev_policy_from_project()
         if policy_source is not None:
             print(f"backlog-ops: ticket budgets from {policy_source}", file=sys.stderr)
+            for line in _semantic_cache_start(section):
+                print(f"backlog-ops: {line}", file=sys.stderr)
         from backlog_ops.testing.mock_upstream import MockUpstream
 
         mock = MockUpstream(estimate_usage=True)
         os.environ[MOCK_BASE_ENV] = mock.start()
+        print(f"backlog-ops: mock provider at {os.environ[MOCK_BASE_ENV]}", file=sys.stderr)
 
     # The start-up banner stays here: it belongs to the running process and goes to its log.
     for line in startup_text(config_path if config else None, proxy_config, host=host, port=port,
@@ -180,19 +183,36 @@ def startup_text(config_path: Path | None, proxy_config: dict, *, host: str, por
     return lines
 
 
-def _dev_policy_from_project() -> Path | None:
+def _dev_policy_from_project() -> tuple[Path | None, dict]:
     """Let the offline proxy enforce ./backlog.config.json's ticket budgets, as a rendered config would.
 
-    Returns the backlog.config.json it used: None when there is none or BACKLOG_POLICY_FILE is set.
+    Returns the backlog.config.json it used and the policy section written (None, {} when there
+    is none or BACKLOG_POLICY_FILE is set).
     """
     source = Path.cwd() / CONFIG_FILE
     if settings().policy_file or not source.is_file():
-        return None
+        return None, {}
     section = render_proxy_config(load_backlog_config(source), source=source)[POLICY_SECTION]
     policy_file = home() / "dev-policy.yaml"
     write_atomic(policy_file, yaml.safe_dump({POLICY_SECTION: section}, sort_keys=False).encode())
     os.environ["BACKLOG_POLICY_FILE"] = str(policy_file)
-    return source
+    return source, section
+
+
+def _semantic_cache_start(section: dict) -> list[str]:
+    """Load the semantic cache's embedding model now when a project has the cache on; its banner lines."""
+    from backlog_ops.gateway.semantic_cache.settings import parse_semantic_section
+
+    lines = []
+    for project, found in parse_semantic_section(section).items():
+        if not found.enabled:
+            continue
+        from backlog_ops.gateway.semantic_cache.embedder import get_embedder
+
+        get_embedder(found.embedder).load()  # here, so that the first request does not wait for it
+        lines.append(f"semantic cache on for {project}: similarity >= {found.similarity_threshold}, "
+                     f"TTL {found.ttl_seconds} s, {found.index} index, embedder {found.embedder}")
+    return lines
 
 
 def _serve_status(config_path: Path, *, mock: bool) -> None:

@@ -30,9 +30,11 @@ from backlog_ops.project.schema import (
     policy_section,
 )
 
-__all__ = ["RENDERED_CONFIG", "render_proxy_config", "render_text"]
+__all__ = ["RENDERED_CONFIG", "SEMANTIC_CALLBACK", "render_proxy_config", "render_text"]
 
 TEMPLATE = "production.yaml"
+SEMANTIC_CALLBACK = "backlog_ops.callbacks.semantic_cache.semantic_cache"
+TAGGER_CALLBACK = "backlog_ops.callbacks.ticket_tagger.ticket_tagger"
 RENDERED_CONFIG = "litellm.yaml"  # where the README renders to, and what `config check` looks for
 
 
@@ -139,16 +141,14 @@ def _litellm_settings(base: dict, cache: CachePolicy) -> dict:
     rc, sc = cache.responseCache, cache.semanticCache
     params = copy.deepcopy(settings.get("cache_params") or {})
     if sc.enabled:
-        settings["cache"] = True
-        params.update(
-            type="redis-semantic",
-            similarity_threshold=sc.similarityThreshold,
-            redis_semantic_cache_embedding_model=sc.embeddingModel,
-            ttl=rc.ttlSeconds,
-            namespace=rc.namespace,
-        )
-        settings["cache_params"] = params
-    elif rc.enabled:
+        # The semantic cache is a callback that reads its per-project settings from the policy
+        # section; it sits in front of the exact response cache below, which stays as configured.
+        callbacks = list(settings.get("callbacks") or [])
+        if SEMANTIC_CALLBACK not in callbacks:
+            after = callbacks.index(TAGGER_CALLBACK) + 1 if TAGGER_CALLBACK in callbacks else 0
+            callbacks.insert(after, SEMANTIC_CALLBACK)
+        settings["callbacks"] = callbacks
+    if rc.enabled:
         settings["cache"] = True
         params["type"] = rc.type
         params["ttl"] = rc.ttlSeconds

@@ -167,6 +167,9 @@ def environment_problems(path: Path, config: Mapping[str, Any], environ: Mapping
                         f"calls back to the proxy; fix: unset {var} where the proxy runs (it is for the "
                         f"client's shell)"
                     )
+    from backlog_ops.gateway.semantic_cache.settings import startup_problems
+
+    problems.extend(f"{path}: {p}" for p in startup_problems(config.get("backlog_ops"), environ))
     return problems
 
 

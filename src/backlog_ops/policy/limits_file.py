@@ -56,6 +56,7 @@ class PolicyFile:
         self._runaway: dict = {}  # {project: policy.runaway.RunawaySettings}
         self._runaway_default = None
         self._gateway = None  # policy.gateway_budget.GatewayBudgets, or None
+        self._semantic: dict = {}  # {project: gateway.semantic_cache.policy.SemanticSettings}
         self._signature: tuple | None = None
         self._checked_at = float("-inf")
         self._lock = threading.Lock()
@@ -95,6 +96,16 @@ class PolicyFile:
         self._refresh()
         return self._gateway
 
+    def semantic_cache_for(self, project: str | None):
+        """The semantic cache settings for a request of `project` (its own, else '*'), or None: off."""
+        self._refresh()
+        return policy_for(self._semantic, project)
+
+    def semantic_cache_projects(self) -> list[str]:
+        """The projects whose semantic cache is on, as of the file's last readable version."""
+        self._refresh()
+        return sorted(name for name, found in self._semantic.items() if found.enabled)
+
     def expire(self) -> None:
         """Look at the file again on the next read, however recently it was looked at."""
         self._checked_at = float("-inf")
@@ -132,6 +143,7 @@ class PolicyFile:
             self._signature = signature
             self._load_runaway(path, section)
             self._load_gateway(path, section)
+            self._load_semantic(path, section)
             if self._policies:
                 log.info("backlog-ops: ticket policy for %s from %s", ", ".join(sorted(self._policies)), path)
         except Exception as exc:  # noqa: BLE001 - keep the last good limits
@@ -154,3 +166,12 @@ class PolicyFile:
             self._gateway = parse_gateway_budgets(section)
         except Exception as exc:  # noqa: BLE001 - keep the last good settings
             self._warn(f"ignoring the gateway budgets in {path}: {type(exc).__name__}: {exc}")
+
+    def _load_semantic(self, path: str, section: object) -> None:
+        # Apart from the limits, like the runaway settings: a bad entry must not hold back a budget.
+        from backlog_ops.gateway.semantic_cache.settings import parse_semantic_section
+
+        try:
+            self._semantic = parse_semantic_section(section)
+        except Exception as exc:  # noqa: BLE001 - keep the last good settings
+            self._warn(f"ignoring the semantic cache settings in {path}: {type(exc).__name__}: {exc}")

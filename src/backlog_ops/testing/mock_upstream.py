@@ -43,6 +43,7 @@ from typing import Any
 
 OPENAI_PATHS = ("/v1/chat/completions", "/chat/completions")
 ANTHROPIC_PATHS = ("/v1/messages",)
+REQUESTS_PATH = "/_mock/requests"  # GET: {"count": POSTs received, "paths": [...]}
 
 # Wording matters: LiteLLM recognises a context-window overflow by the provider's message
 # (and OpenAI's ``code``) and only then raises ContextWindowExceededError, which is what
@@ -246,6 +247,11 @@ class _Handler(BaseHTTPRequestHandler):
             super().log_message(format, *args)
 
     def do_GET(self) -> None:
+        if self.path.split("?", 1)[0] == REQUESTS_PATH:
+            # What the provider was asked, for a test that drives a proxy whose mock it did not start.
+            done = [r for r in self.upstream.requests if r.method == "POST"]
+            self._send_json(200, {"count": len(done), "paths": [r.path for r in done]})
+            return
         self._record(None)
         self._not_found()
 
