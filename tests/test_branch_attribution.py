@@ -305,7 +305,7 @@ def test_a_ledger_from_before_the_mark_gains_the_column(backlog_home) -> None:
     db.commit()
     db.close()
     with SqliteLedger(backlog_home / "ledger.db") as ledger:
-        assert ledger.applied_migrations()[-1] == "m006_add_ticket_source"
+        assert "m006_add_ticket_source" in ledger.applied_migrations()
         assert ledger.rows()[0]["ticket_source"] is None
         assert ledger.ticket("FEAT-1", by="ticket_source")["breakdown"][0]["key"] == "set"
 
