@@ -1,7 +1,7 @@
 """The backlog-ops MCP server: `backlog-ops mcp` (stdio), `claude mcp add backlog-ops -- backlog-ops mcp`.
 
-Four tools, each a thin layer over mcp_server.core: set_context, clear_context, get_context and
-ticket_spend. Results are structured (an output schema and structuredContent) and readable (a
+Five tools (tools.py), each a thin layer over mcp_server.core: set_context, clear_context,
+get_context, ticket_spend and spend_report. Results are structured (an output schema and structuredContent) and readable (a
 text summary). Bad arguments come back as tool errors that name the field and say what to send
 instead; arguments a tool does not take are refused, never ignored.
 
@@ -32,7 +32,7 @@ type, a project and a skill, so that each ticket's cost is known. Call set_conte
 start work on a ticket or move to another gate (plan, implement, lint, review, ...); a subagent \
 calling it sets its own context without touching the main session's. Call clear_context when the \
 work is done. Call ticket_spend to see what a ticket has cost and how much budget is left, \
-before escalating to a more expensive model."""
+before escalating to a more expensive model; spend_report compares tickets (or days, models, gates)."""
 
 logger = logging.getLogger(__name__)
 

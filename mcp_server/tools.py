@@ -8,7 +8,7 @@ called. Adding a tool is one more ToolSpec in TOOLS, with its work in core:
         name="spend_report", title="Spend by project",
         description="What this project has spent ...",
         arguments={"since": _optional_text("Only calls since then: 'YYYY-MM-DD' or '24h'.")},
-        output="SpendReportResult",              # a pydantic model in core with a .text() method
+        output="SpendReportResult",              # a pydantic model in core (or "module.Model") with .text()
         annotations=_READ_ONLY,
         run=lambda args, caller: _core().spend_report(_core().parse_report_input(**args), caller),
     ),
@@ -31,13 +31,19 @@ class ToolSpec:
     title: str  # for people: Claude Code shows it
     description: str
     arguments: dict[str, dict[str, Any]]  # each argument's JSON Schema
-    output: str  # the name of the result model in mcp_server.core (ContextResult, SpendResult, ...)
+    output: str  # the result model: its name in mcp_server.core (ContextResult, ...), or "module.Model"
     annotations: dict[str, Any]  # ToolAnnotations' hints; its title is `title`
     run: Callable[[dict[str, Any], Any], Any]  # (arguments, Caller) -> a result model of core
     required: tuple[str, ...] = ()
 
     def output_schema(self) -> dict[str, Any]:
-        return getattr(_core(), self.output).model_json_schema()
+        # "Model" names a model of core; "module.Model" one of another module of this package.
+        module, _, model = self.output.rpartition(".")
+        if not module:
+            return getattr(_core(), model).model_json_schema()
+        import importlib
+
+        return getattr(importlib.import_module(f"{__package__}.{module}"), model).model_json_schema()
 
 
 def _core():
@@ -66,6 +72,12 @@ def _set_context(args: dict[str, Any], caller) -> Any:
 def _ticket_spend(args: dict[str, Any], caller) -> Any:
     core = _core()
     return core.ticket_spend(core.parse_spend_input(**args), caller)
+
+
+def _spend_report(args: dict[str, Any], caller) -> Any:
+    from . import spend_report
+
+    return spend_report.spend_report(**spend_report.parse_report_input(**args).model_dump())
 
 
 TOOLS: tuple[ToolSpec, ...] = (
@@ -135,5 +147,28 @@ TOOLS: tuple[ToolSpec, ...] = (
         output="SpendResult",
         annotations=_READ_ONLY,
         run=_ticket_spend,
+    ),
+    ToolSpec(
+        name="spend_report",
+        title="Spend over all tickets",
+        description=(
+            "What LLM calls have cost across tickets, most expensive first: e.g. the most expensive tickets "
+            "this week (since='7d'), cost per day, per model or per gate, with input, output and cache tokens "
+            "and failed calls.\n\n"
+            "Use ticket_spend for one ticket and its budget."
+        ),
+        arguments={
+            "group_by": _text("One or two of ticket, day, week, month, model, gate, agent, skill, project, session, "
+                              "source, comma-separated: 'ticket', 'ticket,day', 'model'.", default="ticket"),
+            "since": _optional_text("Only calls since then: 'YYYY-MM-DD', an ISO 8601 time, or '24h', '7d', '1mo' back from now."),
+            "until": _optional_text("Only calls before then, in the same forms; a date includes that whole day."),
+            "project": _optional_text("Only this project's calls. Leave it out for every project."),
+            "ticket_id": _optional_text("Only this ticket's calls ('-': calls with no ticket). Leave it out for every ticket."),
+            "top": {"anyOf": [{"type": "integer", "minimum": 1, "maximum": 1000}, {"type": "null"}], "default": 10,
+                    "description": "Keep the N most expensive groups; the rest are summed as '(others)'."},
+        },
+        output="spend_report.SpendReportResult",
+        annotations=_READ_ONLY,
+        run=_spend_report,
     ),
 )

@@ -12,6 +12,7 @@ __all__ = [
     "LedgerError",
     "MissingExtra",
     "ProxyStartError",
+    "ReportError",
     "ToolInputError",
     "TranscriptFileError",
 ]
@@ -67,3 +68,7 @@ class ToolInputError(BacklogOpsError, ValueError):
 
 class TranscriptFileError(BacklogOpsError):
     """A transcript path is not a regular file (a FIFO, a device, a socket): it is skipped, not read."""
+
+
+class ReportError(BacklogOpsError, ValueError):
+    """A spend view was asked for something it cannot show (an unknown group, a bad date)."""

@@ -11,7 +11,7 @@ from typing import Iterable
 from backlog_ops.errors import LedgerError
 from backlog_ops.ledger.record import COLUMNS
 
-__all__ = ["GROUPS", "LedgerQueries", "UPSERT"]
+__all__ = ["GROUPS", "LedgerQueries", "UPSERT", "fold_upserts", "replaces"]
 
 # --by name -> SQL expression over calls
 GROUPS = {
@@ -36,9 +36,32 @@ UPSERT = (
 )
 
 
+def replaces(stored_status: str, new_status: str) -> bool:
+    """Whether UPSERT overwrites a stored row: its WHERE clause, for code that must predict it."""
+    return stored_status != "success" or new_status == "success"
+
+
+def fold_upserts(rows: list[tuple]) -> list[tuple]:
+    """One row per call id that leaves the ledger as UPSERT-ing `rows` one by one would.
+
+    Rows are in COLUMNS order. Of two rows for one call the later wins, unless the earlier is a
+    success and the later is not; whatever the stored row is, UPSERT-ing the winner alone gives
+    the same result as UPSERT-ing both in turn.
+    """
+    call_id, status = COLUMNS.index("call_id"), COLUMNS.index("status")
+    kept: dict[str, tuple] = {}
+    for row in rows:
+        earlier = kept.get(row[call_id])
+        if earlier is None or replaces(earlier[status], row[status]):
+            kept[row[call_id]] = row
+    return list(kept.values())
+
+
 
 class LedgerQueries:
     """Spend queries shared by the ledger backends (which set `self.db`, a DB-API connection)."""
+
+    dialect = "sqlite"  # or "postgres": the few SQL functions that differ (ledger/spend_groups.py)
 
     def close(self) -> None:
         self.db.close()
@@ -85,6 +108,12 @@ class LedgerQueries:
             "by": by,
             "breakdown": breakdown,
         }
+
+    def spend_groups(self, dims: tuple[str, ...], **window) -> list[tuple]:
+        """Spend per group of 1-2 dimensions: see ledger.spend_groups.spend_groups."""
+        from backlog_ops.ledger.spend_groups import spend_groups
+
+        return spend_groups(self._query, self.dialect, tuple(dims), **window)
 
     def ticket_usage(
         self,

@@ -1,0 +1,228 @@
+"""Exact per-day spend rollups, kept up to date in the transaction that writes the calls.
+
+Three tables sum the calls of a UTC day:
+- `spend_dim_day`: per (day, project) and one of gate, agent type, model, skill or source (`dim`
+  names it, `value` is its value; dim '' holds the day's totals) — views over every ticket;
+- `spend_ticket_day`: per (day, project, ticket) — per-ticket totals by day, week or month;
+- `spend_day`: per (day, project, ticket, gate, agent type, model, skill, source) — any of those
+  breakdowns of one ticket, and two of them at once.
+A written row's figures are added and the figures of the row it replaced subtracted, so an
+upserted (replayed, updated, late-priced) call counts once, with its latest values.
+
+Who keeps them: in PostgreSQL, statement-level triggers on `calls` (one aggregated upsert per
+rollup per statement, exact whoever writes and however many replicas write at once); in SQLite,
+which only has per-row triggers (they halved the ingest rate), `Deltas` in the writer's own
+transaction, which SQLite makes the only writer while it runs (BEGIN IMMEDIATE).
+
+Keys are stored as '' for NULL (a NULL never equals itself in a unique key); readers map '' back.
+`row_count` counts ledger rows of any status: a rollup row whose calls all moved elsewhere (an
+update changed their ticket) keeps zeros, and readers leave it out (HAVING SUM(row_count) > 0).
+"""
+
+from __future__ import annotations
+
+from backlog_ops.ledger.record import COLUMNS
+
+__all__ = ["DIM_COLUMNS", "DIM_TABLE", "MEASURES", "ROLLUPS", "TABLES", "Deltas", "backfill_sql", "create_rollups", "measure_exprs",
+           "upsert_sql"]
+
+# rollup table -> its key columns (calls columns; `day` is the UTC day of started_at)
+ROLLUPS = {
+    "spend_ticket_day": ("day", "project", "ticket_id"),
+    "spend_day": ("day", "project", "ticket_id", "gate", "agent_type", "model", "skill", "source"),
+}
+# The per-dimension table: its key, and the calls columns it sums by ('': the day's totals).
+DIM_TABLE = "spend_dim_day"
+DIM_KEYS = ("day", "project", "dim", "value")
+DIM_COLUMNS = ("", "gate", "agent_type", "model", "skill", "source")
+TABLES = {**ROLLUPS, DIM_TABLE: DIM_KEYS}  # every rollup table and its key
+
+# Summed figures, in the order every spend query returns them.
+MEASURES = ("row_count", "calls", "failed_calls", "cache_hits", "input_tokens", "output_tokens",
+            "cache_write_tokens", "cache_read_tokens", "cost_usd")
+
+
+def measure_exprs(rec: str = "") -> tuple[str, ...]:
+    """Each MEASURES figure of one calls row in SQL (`rec`: a table alias with its dot, or '').
+
+    Deltas.figures computes the same in Python. input_tokens leave cache reads and writes out:
+    every capture path stores prompt_tokens with them included (LiteLLM's convention), and
+    ccusage's "input" is the uncached part.
+    """
+    r = rec
+    return (
+        "1",
+        f"CASE WHEN {r}status = 'success' THEN 1 ELSE 0 END",
+        f"CASE WHEN {r}status = 'success' THEN 0 ELSE 1 END",
+        f"CASE WHEN {r}cache_hit <> 0 THEN 1 ELSE 0 END",
+        f"CASE WHEN {r}prompt_tokens > {r}cache_read_tokens + {r}cache_write_tokens "
+        f"THEN {r}prompt_tokens - {r}cache_read_tokens - {r}cache_write_tokens ELSE 0 END",
+        f"{r}completion_tokens",
+        f"{r}cache_write_tokens",
+        f"{r}cache_read_tokens",
+        f"{r}cost_usd",
+    )
+
+
+def _key_exprs(keys: tuple[str, ...], rec: str = "") -> list[str]:
+    return [f"substr({rec}started_at, 1, 10)" if k == "day" else f"COALESCE({rec}{k}, '')" for k in keys]
+
+
+def upsert_sql(table: str) -> str:
+    """Add one group's figures (keys then MEASURES, '?' placeholders) to `table`."""
+    keys = TABLES[table]
+    return (
+        f"INSERT INTO {table} ({', '.join(keys + MEASURES)}) VALUES ({', '.join('?' for _ in keys + MEASURES)}) "
+        f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET "
+        + ", ".join(f"{m} = {table}.{m} + excluded.{m}" for m in MEASURES)
+    )
+
+
+_COL = {name: i for i, name in enumerate(COLUMNS)}
+_STATUS, _HIT, _PROMPT, _READ, _WRITE, _OUTPUT, _COST, _STARTED = (
+    _COL[c] for c in ("status", "cache_hit", "prompt_tokens", "cache_read_tokens", "cache_write_tokens",
+                      "completion_tokens", "cost_usd", "started_at"))
+# Each rollup's key columns after `day` (every key starts with the day), as COLUMNS indexes.
+_KEY_COLUMNS = {table: tuple(_COL[k] for k in keys[1:]) for table, keys in ROLLUPS.items()}
+assert all(keys[0] == "day" for keys in ROLLUPS.values())
+_PROJECT = _COL["project"]
+_DIMS = tuple((dim, _COL[dim] if dim else None) for dim in DIM_COLUMNS)
+
+
+class Deltas:
+    """What a batch of calls writes changes in each rollup, summed per key (SQLite's writer)."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, dict[tuple, list]] = {t: {} for t in TABLES}
+
+    @staticmethod
+    def figures(row: tuple) -> list:
+        """MEASURES of one row in COLUMNS order, as measure_exprs computes them."""
+        ok = row[_STATUS] == "success"
+        prompt, read, write = row[_PROMPT], row[_READ], row[_WRITE]
+        return [1, 1 if ok else 0, 0 if ok else 1, 1 if row[_HIT] else 0, max(0, prompt - read - write),
+                row[_OUTPUT], write, read, row[_COST]]
+
+    def add(self, row: tuple, sign: int) -> None:
+        """Add (sign 1) or take away (sign -1) one calls row, in COLUMNS order."""
+        figures = self.figures(row)
+        if sign < 0:
+            figures = [-f for f in figures]
+        day = str(row[_STARTED])[:10]
+        keys = [(table, (day, *[row[i] or "" for i in columns])) for table, columns in _KEY_COLUMNS.items()]
+        project = row[_PROJECT] or ""
+        keys += [(DIM_TABLE, (day, project, dim, row[i] or "" if i is not None else "")) for dim, i in _DIMS]
+        for table, key in keys:
+            sums = self.sums[table]
+            total = sums.get(key)
+            if total is None:
+                sums[key] = list(figures)
+            else:
+                sums[key] = [a + b for a, b in zip(total, figures)]
+
+    def rows(self, table: str) -> list[tuple]:
+        """Parameters for upsert_sql(table), one per key that changed."""
+        return [(*key, *figures) for key, figures in self.sums[table].items() if any(figures)]
+
+
+def create_rollups(db) -> None:
+    """Create the rollup tables (and in PostgreSQL their triggers), filled from the calls stored.
+
+    `db` is a migrations.MigrationConnection; the caller runs this in one transaction.
+    """
+    postgres = db.dialect == "postgres"
+    if postgres:
+        # No writer may commit between the backfill's snapshot and the triggers: its rows would
+        # be in neither. Writers wait for this migration's commit (seconds per million rows).
+        db.execute("LOCK TABLE calls IN SHARE ROW EXCLUSIVE MODE")
+    real = db.float_type()
+    big = "BIGINT" if postgres else "INTEGER"
+    for table, keys in TABLES.items():
+        columns = [f"{k} TEXT NOT NULL" for k in keys]
+        columns += [f"{m} {real if m == 'cost_usd' else big} NOT NULL" for m in MEASURES]
+        suffix = "" if postgres else " WITHOUT ROWID"
+        db.execute(f"CREATE TABLE {table} ({', '.join(columns)}, PRIMARY KEY ({', '.join(keys)})){suffix}")
+        if "ticket_id" in keys:  # one ticket's report reads only its own rows
+            db.execute(f"CREATE INDEX {table}_ticket ON {table} (ticket_id, day)")
+        for sql in backfill_sql(table):
+            db.execute(sql)
+    if postgres:
+        _create_pg_triggers(db)
+
+
+def backfill_sql(table: str) -> list[str]:
+    """Statements that fill an empty rollup from every stored call (the migration; bulk-loading benchmarks)."""
+    sums = ", ".join(f"SUM({e})" for e in measure_exprs())
+    if table == DIM_TABLE:
+        return [
+            f"INSERT INTO {table} ({', '.join(DIM_KEYS + MEASURES)}) "
+            f"SELECT {', '.join(_key_exprs(('day', 'project')))}, '{dim}', {_value_expr(dim)}, {sums} FROM calls GROUP BY 1, 2, 4"
+            for dim in DIM_COLUMNS
+        ]
+    keys = ROLLUPS[table]
+    return [
+        f"INSERT INTO {table} ({', '.join(keys + MEASURES)}) "
+        f"SELECT {', '.join(_key_exprs(keys))}, {sums} "
+        f"FROM calls GROUP BY {', '.join(str(i + 1) for i in range(len(keys)))}"
+    ]
+
+
+def _value_expr(dim: str, rec: str = "") -> str:
+    return f"COALESCE({rec}{dim}, '')" if dim else "''"
+
+
+def _pg_apply(table: str, parts: list[tuple[str, str]]) -> str:
+    """One upsert adding each transition table's rows (sign '' or '-') to `table`, per key."""
+    keys = ROLLUPS[table]
+    selects = " UNION ALL ".join(
+        f"SELECT {', '.join(f'{e} AS {k}' for e, k in zip(_key_exprs(keys, 'r.'), keys))}, "
+        f"{', '.join(f'{sign}({e}) AS {m}' for e, m in zip(measure_exprs('r.'), MEASURES))} FROM {rel} AS r"
+        for rel, sign in parts
+    )
+    group = ", ".join(keys)
+    # Sorted keys: concurrent writers lock the rollup rows they share in the same order (no deadlock).
+    return (
+        f"INSERT INTO {table} ({', '.join(keys + MEASURES)}) "
+        f"SELECT {group}, {', '.join(f'SUM({m})' for m in MEASURES)} FROM ({selects}) AS d "
+        f"GROUP BY {group} ORDER BY {group} "
+        f"ON CONFLICT ({group}) DO UPDATE SET " + ", ".join(f"{m} = {table}.{m} + excluded.{m}" for m in MEASURES)
+    )
+
+
+def _pg_apply_dims(parts: list[tuple[str, str]]) -> list[str]:
+    """One upsert per DIM_COLUMNS entry adding each transition table's rows to DIM_TABLE."""
+    statements = []
+    for dim in DIM_COLUMNS:
+        selects = " UNION ALL ".join(
+            f"SELECT substr(r.started_at, 1, 10) AS day, COALESCE(r.project, '') AS project, {_value_expr(dim, 'r.')} AS value, "
+            f"{', '.join(f'{sign}({e}) AS {m}' for e, m in zip(measure_exprs('r.'), MEASURES))} FROM {rel} AS r"
+            for rel, sign in parts
+        )
+        statements.append(
+            f"INSERT INTO {DIM_TABLE} ({', '.join(DIM_KEYS + MEASURES)}) "
+            f"SELECT day, project, '{dim}', value, {', '.join(f'SUM({m})' for m in MEASURES)} FROM ({selects}) AS d "
+            f"GROUP BY day, project, value ORDER BY day, project, value "
+            f"ON CONFLICT ({', '.join(DIM_KEYS)}) DO UPDATE SET "
+            + ", ".join(f"{m} = {DIM_TABLE}.{m} + excluded.{m}" for m in MEASURES)
+        )
+    return statements
+
+
+def _create_pg_triggers(db) -> None:
+    events = {
+        "insert": ([("new_rows", "")], "NEW TABLE AS new_rows"),
+        "update": ([("old_rows", "-"), ("new_rows", "")], "OLD TABLE AS old_rows NEW TABLE AS new_rows"),
+        "delete": ([("old_rows", "-")], "OLD TABLE AS old_rows"),
+    }
+    for event, (parts, referencing) in events.items():
+        body = ";\n".join([*(_pg_apply(t, parts) for t in ROLLUPS), *_pg_apply_dims(parts)])
+        # SET search_path FROM CURRENT: the function finds the rollups in the ledger's schema
+        # whatever the writing session's search_path is.
+        db.execute(
+            f"CREATE FUNCTION calls_spend_rollup_{event}() RETURNS trigger LANGUAGE plpgsql "
+            f"SET search_path FROM CURRENT AS $$\nBEGIN\n{body};\nRETURN NULL;\nEND\n$$"
+        )
+        db.execute(
+            f"CREATE TRIGGER calls_spend_rollup_{event} AFTER {event.upper()} ON calls "
+            f"REFERENCING {referencing} FOR EACH STATEMENT EXECUTE FUNCTION calls_spend_rollup_{event}()"
+        )
