@@ -250,9 +250,7 @@ def explain_arguments(tool: str, errors: list[dict]) -> str:
 
     `errors` are pydantic's (ValidationError.errors()); their own wording never reaches the model.
     """
-    from .spend_report import REPORT_HINTS
-
-    hints = {"ticket_spend": _SPEND_HINTS, "spend_report": REPORT_HINTS}.get(tool, _HINTS)
+    hints = {"ticket_spend": _SPEND_HINTS, "spend_report": _REPORT_HINTS}.get(tool, _HINTS)
     problems = []
     for err in errors:
         field = ".".join(str(p) for p in err.get("loc", ())) or "arguments"
@@ -307,6 +305,13 @@ _SPEND_HINTS = {
     "ticket_id": "send a ticket id such as 'FEAT-001', or leave it out for the ticket you are on",
     "group_by": f"send one of {', '.join(repr(g) for g in SPEND_GROUPS)}, or leave it out for 'gate'",
     "since": "send YYYY-MM-DD, an ISO 8601 time, or a span such as '90m', '24h', '7d'",
+}
+
+_REPORT_HINTS = {
+    "group_by": "send one or two groups, e.g. 'ticket', 'ticket,day' or 'model'",
+    "since": "send YYYY-MM-DD, an ISO 8601 time, or a span such as '24h', '7d'",
+    "until": "send YYYY-MM-DD, an ISO 8601 time, or a span such as '24h', '7d'",
+    "top": "send a whole number from 1 to 1000, e.g. top=10",
 }
 
 

@@ -7,14 +7,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from backlog_ops.common.secrets import scrub_dsn
 from backlog_ops.errors import BacklogOpsError, ToolInputError
 
-__all__ = ["REPORT_HINTS", "ReportInput", "SpendReportResult", "parse_report_input", "spend_report"]
+from .core import explain_arguments
 
-REPORT_HINTS = {
-    "group_by": "send one or two groups, e.g. 'ticket', 'ticket,day' or 'model'",
-    "since": "send YYYY-MM-DD, an ISO 8601 time, or a span such as '24h', '7d'",
-    "until": "send YYYY-MM-DD, an ISO 8601 time, or a span such as '24h', '7d'",
-    "top": "send a whole number from 1 to 1000, e.g. top=10",
-}
+__all__ = ["ReportInput", "SpendReportResult", "parse_report_input", "spend_report"]
+
 
 
 class ReportInput(BaseModel):
@@ -32,8 +28,6 @@ class ReportInput(BaseModel):
 
 def parse_report_input(**arguments: object) -> ReportInput:
     """Validate spend_report's arguments; ToolInputError names each bad field and what to send."""
-    from .core import explain_arguments
-
     try:
         return ReportInput(**arguments)
     except ValidationError as exc:
