@@ -11,6 +11,7 @@ __all__ = [
     "LedgerError",
     "MissingExtra",
     "ProxyStartError",
+    "ReportError",
     "ToolInputError",
     "TranscriptFileError",
 ]
@@ -54,6 +55,10 @@ class KeyAPIError(BacklogOpsError):
 
 class ProxyStartError(BacklogOpsError):
     """The proxy exited or did not answer its liveness probe in time."""
+
+
+class ReportError(BacklogOpsError, ValueError):
+    """A report was asked for in a way that cannot be served (no destination for the page)."""
 
 
 class ToolInputError(BacklogOpsError, ValueError):

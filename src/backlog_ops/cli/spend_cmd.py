@@ -14,7 +14,7 @@ from backlog_ops.policy.messages import money
 from backlog_ops.reports.spend import spend_report
 from backlog_ops.reports.ticket import ticket_spend
 
-__all__ = ["NO_TICKET", "format_budget", "format_table", "print_spend", "render_spend"]
+__all__ = ["NO_TICKET", "format_budget", "format_table", "ledger_hint", "print_spend", "render_spend"]
 
 NO_TICKET = "(no ticket)"
 # A table cell longer than this is cut (JSON and CSV keep whole values).
@@ -34,7 +34,7 @@ def print_spend(args, out: TextIO = sys.stdout) -> int:
             if spend.budget_problem:
                 print(f"backlog-ops: warning: no budget shown: {one_line(spend.budget_problem)}", file=sys.stderr)
     except LedgerError as exc:
-        raise LedgerError(_ledger_hint(exc)) from None
+        raise LedgerError(ledger_hint(exc)) from None
     if budget is not None:
         report = {**report, "budget": budget}
     filtered = bool(args.project or args.since or args.ticket)
@@ -46,7 +46,7 @@ def print_spend(args, out: TextIO = sys.stdout) -> int:
     return 0
 
 
-def _ledger_hint(exc: LedgerError) -> str:
+def ledger_hint(exc: LedgerError) -> str:
     """A ledger error on one line, with what to do about it."""
     from backlog_ops.common.settings import settings
 
