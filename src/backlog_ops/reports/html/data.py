@@ -65,12 +65,16 @@ def report_data(*, since: str | None = None, until: str | None = None, project: 
 def _budgets(tickets: list[str], project: str | None, ledger, project_dir) -> tuple[list[dict], str | None, str | None]:
     """(budget statuses, why none could be read, the project they are for) per ./backlog.config.json."""
     from backlog_ops.errors import BacklogOpsError
+    from backlog_ops.policy.limits import BUDGET_KEY
     from backlog_ops.reports.ticket import ticket_budgets
 
     try:
         budgets = ticket_budgets(tickets, project_dir, ledger=ledger)
     except (BacklogOpsError, OSError, ValueError) as exc:
         return [], f"no budgets shown: {exc}", None
+    # A ticket of another project shown on an all-projects page has spent nothing in the config's
+    # project: its default budget there is not its budget. Tickets the config names stay.
+    budgets = [b for b in budgets if b["spent_usd"] > 0 or b["budget_key"] not in (None, BUDGET_KEY)]
     budget_project = budgets[0]["project"] if budgets else None
     if project is not None and budget_project is not None and budget_project != project:
         # The config's limits are for another project than the one this page is about.

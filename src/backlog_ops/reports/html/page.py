@@ -74,7 +74,7 @@ def _header(data: dict) -> str:
     period = f"{_when(data.get('since'), 'the first call')} to {_when(data.get('until'), 'now')}"
     project = escape(data["project"]) if data.get("project") else "every project"
     return (f"<h1>LLM spend by ticket</h1><p class=\"meta\">Period: <b>{escape(period)}</b> · Project: <b>{project}</b> · "
-            f"Generated {escape(str(data['generated_at']))} · top {int(data['top'])} tickets, the rest as {OTHERS}</p>")
+            f"Generated {escape(_when(data['generated_at'], ''))} · top {int(data['top'])} tickets, the rest as {OTHERS}</p>")
 
 
 def _cards(t: dict) -> str:
@@ -160,7 +160,7 @@ def _each_ticket(data: dict, colours: dict) -> str:
         for group in BREAKDOWNS:
             parts = sorted((p for p in data["breakdowns"].get(group, ()) if p["ticket"] == ticket), key=lambda p: -p["cost_usd"])
             items = [(_key(p[group]), p["cost_usd"], colour_for(j)) for j, p in enumerate(parts)]
-            charts.append(f"<div><h4>by {group}</h4>{bar_chart(items, label=f'{name} by {group}', fmt=money, width=440)}</div>")
+            charts.append(f"<div><h4>by {group}</h4>{bar_chart(items, label=f'{name} by {group}', fmt=money, width=360)}</div>")
             tables.append(f"<h4>by {group}</h4>" + _table(
                 [group, "cost", "calls", "failed", "input tokens", "output tokens", "cache read", "cache write", "cache share", "cache hits"],
                 [[_key(p[group]), money(p["cost_usd"]), *_counts(p)] for p in parts], numeric=range(1, 10)))
@@ -168,7 +168,7 @@ def _each_ticket(data: dict, colours: dict) -> str:
         cost = {p["period"]: p["cost_usd"] for p in data["over_time"] if p["ticket"] == ticket}
         values = [cost.get(p, 0.0) for p in periods]
         charts.append(f"<div><h4>per {unit}</h4>" + column_chart(
-            periods, [(name, values, colours[ticket])], label=f"{name} per {unit}", fmt=money, width=440, height=200,
+            periods, [(name, values, colours[ticket])], label=f"{name} per {unit}", fmt=money, width=360, height=200,
             legend=False) + "</div>")
         tables.append(f"<h4>per {unit}</h4>" + _table([unit, "cost"], [[p, money(v)] for p, v in zip(periods, values) if v],
                                                       numeric=[1]))
@@ -202,7 +202,13 @@ def _ticket_link(ticket, rows: list[dict], colours: dict) -> str:
 
 
 def _when(value, default: str) -> str:
-    return str(value) if value else default
+    """'2026-11-26 00:00 UTC' from the views' ISO times (UTC, as the ledger stores them)."""
+    if not value:
+        return default
+    text = str(value)
+    if len(text) >= 16 and text[10] == "T" and text.endswith("+00:00"):
+        return f"{text[:10]} {text[11:16]} UTC"
+    return text
 
 
 def _share(part: float, whole: float) -> str:

@@ -35,7 +35,7 @@ def bar_chart(items: list[tuple[str, float, str]], *, label: str, fmt=str, width
     """Horizontal bars, one per (name, value, colour), in the order given."""
     if not items:
         return ""
-    row, label_w, value_w = 22, 190, 110
+    row, label_w, value_w = 22, min(190, width // 3), 90
     plot_w = width - label_w - value_w
     top = max((v for _, v, _ in items), default=0) or 1.0
     height = row * len(items) + 8
@@ -45,7 +45,7 @@ def bar_chart(items: list[tuple[str, float, str]], *, label: str, fmt=str, width
         y = 4 + i * row
         w = max(value / top * plot_w, 1.0 if value > 0 else 0.0)
         parts.append(
-            f'<text x="{label_w - 6}" y="{y + 15}" text-anchor="end">{escape(_clip(name, 28))}</text>'
+            f'<text x="{label_w - 6}" y="{y + 15}" text-anchor="end">{escape(_clip(name, label_w // 7))}</text>'
             f'<rect class="bar" x="{label_w}" y="{y + 3}" width="{_num(w)}" height="{row - 6}" fill="{colour}">'
             f"<title>{escape(name)}: {escape(fmt(value))}</title></rect>"
             f'<text x="{_num(label_w + w + 6)}" y="{y + 15}">{escape(fmt(value))}</text>'
