@@ -67,3 +67,7 @@ class ToolInputError(BacklogOpsError, ValueError):
 
 class TranscriptFileError(BacklogOpsError):
     """A transcript path is not a regular file (a FIFO, a device, a socket): it is skipped, not read."""
+
+
+class ReportError(BacklogOpsError, ValueError):
+    """A spend view was asked for something it cannot show (an unknown group, a bad date)."""

@@ -103,6 +103,14 @@ def m006_add_ticket_source(db: MigrationConnection) -> None:
     db.execute("ALTER TABLE calls ADD COLUMN ticket_source TEXT")
 
 
+def m007_spend_rollups(db: MigrationConnection) -> None:
+    # Per-day sums kept by triggers: reports over all tickets and one big ticket's report read
+    # thousands of rollup rows instead of millions of calls (ledger/rollup.py).
+    from backlog_ops.ledger.rollup import create_rollups
+
+    create_rollups(db)
+
+
 MIGRATIONS: list[tuple[str, Callable[[MigrationConnection], None]]] = [
     ("m001_create_calls", m001_create_calls),
     ("m002_index_ticket_and_time", m002_index_ticket_and_time),
@@ -110,4 +118,5 @@ MIGRATIONS: list[tuple[str, Callable[[MigrationConnection], None]]] = [
     ("m004_index_ticket_spend_by_gate", m004_index_ticket_spend_by_gate),
     ("m005_add_guardrail_alerts", m005_add_guardrail_alerts),
     ("m006_add_ticket_source", m006_add_ticket_source),
+    ("m007_spend_rollups", m007_spend_rollups),
 ]

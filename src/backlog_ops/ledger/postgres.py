@@ -33,6 +33,8 @@ def _pg(sql: str) -> str:
 class PostgresLedger(LedgerQueries):
     """A ledger in a PostgreSQL schema. Opening it creates or upgrades the schema."""
 
+    dialect = "postgres"
+
     def __init__(self, url: str, *, schema: str = "backlog_ops", connect_timeout: int = 10) -> None:
         if not _SCHEMA.fullmatch(schema):
             raise LedgerError(f"ledger schema {schema!r} is not allowed: lower-case letters, digits and '_'")

@@ -40,6 +40,8 @@ UPSERT = (
 class LedgerQueries:
     """Spend queries shared by the ledger backends (which set `self.db`, a DB-API connection)."""
 
+    dialect = "sqlite"  # or "postgres": the few SQL functions that differ (ledger/spend_groups.py)
+
     def close(self) -> None:
         self.db.close()
 
@@ -85,6 +87,12 @@ class LedgerQueries:
             "by": by,
             "breakdown": breakdown,
         }
+
+    def spend_groups(self, dims: tuple[str, ...], **window) -> list[tuple]:
+        """Spend per group of 1-2 dimensions: see ledger.spend_groups.spend_groups."""
+        from backlog_ops.ledger.spend_groups import spend_groups
+
+        return spend_groups(self._query, self.dialect, tuple(dims), **window)
 
     def ticket_usage(
         self,
