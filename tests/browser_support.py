@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -119,8 +120,7 @@ class _DevTools:
 
 def open_page(path: Path, tmp_path: Path, *, screenshot: str = "page.png") -> PageVisit:
     binary = chromium_path()
-    profile = tmp_path / "chromium-profile"
-    profile.mkdir()
+    profile = Path(tempfile.mkdtemp(prefix="chromium-profile-", dir=tmp_path))  # fresh for every visit
     proc = subprocess.Popen([binary, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "about:blank"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:

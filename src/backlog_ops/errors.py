@@ -57,10 +57,6 @@ class ProxyStartError(BacklogOpsError):
     """The proxy exited or did not answer its liveness probe in time."""
 
 
-class ReportError(BacklogOpsError, ValueError):
-    """A report was asked for in a way that cannot be served (no destination for the page)."""
-
-
 class ToolInputError(BacklogOpsError, ValueError):
     """An MCP tool's arguments or state are wrong: the message tells the model what to send instead."""
 

@@ -1,9 +1,10 @@
 """What the HTML report shows, gathered from the ledger's spend views into one plain dict.
 
-Five views over one open ledger: cost per ticket (top N, the rest folded into "(others)"), cost
-per ticket and day (the same top N), and per ticket and gate, model and agent; then the budgets
-of the tickets shown and of every ticket the project's backlog.config.json gives a budget of its
-own. No SQL here: reports/views.py owns the queries.
+Views over one open ledger and one time window: cost per ticket (top N, the rest folded into
+"(others)"), per ticket and day, per day (the "(others)" share of each day is the day's total
+less the top tickets'), and per ticket and gate, model and agent; then the budgets of the
+tickets shown and of every ticket the project's backlog.config.json gives a budget of its own.
+No SQL here: reports/views.py owns the queries.
 """
 
 from __future__ import annotations
@@ -13,12 +14,12 @@ import time
 from pathlib import Path
 
 from backlog_ops.common.times import format_time
+from backlog_ops.reports.views import OTHERS, parse_window, spend_view
 
 __all__ = ["BREAKDOWNS", "DEFAULT_TOP", "OTHERS", "periods_between", "report_data", "roll_up_periods", "time_unit_for"]
 
 DEFAULT_TOP = 10
 BREAKDOWNS = ("gate", "model", "agent")
-OTHERS = "(others)"  # the first key of the row the views fold the rest into
 # Past this many days the over-time chart shows weeks, past MAX_WEEKS weeks months: columns stay readable.
 MAX_DAYS = 62
 MAX_WEEKS = 60
@@ -27,39 +28,64 @@ MAX_WEEKS = 60
 def report_data(*, since: str | None = None, until: str | None = None, project: str | None = None,
                 top: int = DEFAULT_TOP, ledger=None, project_dir: str | Path | None = None,
                 now: float | None = None) -> dict:
-    """Everything the page shows; `ledger` an open ledger, else one is opened (and closed) here."""
+    """Everything the page shows; `ledger` an open ledger, else one is opened (and closed) here.
+
+    since/until as spend_view takes them ('7d', a date, an ISO time), resolved once so that
+    every view covers the same window. ReportError for a bad one.
+    """
+    now = time.time() if now is None else now
+    start, end = parse_window(since, until, now=now)
     if ledger is None:
         from backlog_ops.ledger import open_ledger
 
         with open_ledger() as own:
-            return report_data(since=since, until=until, project=project, top=top, ledger=own,
+            return report_data(since=start, until=end, project=project, top=top, ledger=own,
                                project_dir=project_dir, now=now)
-    from backlog_ops.reports.views import spend_view
-
-    scope = {"since": since, "until": until, "project": project, "top": top, "ledger": ledger}
-    tickets = spend_view(by=("ticket",), **scope)
-    by_day = spend_view(by=("ticket", "day"), **scope)
-    breakdowns = {name: spend_view(by=("ticket", name), **scope)["rows"] for name in BREAKDOWNS}
-    shown = [row["ticket"] for row in tickets["rows"] if row["ticket"] not in (None, OTHERS)]
-    budgets, budget_problem, budget_project = _budgets(shown, project, ledger, project_dir)
-    days = sorted({row["day"] for row in by_day["rows"] if row["day"]})
+    scope = {"since": start, "until": end, "project": project, "ledger": ledger}
+    tickets = spend_view(by=("ticket",), top=top, **scope)
+    shown = [row["ticket"] for row in tickets["rows"] if row["ticket"] != OTHERS]
+    by_day = [row for row in spend_view(by=("ticket", "day"), top=top, **scope)["rows"] if row["ticket"] != OTHERS]
+    if len(shown) < len(tickets["rows"]):
+        by_day += _others_per_day(by_day, spend_view(by=("day",), **scope)["rows"])
+    # The views fold the other tickets into one row with no gate (model, agent): not drawn.
+    breakdowns = {name: [row for row in spend_view(by=("ticket", name), top=top, **scope)["rows"] if row["ticket"] != OTHERS]
+                  for name in BREAKDOWNS}
+    budgets, budget_problem, budget_project = _budgets([t for t in shown if t is not None], project, ledger, project_dir)
+    days = sorted({row["day"] for row in by_day if row["day"]})
     unit = time_unit_for(days)
     return {
-        "generated_at": format_time(time.time() if now is None else now),
-        "since": tickets.get("since"),
-        "until": tickets.get("until"),
+        "generated_at": format_time(now),
+        "since": start,
+        "until": end,
         "project": project,
         "top": top,
         "totals": tickets["totals"],
         "tickets": tickets["rows"],
         "time_unit": unit,
         "periods": periods_between(days[0], days[-1], unit) if days else [],
-        "over_time": roll_up_periods(by_day["rows"], unit),
+        "over_time": roll_up_periods(by_day, unit),
         "breakdowns": breakdowns,
         "budgets": budgets,
         "budget_project": budget_project,
         "budget_problem": budget_problem,
     }
+
+
+def _others_per_day(top_rows: list[dict], day_rows: list[dict]) -> list[dict]:
+    """Per day, what the tickets not shown cost: the day's totals less the shown tickets' rows."""
+    shown: dict[str, dict] = {}
+    for row in top_rows:
+        acc = shown.setdefault(row["day"], {})
+        for key, value in row.items():
+            if key not in ("ticket", "day"):
+                acc[key] = acc.get(key, 0) + value
+    out = []
+    for day in day_rows:
+        rest = {key: value - shown.get(day["day"], {}).get(key, 0) for key, value in day.items() if key != "day"}
+        rest["cost_usd"] = max(round(rest["cost_usd"], 6), 0.0)
+        if rest["calls"] or rest["failed_calls"] or rest["cost_usd"]:
+            out.append({"ticket": OTHERS, "day": day["day"], **rest})
+    return out
 
 
 def _budgets(tickets: list[str], project: str | None, ledger, project_dir) -> tuple[list[dict], str | None, str | None]:

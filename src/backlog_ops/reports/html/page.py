@@ -13,7 +13,8 @@ import hashlib
 from html import escape
 
 from backlog_ops.policy.messages import money
-from backlog_ops.reports.html.data import BREAKDOWNS, OTHERS
+from backlog_ops.reports.html.data import BREAKDOWNS
+from backlog_ops.reports.views import OTHERS
 from backlog_ops.reports.html.svg import bar_chart, budget_chart, colour_for, column_chart
 
 __all__ = ["CSP", "render_page"]
@@ -80,10 +81,10 @@ def _header(data: dict) -> str:
 def _cards(t: dict) -> str:
     cards = [
         (money(t["cost_usd"]), "total cost"),
-        (f"{t['calls']:,}", f"calls ({t['failed_calls']:,} failed)"),
-        (f"{t['input_tokens']:,}", "input tokens"),
+        (f"{t['calls'] + t['failed_calls']:,}", f"calls ({t['failed_calls']:,} failed)"),
+        (f"{t['input_tokens'] + t['cache_read_tokens'] + t['cache_write_tokens']:,}", "input tokens"),
         (f"{t['output_tokens']:,}", "output tokens"),
-        (_share(t["cache_read_tokens"], t["input_tokens"]), "cache share of input"),
+        (_cache_share(t), "cache share of input"),
         (f"{t['cache_hits']:,}", "response-cache hits"),
     ]
     return '<div class="cards" id="totals">' + "".join(
@@ -95,7 +96,7 @@ def _per_ticket(data: dict, colours: dict) -> str:
     chart = bar_chart([(_name(r["ticket"]), r["cost_usd"], colours[r["ticket"]]) for r in rows],
                       label="cost per ticket", fmt=money)
     budgets = {b["ticket_id"]: b for b in data.get("budgets") or () if b.get("budget_usd") is not None}
-    head = ["ticket", "cost", "share", "calls", "failed", "input tokens", "output tokens", "cache read", "cache write",
+    head = ["ticket", "cost", "share", "calls ok", "failed", "uncached input", "output tokens", "cache read", "cache write",
             "cache share", "cache hits", "budget used"]
     body = []
     for r in rows:
@@ -154,15 +155,15 @@ def _each_ticket(data: dict, colours: dict) -> str:
         name = _name(ticket)
         out.append(f'<section class="ticket" id="ticket-{i}"><h3><span class="swatch" aria-hidden="true">'
                    f'{_swatch(colours[ticket])}</span>{escape(name)}: {escape(money(r["cost_usd"]))}</h3>'
-                   f'<p class="meta">{r["calls"]:,} calls, {r["failed_calls"]:,} failed · cache share '
-                   f'{escape(_share(r["cache_read_tokens"], r["input_tokens"]))} · {r["cache_hits"]:,} response-cache hits</p>')
+                   f'<p class="meta">{r["calls"] + r["failed_calls"]:,} calls, {r["failed_calls"]:,} failed · cache share '
+                   f'{escape(_cache_share(r))} · {r["cache_hits"]:,} response-cache hits</p>')
         charts, tables = [], []
         for group in BREAKDOWNS:
             parts = sorted((p for p in data["breakdowns"].get(group, ()) if p["ticket"] == ticket), key=lambda p: -p["cost_usd"])
             items = [(_key(p[group]), p["cost_usd"], colour_for(j)) for j, p in enumerate(parts)]
             charts.append(f"<div><h4>by {group}</h4>{bar_chart(items, label=f'{name} by {group}', fmt=money, width=360)}</div>")
             tables.append(f"<h4>by {group}</h4>" + _table(
-                [group, "cost", "calls", "failed", "input tokens", "output tokens", "cache read", "cache write", "cache share", "cache hits"],
+                [group, "cost", "calls ok", "failed", "uncached input", "output tokens", "cache read", "cache write", "cache share", "cache hits"],
                 [[_key(p[group]), money(p["cost_usd"]), *_counts(p)] for p in parts], numeric=range(1, 10)))
         periods = data["periods"]
         cost = {p["period"]: p["cost_usd"] for p in data["over_time"] if p["ticket"] == ticket}
@@ -215,9 +216,14 @@ def _share(part: float, whole: float) -> str:
     return f"{part / whole:.1%}" if whole else "—"
 
 
+def _cache_share(r: dict) -> str:
+    """Cache reads as a share of every input token (the views' input_tokens are the uncached ones)."""
+    return _share(r["cache_read_tokens"], r["input_tokens"] + r["cache_read_tokens"] + r["cache_write_tokens"])
+
+
 def _counts(r: dict) -> list[str]:
     return [f"{r['calls']:,}", f"{r['failed_calls']:,}", f"{r['input_tokens']:,}", f"{r['output_tokens']:,}",
-            f"{r['cache_read_tokens']:,}", f"{r['cache_write_tokens']:,}", _share(r["cache_read_tokens"], r["input_tokens"]),
+            f"{r['cache_read_tokens']:,}", f"{r['cache_write_tokens']:,}", _cache_share(r),
             f"{r['cache_hits']:,}"]
 
 
