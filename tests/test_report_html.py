@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 import uuid
@@ -114,7 +113,8 @@ def test_report_opens_offline_with_tickets_totals_and_drawn_charts(ledger_backen
     assert money(MY_API_TOTAL) in text and money(2.5) in text and money(1.10) in text
     assert money(0.30 + 0.05) in text  # (others): FEAT-3 and the calls with no ticket
     assert "Project: my-api" in text and "Generated" in text
-    assert re.search(r"OVER", text) and "$2.5000 of $2.0000 (125%)" in text  # FEAT-1 against its own $2 budget
+    assert "125.0% OVER" in text and "$2.5000 of $2.0000 (125%)" in text  # FEAT-1 against its own $2 budget
+    assert 'llmOps.budgets.tickets["FEAT-1"]' in text and "<span" not in text and "&quot;" not in text  # escaped once
     assert "llmOps.budgets.perTicketUSD" in text  # the XSS-named ticket falls under the per-ticket default
     assert "cache share of input" in text and "33.3%" in text  # FEAT-1: 1,000 cache reads of 3,000 input tokens
     for day in ("2026-11-20", "2026-11-21", "2026-11-22"):

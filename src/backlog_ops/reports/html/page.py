@@ -105,7 +105,7 @@ def _per_ticket(data: dict, colours: dict) -> str:
                      *_counts(r), _budget_used(b)])
     body.append(["TOTAL", money(total["cost_usd"]), _share(total["cost_usd"], total["cost_usd"]), *_counts(total), ""])
     return ('<h2 id="tickets">Cost per ticket</h2>' + chart
-            + _table(head, body, numeric=range(1, 11), total=True, raw_first=True))
+            + _table(head, body, numeric=range(1, 11), total=True, raw_first=True, raw_cols={11}))
 
 
 def _over_time(data: dict, colours: dict) -> str:
@@ -141,7 +141,7 @@ def _budgets(data: dict) -> str:
              money(b["spent_usd"]), money(b["remaining_usd"]) if b["remaining_usd"] is not None else "—",
              _budget_used(b),
              f"{b['escalations']} of {b['max_escalations']}" if b.get("max_escalations") is not None else str(b["escalations"]),
-             escape(b.get("budget_key") or b.get("escalation_key") or "")]
+             b.get("budget_key") or b.get("escalation_key") or ""]
             for b in data.get("budgets") or ()]
     out.append(_table(head, body, numeric=range(1, 6), raw_first=True, raw_cols={4}))
     return "".join(out)
@@ -158,13 +158,17 @@ def _each_ticket(data: dict, colours: dict) -> str:
                    f'<p class="meta">{r["calls"] + r["failed_calls"]:,} calls, {r["failed_calls"]:,} failed · cache share '
                    f'{escape(_cache_share(r))} · {r["cache_hits"]:,} response-cache hits</p>')
         charts, tables = [], []
-        for group in BREAKDOWNS:
+        for group in BREAKDOWNS if ticket != OTHERS else ():
             parts = sorted((p for p in data["breakdowns"].get(group, ()) if p["ticket"] == ticket), key=lambda p: -p["cost_usd"])
             items = [(_key(p[group]), p["cost_usd"], colour_for(j)) for j, p in enumerate(parts)]
-            charts.append(f"<div><h4>by {group}</h4>{bar_chart(items, label=f'{name} by {group}', fmt=money, width=360)}</div>")
+            chart = bar_chart(items, label=f"{name} by {group}", fmt=money, width=360, keep_tail=group == "model")
+            charts.append(f"<div><h4>by {group}</h4>{chart}</div>")
             tables.append(f"<h4>by {group}</h4>" + _table(
                 [group, "cost", "calls ok", "failed", "uncached input", "output tokens", "cache read", "cache write", "cache share", "cache hits"],
                 [[_key(p[group]), money(p["cost_usd"]), *_counts(p)] for p in parts], numeric=range(1, 10)))
+        if ticket == OTHERS:
+            out.append(f'<p class="note">The {OTHERS} are every ticket past the top {int(data["top"])}: '
+                       "run with a larger --top to see them one by one.</p>")
         periods = data["periods"]
         cost = {p["period"]: p["cost_usd"] for p in data["over_time"] if p["ticket"] == ticket}
         values = [cost.get(p, 0.0) for p in periods]

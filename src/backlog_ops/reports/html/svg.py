@@ -27,11 +27,14 @@ def _num(value: float) -> str:
     return f"{value:.2f}".rstrip("0").rstrip(".") or "0"
 
 
-def _clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+def _clip(text: str, limit: int, *, keep_tail: bool = False) -> str:
+    """At most `limit` characters; the end kept for names that differ at the end (provider/model)."""
+    if len(text) <= limit:
+        return text
+    return "…" + text[-(limit - 1):] if keep_tail else text[: limit - 1] + "…"
 
 
-def bar_chart(items: list[tuple[str, float, str]], *, label: str, fmt=str, width: int = 720) -> str:
+def bar_chart(items: list[tuple[str, float, str]], *, label: str, fmt=str, width: int = 720, keep_tail: bool = False) -> str:
     """Horizontal bars, one per (name, value, colour), in the order given."""
     if not items:
         return ""
@@ -45,7 +48,7 @@ def bar_chart(items: list[tuple[str, float, str]], *, label: str, fmt=str, width
         y = 4 + i * row
         w = max(value / top * plot_w, 1.0 if value > 0 else 0.0)
         parts.append(
-            f'<text x="{label_w - 6}" y="{y + 15}" text-anchor="end">{escape(_clip(name, label_w // 7))}</text>'
+            f'<text x="{label_w - 6}" y="{y + 15}" text-anchor="end">{escape(_clip(name, label_w // 7, keep_tail=keep_tail))}</text>'
             f'<rect class="bar" x="{label_w}" y="{y + 3}" width="{_num(w)}" height="{row - 6}" fill="{colour}">'
             f"<title>{escape(name)}: {escape(fmt(value))}</title></rect>"
             f'<text x="{_num(label_w + w + 6)}" y="{y + 15}">{escape(fmt(value))}</text>'
