@@ -210,6 +210,8 @@ def test_no_destination_and_bad_top_are_one_line_errors(project_dir: Path) -> No
     assert done.returncode == 2 and "--top" in done.stderr and "Traceback" not in done.stderr
     done = cli("--html", "x.html", "--since", "yesterday", cwd=project_dir)
     assert done.returncode == 2 and "since" in done.stderr and "Traceback" not in done.stderr
+    done = cli("--html", str(project_dir), cwd=project_dir)  # a directory is no place for the page
+    assert done.returncode == 1 and done.stderr.count("\n") == 1 and "cannot write" in done.stderr
 
 
 # -- the renderer on its own ------------------------------------------------------------------
