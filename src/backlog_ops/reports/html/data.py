@@ -1,8 +1,8 @@
 """What the HTML report shows, gathered from the ledger's spend views into one plain dict.
 
 Views over one open ledger and one time window: cost per ticket (top N, the rest folded into
-"(others)"), per ticket and day, per day (the "(others)" share of each day is the day's total
-less the top tickets'), and per ticket and gate, model and agent; then the budgets of the
+"(others)"); for each ticket shown, by gate and agent and by model and day; per day (the
+"(others)" share of a day is its total less the shown tickets'); then the budgets of the
 tickets shown and of every ticket the project's backlog.config.json gives a budget of its own.
 No SQL here: reports/views.py owns the queries.
 """
@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from backlog_ops.common.times import format_time
-from backlog_ops.reports.views import OTHERS, parse_window, spend_view
+from backlog_ops.reports.views import FIELDS, OTHERS, parse_window, spend_view
 
 __all__ = ["BREAKDOWNS", "DEFAULT_TOP", "OTHERS", "periods_between", "report_data", "roll_up_periods", "time_unit_for"]
 
@@ -44,12 +44,20 @@ def report_data(*, since: str | None = None, until: str | None = None, project: 
     scope = {"since": start, "until": end, "project": project, "ledger": ledger}
     tickets = spend_view(by=("ticket",), top=top, **scope)
     shown = [row["ticket"] for row in tickets["rows"] if row["ticket"] != OTHERS]
-    by_day = [row for row in spend_view(by=("ticket", "day"), top=top, **scope)["rows"] if row["ticket"] != OTHERS]
+    # Two views per ticket shown, each reading only that ticket's rows (an index range), cost
+    # less on a large ledger than views over every ticket's breakdown that would be cut to the
+    # top N afterwards; the four breakdowns are sums of their rows.
+    breakdowns: dict[str, list[dict]] = {name: [] for name in BREAKDOWNS}
+    by_day: list[dict] = []
+    for ticket in shown:
+        one = {**scope, "ticket": "-" if ticket is None else ticket}
+        gate_agent = spend_view(by=("gate", "agent"), **one)["rows"]
+        model_day = spend_view(by=("model", "day"), **one)["rows"]
+        for name, rows in (("gate", gate_agent), ("agent", gate_agent), ("model", model_day)):
+            breakdowns[name] += [{"ticket": ticket, **row} for row in _sum_by(rows, name)]
+        by_day += [{"ticket": ticket, **row} for row in _sum_by(model_day, "day")]
     if len(shown) < len(tickets["rows"]):
         by_day += _others_per_day(by_day, spend_view(by=("day",), **scope)["rows"])
-    # The views fold the other tickets into one row with no gate (model, agent): not drawn.
-    breakdowns = {name: [row for row in spend_view(by=("ticket", name), top=top, **scope)["rows"] if row["ticket"] != OTHERS]
-                  for name in BREAKDOWNS}
     budgets, budget_problem, budget_project = _budgets([t for t in shown if t is not None], project, ledger, project_dir)
     days = sorted({row["day"] for row in by_day if row["day"]})
     unit = time_unit_for(days)
@@ -69,6 +77,18 @@ def report_data(*, since: str | None = None, until: str | None = None, project: 
         "budget_project": budget_project,
         "budget_problem": budget_problem,
     }
+
+
+def _sum_by(rows: list[dict], key: str) -> list[dict]:
+    """Rows of a two-group view summed over the other group: one row per value of `key`, costliest first."""
+    out: dict = {}
+    for row in rows:
+        acc = out.setdefault(row[key], {key: row[key], **{f: 0 for f in FIELDS}})
+        for f in FIELDS:
+            acc[f] += row[f]
+    for acc in out.values():
+        acc["cost_usd"] = round(acc["cost_usd"], 6)
+    return sorted(out.values(), key=lambda r: (-r["cost_usd"], r[key] is None, str(r[key])))
 
 
 def _others_per_day(top_rows: list[dict], day_rows: list[dict]) -> list[dict]:
