@@ -26,6 +26,7 @@ __all__ = [
     "ContextResult",
     "SPEND_GROUPS",
     "SpendInput",
+    "SpendReportResult",
     "SpendResult",
     "ToolInputError",
     "clear_context",
@@ -34,11 +35,13 @@ __all__ = [
     "parse_context_input",
     "parse_spend_input",
     "set_context",
+    "spend_report",
     "ticket_spend",
     "unknown_arguments",
 ]
 
-SPEND_GROUPS = ("gate", "agent", "model", "skill", "session", "day")
+# ticket_spend's group_by: reports.views.GROUPS but "ticket", most useful first.
+SPEND_GROUPS = ("gate", "agent", "model", "skill", "session", "day", "week", "month", "project", "source", "ticket_source")
 
 
 # -- results ---------------------------------------------------------------------------------------
@@ -89,20 +92,39 @@ class ContextResult(BaseModel):
         return "\n".join(lines)
 
 
-class SpendRow(BaseModel):
-    key: str | None
+class SpendFigures(BaseModel):
+    """Cost, calls and tokens, split as ccusage splits them (reports.views)."""
+
     cost_usd: float
-    calls: int
-    tokens: int
+    calls: int = Field(description="successful calls")
+    tokens: int = Field(description="input + output + cache write + cache read tokens")
+    failed_calls: int = Field(default=0, description="calls that reached a provider and failed")
+    cache_hits: int = Field(default=0, description="calls answered from the proxy's response cache")
+    input_tokens: int = Field(default=0, description="prompt tokens neither read from nor written to the prompt cache")
+    output_tokens: int = 0
+    cache_write_tokens: int = 0
+    cache_read_tokens: int = 0
+
+    @classmethod
+    def of(cls, figures: dict, **more) -> dict:
+        """This model's fields from a reports.views row or totals."""
+        tokens = sum(figures[f] for f in ("input_tokens", "output_tokens", "cache_write_tokens", "cache_read_tokens"))
+        return {**{f: figures[f] for f in cls.model_fields if f != "tokens" and f in figures}, "tokens": tokens, **more}
+
+    def figures_text(self) -> str:
+        from backlog_ops.reports.views_text import summary_line
+
+        return summary_line(self.model_dump())
 
 
-class SpendResult(BaseModel):
+class SpendRow(SpendFigures):
+    key: str | None
+
+
+class SpendResult(SpendFigures):
     """What a ticket has cost, from the ledger, with its breakdown and budget (backlog_ops.reports.ticket)."""
 
     ticket_id: str
-    cost_usd: float
-    calls: int
-    tokens: int
     by: str
     breakdown: list[SpendRow]
     since: str | None = None
@@ -112,17 +134,42 @@ class SpendResult(BaseModel):
 
     def text(self) -> str:
         since = f" since {self.since}" if self.since else ""
-        lines = [f"{self.ticket_id}{since}: ${self.cost_usd:.4f} over {self.calls} LLM calls, {self.tokens:,} tokens."]
+        lines = [f"{self.ticket_id}{since}: {self.figures_text()}."]
         lines += _budget_lines(self.budget, self.cost_usd, self.remaining_usd)
         lines += [f"Warning: {w}" for w in self.warnings]
         if self.breakdown:
             lines.append(f"By {self.by}:")
             for row in self.breakdown:
                 # Keys are ledger data: Claude Code prints this text in the user's terminal.
-                lines.append(f"  {printable(row.key or '(none)')}: ${row.cost_usd:.4f}, {row.calls} calls, {row.tokens:,} tokens")
+                lines.append(f"  {printable(row.key or '(none)')}: {row.figures_text()}")
         else:
             lines.append("No calls recorded" + (" in that period." if self.since else " for this ticket yet."))
         return "\n".join(lines)
+
+
+class SpendReportResult(BaseModel):
+    """Spend over every ticket (or one), grouped, most expensive first (backlog_ops.reports.views)."""
+
+    by: list[str]
+    since: str | None = None
+    until: str | None = None
+    project: str | None = None
+    ticket: str | None = None
+    rows: list[dict] = Field(description="one object per group: the group values, then the figures")
+    totals: dict
+    others: int = Field(default=0, description="groups summed into the '(others)' row")
+
+    def text(self) -> str:
+        from backlog_ops.reports.views_text import render_view, summary_line
+
+        window = f" since {self.since}" if self.since else ""
+        window += f" until {self.until}" if self.until else ""
+        head = f"Spend by {' and '.join(self.by)}{window}: {summary_line(self.totals)}."
+        if not self.rows:
+            return head + "\nNo calls recorded" + (" in that period." if window else ".")
+        folded = f"\n({self.others} more groups summed as '(others)'.)" if self.others else ""
+        # Markdown: ledger values are escaped (no control character, no markup).
+        return head + "\n\n" + render_view(self.model_dump(), "markdown").rstrip("\n") + folded
 
 
 def _budget_lines(budget: dict | None, cost: float, remaining: float | None) -> list[str]:
@@ -230,7 +277,7 @@ def explain_arguments(tool: str, errors: list[dict]) -> str:
 
     `errors` are pydantic's (ValidationError.errors()); their own wording never reaches the model.
     """
-    hints = _SPEND_HINTS if tool == "ticket_spend" else _HINTS
+    hints = {"ticket_spend": _SPEND_HINTS, "spend_report": _REPORT_HINTS}.get(tool, _HINTS)
     problems = []
     for err in errors:
         field = ".".join(str(p) for p in err.get("loc", ())) or "arguments"
@@ -285,6 +332,13 @@ _SPEND_HINTS = {
     "ticket_id": "send a ticket id such as 'FEAT-001', or leave it out for the ticket you are on",
     "group_by": f"send one of {', '.join(repr(g) for g in SPEND_GROUPS)}, or leave it out for 'gate'",
     "since": "send YYYY-MM-DD, an ISO 8601 time, or a span such as '90m', '24h', '7d'",
+}
+
+_REPORT_HINTS = {
+    "group_by": "send one or two groups, e.g. 'ticket', 'ticket,day' or 'model'",
+    "since": "send YYYY-MM-DD, an ISO 8601 time, or a span such as '24h', '7d'",
+    "until": "send YYYY-MM-DD, an ISO 8601 time, or a span such as '24h', '7d'",
+    "top": "send a whole number from 1 to 1000, e.g. top=10",
 }
 
 
@@ -382,14 +436,28 @@ def ticket_spend(data: SpendInput, caller: Caller) -> SpendResult:
         raise ToolInputError(f"cannot read the spend ledger: {scrub_dsn(exc)}") from None
     report = spend.report
     return SpendResult(
+        **SpendFigures.of(report["totals"]),
         ticket_id=ticket,
-        cost_usd=report["cost_usd"],
-        calls=report["calls"],
-        tokens=report["tokens"],
         by=data.group_by,
-        breakdown=[SpendRow(**row) for row in report["breakdown"]],
+        breakdown=[SpendRow(**SpendFigures.of(row, key=row[data.group_by])) for row in report["rows"]],
         since=data.since,
         budget=spend.budget,
         remaining_usd=spend.remaining_usd,
         warnings=[f"budget unknown: {spend.budget_problem}"] if spend.budget_problem else [],
     )
+
+
+def spend_report(*, group_by: str = "ticket", since: str | None = None, until: str | None = None,
+                 project: str | None = None, ticket_id: str | None = None, top: int | None = 10) -> SpendReportResult:
+    """Spend over every ticket grouped by one or two of reports.views.GROUPS; ToolInputError for bad arguments."""
+    from backlog_ops.errors import ReportError
+    from backlog_ops.reports.views import spend_view
+
+    try:
+        view = spend_view(by=group_by, since=since, until=until, project=project or None, ticket=ticket_id or None,
+                          top=top, order="time")
+    except ReportError as exc:
+        raise ToolInputError(f"Invalid arguments: {exc}") from None
+    except BacklogOpsError as exc:
+        raise ToolInputError(f"cannot read the spend ledger: {scrub_dsn(exc)}") from None
+    return SpendReportResult(**view)

@@ -1,7 +1,7 @@
 """The backlog-ops MCP server: `backlog-ops mcp` (stdio), `claude mcp add backlog-ops -- backlog-ops mcp`.
 
-Four tools, each a thin layer over mcp_server.core: set_context, clear_context, get_context and
-ticket_spend. Results are structured (an output schema and structuredContent) and readable (a
+Five tools, each a thin layer over mcp_server.core: set_context, clear_context, get_context,
+ticket_spend and spend_report. Results are structured (an output schema and structuredContent) and readable (a
 text summary). Bad arguments come back as tool errors that name the field and say what to send
 instead; arguments a tool does not take are refused, never ignored.
 """
@@ -31,7 +31,7 @@ type, a project and a skill, so that each ticket's cost is known. Call set_conte
 start work on a ticket or move to another gate (plan, implement, lint, review, ...); a subagent \
 calling it sets its own context without touching the main session's. Call clear_context when the \
 work is done. Call ticket_spend to see what a ticket has cost and how much budget is left, \
-before escalating to a more expensive model."""
+before escalating to a more expensive model; spend_report compares tickets (or days, models, gates)."""
 
 _TICKET = Field(description="The ticket you work on, e.g. 'FEAT-001'. Send '' for work that belongs to no ticket yet.")
 _GATE = Field(description="The gate or phase you are starting, e.g. 'plan', 'implement', 'lint', 'review', 'prescan', 'refine'.")
@@ -73,7 +73,7 @@ class _StrictArgumentsServer(MCPServer):
 
 
 def build_server(resolver: CallerResolver | None = None) -> MCPServer:
-    """The server with its four tools; `resolver` identifies callers (tests pass their own)."""
+    """The server with its five tools; `resolver` identifies callers (tests pass their own)."""
     callers = resolver if resolver is not None else CallerResolver()
     # WARNING: a stdio server's stderr lands in Claude Code's MCP log; a failed tool call is the
     # model's business (it gets the error), not a log line.
@@ -134,10 +134,26 @@ def build_server(resolver: CallerResolver | None = None) -> MCPServer:
             core.parse_spend_input(ticket_id=ticket_id, group_by=group_by, since=since), caller_of(ctx)
         ))
 
+    @server.tool(annotations=ToolAnnotations(title="Spend over all tickets", read_only_hint=True, open_world_hint=False))
+    def spend_report(
+        group_by: Annotated[str, Field(default="ticket", description="One or two of ticket, day, week, month, model, gate, agent, skill, project, session, source, comma-separated: 'ticket', 'ticket,day', 'model'.")] = "ticket",
+        since: Annotated[str | None, Field(default=None, description="Only calls since then: 'YYYY-MM-DD', an ISO 8601 time, or '24h', '7d', '1mo' back from now.")] = None,
+        until: Annotated[str | None, Field(default=None, description="Only calls before then, in the same forms; a date includes that whole day.")] = None,
+        project: Annotated[str | None, Field(default=None, description="Only this project's calls. Leave it out for every project.")] = None,
+        ticket_id: Annotated[str | None, Field(default=None, description="Only this ticket's calls ('-': calls with no ticket). Leave it out for every ticket.")] = None,
+        top: Annotated[int | None, Field(default=10, ge=1, le=1000, description="Keep the N most expensive groups; the rest are summed as '(others)'.")] = 10,
+    ) -> Annotated[CallToolResult, core.SpendReportResult]:
+        """What LLM calls have cost across tickets, most expensive first: e.g. the most expensive tickets this week (since='7d'), cost per day, per model or per gate, with input, output and cache tokens and failed calls.
+
+        Use ticket_spend for one ticket and its budget.
+        """
+        return _run(lambda: core.spend_report(group_by=group_by, since=since, until=until, project=project,
+                                              ticket_id=ticket_id, top=top))
+
     return server
 
 
-def _run(work: Callable[[], core.ContextResult | core.SpendResult]) -> CallToolResult:
+def _run(work: Callable[[], core.ContextResult | core.SpendResult | core.SpendReportResult]) -> CallToolResult:
     try:
         result = work()
     except core.ToolInputError as exc:

@@ -333,7 +333,7 @@ def test_a_session_on_a_ticket_branch_is_attributed_with_no_context_set(claude_b
     r = subprocess.run([str(BIN / "backlog-ops"), "spend", "FEAT-901", "--by", "ticket_source", "--json"],
                        capture_output=True, text=True, timeout=60, env=_cli_env(proxy))
     assert r.returncode == 0, r.stderr
-    assert {b["key"] for b in json.loads(r.stdout)["breakdown"]} == {"branch"}
+    assert {b["ticket_source"] for b in json.loads(r.stdout)["rows"]} == {"branch"}
 
 
 def test_set_context_on_a_ticket_branch_replaces_the_inferred_ticket(claude_bin, proxy, branch_project, model, tmp_path) -> None:

@@ -165,16 +165,22 @@ def test_spend_cli_formats(tmp_path: Path, backlog_home: Path) -> None:
         return r.stdout
 
     all_json = json.loads(run("--json"))
-    assert all_json["tickets"][0] == {"ticket_id": "FEAT-1", "project": "p", "cost_usd": 0.4, "calls": 2, "tokens": 220}
-    assert all_json["tickets"][1]["ticket_id"] is None
+    assert all_json["by"] == ["ticket"]
+    assert all_json["rows"][0] == {"ticket": "FEAT-1", "calls": 2, "failed_calls": 0, "cache_hits": 0, "input_tokens": 200,
+                                   "output_tokens": 20, "cache_write_tokens": 0, "cache_read_tokens": 0, "cost_usd": 0.4}
+    assert all_json["rows"][1]["ticket"] is None
+    assert all_json["totals"]["calls"] == 3 and all_json["totals"]["cost_usd"] == 0.6
     one = json.loads(run("FEAT-1", "--json"))
-    assert {k: one[k] for k in ("ticket_id", "cost_usd", "calls", "tokens")} == {"ticket_id": "FEAT-1", "cost_usd": 0.4, "calls": 2, "tokens": 220}
-    assert [b["key"] for b in one["breakdown"]] == ["review", "plan"]
+    assert one["ticket"] == "FEAT-1" and one["by"] == ["gate"]
+    assert {k: one["totals"][k] for k in ("cost_usd", "calls", "input_tokens", "output_tokens")} == \
+        {"cost_usd": 0.4, "calls": 2, "input_tokens": 200, "output_tokens": 20}
+    assert [r["gate"] for r in one["rows"]] == ["review", "plan"]
     table = run()
     assert "(no ticket)" in table and "$0.4000" in table and "TOTAL" in table
-    assert run("FEAT-1", "--csv").splitlines()[0] == "gate,cost_usd,calls,tokens"
+    assert run("FEAT-1", "--csv").splitlines()[0] == \
+        "gate,cost_usd,calls,failed_calls,cache_hits,input_tokens,output_tokens,cache_write_tokens,cache_read_tokens"
     assert "no calls recorded" in run("NOPE-1")
-    assert json.loads(run("-", "--json"))["calls"] == 1
+    assert json.loads(run("-", "--json"))["totals"]["calls"] == 1
 
 
 def _sqlite_replica(path: str, index: int, n: int) -> None:

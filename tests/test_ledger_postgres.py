@@ -153,7 +153,7 @@ def test_spend_cli_reads_postgres(pg) -> None:
                          capture_output=True, text=True, timeout=60, env=os.environ.copy())
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout)
-    assert report["cost_usd"] == 0.5 and [b["key"] for b in report["breakdown"]] == ["plan", "review"]
+    assert report["totals"]["cost_usd"] == 0.5 and [r["gate"] for r in report["rows"]] == ["plan", "review"]
 
 
 @pytest.mark.proxy

@@ -72,7 +72,7 @@ def test_the_tools_and_their_descriptions_are_written_for_the_model(server) -> N
             return (await client.list_tools()).tools
 
     tools = {t.name: t for t in anyio.run(go)}
-    assert set(tools) == {"set_context", "clear_context", "get_context", "ticket_spend"}
+    assert set(tools) == {"set_context", "clear_context", "get_context", "ticket_spend", "spend_report"}
     assert set(tools["set_context"].input_schema["required"]) == {"ticket_id", "gate", "agent_type"}
     for name in ("skill", "project", "component"):
         assert "description" in tools["set_context"].input_schema["properties"][name]
@@ -189,10 +189,12 @@ def test_ticket_spend_breaks_the_cost_down(server) -> None:
     result = call(server, "ticket_spend", {"ticket_id": "FEAT-3"})
     out = ok(result)
     assert (out["ticket_id"], out["calls"], out["tokens"], out["by"]) == ("FEAT-3", 4, 4400, "gate")
+    assert (out["input_tokens"], out["output_tokens"], out["cache_write_tokens"], out["cache_read_tokens"]) == (4000, 400, 0, 0)
+    assert out["failed_calls"] == 0 and out["breakdown"][0]["input_tokens"] == 1000
     assert out["cost_usd"] == pytest.approx(0.96)
     assert [(r["key"], r["calls"]) for r in out["breakdown"]] == [("review", 1), ("implement", 2), ("plan", 1)]
     assert out["budget"] is None and out["remaining_usd"] is None
-    assert "FEAT-3: $0.9600 over 4 LLM calls" in result.content[0].text and "No budget" in result.content[0].text
+    assert "FEAT-3: $0.9600 over 4 calls, 4,400 tokens (4,000 input, 400 output" in result.content[0].text and "No budget" in result.content[0].text
     by_agent = ok(call(server, "ticket_spend", {"ticket_id": "FEAT-3", "group_by": "agent"}))
     assert {r["key"]: r["calls"] for r in by_agent["breakdown"]} == {"backend": 3, "reviewer": 1}
     by_model = ok(call(server, "ticket_spend", {"ticket_id": "FEAT-3", "group_by": "model"}))
@@ -206,6 +208,41 @@ def test_ticket_spend_defaults_to_the_callers_ticket(server) -> None:
     assert "send ticket_id" in error(call(server, "ticket_spend"))
     ok(call(server, "set_context", {"ticket_id": "FEAT-5", "gate": "implement", "agent_type": "backend"}))
     assert ok(call(server, "ticket_spend"))["cost_usd"] == pytest.approx(0.25)
+
+
+def test_spend_report_ranks_tickets_with_the_token_split(server) -> None:
+    """'What are the most expensive tickets this week': every ticket, grouped, the tail summed."""
+    _ledger_rows(
+        ("FEAT-3", "plan", "backend", "claude-haiku-4-5", 0.25, 1),
+        ("FEAT-3", "implement", "backend", "claude-sonnet-4-6", 0.50, 2),
+        ("FEAT-4", "plan", "backend", "claude-haiku-4-5", 1.00, 3),
+        ("FEAT-5", "review", "reviewer", "claude-opus-4-6", 0.125, 3),
+        (None, "plan", "backend", "claude-haiku-4-5", 0.0625, 3),
+    )
+    result = call(server, "spend_report", {"since": "2026-11-21", "top": 2})
+    out = ok(result)
+    assert [(r["ticket"], r["calls"], r["cost_usd"]) for r in out["rows"]] == \
+        [("FEAT-4", 1, 1.0), ("FEAT-3", 2, 0.75), ("(others)", 2, 0.1875)]
+    assert out["others"] == 2 and out["totals"]["calls"] == 5 and out["totals"]["input_tokens"] == 5000
+    text = result.content[0].text
+    assert "| ticket | cost | calls |" in text and "| FEAT-4 | $1.0000 | 1 |" in text and "2 more groups" in text
+    by_day = ok(call(server, "spend_report", {"group_by": "ticket,day", "ticket_id": "FEAT-3"}))
+    assert [(r["ticket"], r["day"]) for r in by_day["rows"]] == [("FEAT-3", "2026-11-21"), ("FEAT-3", "2026-11-22")]
+    later = ok(call(server, "spend_report", {"group_by": "model", "since": "2026-11-23", "until": "2026-11-23"}))
+    assert {r["model"]: r["calls"] for r in later["rows"]} == {"claude-haiku-4-5": 2, "claude-opus-4-6": 1}
+    no_ticket = ok(call(server, "spend_report", {"ticket_id": "-"}))
+    assert [(r["ticket"], r["cost_usd"]) for r in no_ticket["rows"]] == [(None, 0.0625)]
+
+
+@pytest.mark.parametrize(("arguments", "needle"), [
+    ({"group_by": "colour"}, "cannot group by 'colour'"),
+    ({"group_by": "ticket,day,model"}, "one or two"),
+    ({"since": "last tuesday"}, "is not a date"),
+    ({"top": 0}, "send a whole number from 1 to 1000"),
+    ({"ticket": "FEAT-1"}, "spend_report has no argument 'ticket'"),
+])
+def test_bad_spend_report_arguments_say_what_to_send(server, arguments, needle) -> None:
+    assert needle in error(call(server, "spend_report", arguments))
 
 
 @pytest.mark.parametrize(("arguments", "needle"), [
@@ -307,10 +344,15 @@ def test_backlog_ops_mcp_over_stdio(backlog_home, project_dir, store) -> None:
             bad = await client.call_tool("set_context", {"ticket_id": "FEAT-11", "gate": "im plement", "agent_type": "backend"})
             wrong_type = await client.call_tool("set_context", {"ticket_id": 11, "gate": "plan", "agent_type": "backend"})
             unknown = await client.call_tool("set_context", {"ticket": "FEAT-12", "gate": "plan", "agent_type": "backend"})
-            return names, claimed, spawned, bad, wrong_type, unknown
+            report = await client.call_tool("spend_report", {"group_by": "ticket,model", "since": "2026-11-01"})
+            return names, claimed, spawned, bad, wrong_type, unknown, report
 
-    names, claimed, spawned, bad, wrong_type, unknown = anyio.run(go)
-    assert names == ["clear_context", "get_context", "set_context", "ticket_spend"]
+    with open_ledger() as ledger:
+        ledger.record_many([CallRecord(call_id="io1", started_at="2026-11-21T10:00:00.000+00:00", status="success",
+                                       ticket_id="FEAT-11", model="m", prompt_tokens=50, completion_tokens=5, cost_usd=0.5)])
+    names, claimed, spawned, bad, wrong_type, unknown, report = anyio.run(go)
+    assert [(r["ticket"], r["model"], r["input_tokens"]) for r in ok(report)["rows"]] == [("FEAT-11", "m", 50)]
+    assert names == ["clear_context", "get_context", "set_context", "spend_report", "ticket_spend"]
     assert ok(claimed)["session_id"] == CURRENT and store.get(Scope(CURRENT))["ticket_id"] == "FEAT-11"
     assert ok(spawned)["session_id"] == SPAWNED and ok(spawned)["context"] is None
     assert "gate 'im plement' is not allowed" in error(bad)

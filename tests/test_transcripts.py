@@ -19,7 +19,7 @@ from backlog_ops.common.times import format_time  # noqa: E402
 from backlog_ops.context.scope import Scope
 from backlog_ops.ledger import CallRecord, SqliteLedger  # noqa: E402
 from backlog_ops.common.prices import cost_from_usage  # noqa: E402
-from backlog_ops.reports.spend import spend_report  # noqa: E402
+from backlog_ops.reports.views import spend_view  # noqa: E402
 from backlog_ops.context.file_store import ContextStore
 from backlog_ops.capture.transcripts import import_transcripts, render_report  # noqa: E402
 from backlog_ops.cli.import_cmd import file_progress  # noqa: E402
@@ -262,8 +262,8 @@ def test_spend_counts_proxy_direct_and_transcript_once_each(projects, history, p
                                        prompt_tokens=100, completion_tokens=10, cost_usd=0.5)])
     import_transcripts(projects)
     import_transcripts(projects)
-    report = spend_report("FEAT-3", by="source")
-    by_source = {b["key"]: (b["calls"], round(b["cost_usd"], 6)) for b in report["breakdown"]}
+    report = spend_view(ticket="FEAT-3", by="source")
+    by_source = {r["source"]: (r["calls"], round(r["cost_usd"], 6)) for r in report["rows"]}
     assert by_source["proxy"] == (4, 0.04)
     assert by_source["direct"] == (1, 0.5)
     assert by_source["transcript"] == (1, round(price(13, 80, 3300), 6))  # only req_p4: the rest went through the proxy

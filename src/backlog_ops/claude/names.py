@@ -7,7 +7,7 @@ against them, so they are kept here once. Plain constants: the hooks import this
 __all__ = ["HOOK_EVENTS", "MCP_TOOLS", "SERVER_NAME"]
 
 SERVER_NAME = "backlog-ops"
-MCP_TOOLS = ("set_context", "clear_context", "get_context", "ticket_spend")
+MCP_TOOLS = ("set_context", "clear_context", "get_context", "ticket_spend", "spend_report")
 # The events hooks/hooks.json wires and hooks/events.py handles.
 HOOK_EVENTS = ("SessionStart", "PreToolUse", "UserPromptExpansion", "SubagentStart", "SubagentStop", "SessionEnd",
                "UserPromptSubmit", "PostToolUse")

@@ -39,14 +39,16 @@ def run_demo(*, port: int = 0, keep_home: bool = False) -> int:
     finally:
         proxy.stop()
 
-    from backlog_ops.cli.spend_cmd import render_spend
-    from backlog_ops.reports.spend import spend_report
+    from backlog_ops.reports.views import spend_view
+    from backlog_ops.reports.views_text import render_view, summary_line
 
     print("\nspend per ticket:")
-    print(render_spend(spend_report(None)), end="")
+    print(render_view(spend_view(by="ticket")), end="")
     for ticket in ("FEAT-001", "FEAT-002"):
+        view = spend_view(by="gate", ticket=ticket)
         print()
-        print(render_spend(spend_report(ticket, by="gate")), end="")
+        print(summary_line(view["totals"], ticket) + "\n")
+        print(render_view(view), end="")
     if keep_home:
         print(f"\nkept {demo_home}: try  BACKLOG_HOME={demo_home} backlog-ops spend FEAT-001 --by model")
     else:

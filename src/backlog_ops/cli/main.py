@@ -115,16 +115,20 @@ def _parser(argparse):
     p.add_argument("--session", metavar="ID", help="the paused session (default: every paused session)")
     p.set_defaults(run=context_cmd.context_resume)
 
-    p = sub.add_parser("spend", help="what tickets have cost, from the ledger")
-    p.add_argument("ticket", metavar="TICKET", nargs="?", help="one ticket; '-' for calls made with no ticket")
-    from backlog_ops.ledger.queries import GROUPS
+    p = sub.add_parser("spend", help="what tickets have cost, from the ledger: by ticket, day, model, gate, ...")
+    p.add_argument("ticket", metavar="TICKET", nargs="?", help="one ticket, with its budget; '-' for calls made with no ticket")
+    from backlog_ops.reports.views import GROUPS
 
-    p.add_argument("--by", choices=sorted(GROUPS), default="gate", help="breakdown for one ticket (default: gate)")
+    p.add_argument("--by", metavar="GROUP[,GROUP]",
+                   help=f"one or two of {', '.join(GROUPS)} (default: ticket; gate for one TICKET)")
+    p.add_argument("--since", metavar="WHEN", help="YYYY-MM-DD, an ISO time, or a span back from now such as 24h, 7d (default: all time)")
+    p.add_argument("--until", metavar="WHEN", help="the same forms; a date includes that whole day (default: now)")
     p.add_argument("--project", help="only this project's calls (default: every project)")
-    p.add_argument("--since", type=_since, metavar="WHEN", help="YYYY-MM-DD, an ISO time, or a span such as 24h, 7d (default: all time)")
+    p.add_argument("--top", type=_positive, metavar="N", help="the N most expensive first groups, the rest summed as (others)")
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    fmt.add_argument("--csv", action="store_true", help="print CSV instead of a table")
+    fmt.add_argument("--csv", action="store_true", help="print CSV instead of a table (the same fields as JSON)")
+    fmt.add_argument("--markdown", action="store_true", help="print a Markdown table for a pull request or ticket comment")
     p.set_defaults(run=_spend)
 
     p = sub.add_parser("report", help="spend per ticket as a self-contained HTML page with charts")
@@ -251,6 +255,14 @@ def _seconds(text: str) -> float:
     if not 0 <= value <= 86400:
         raise argparse.ArgumentTypeError(f"{text!r} must be from 0 to 86400 seconds")
     return value
+
+
+def _positive(text: str) -> int:
+    import argparse
+
+    if not (text.strip().isdigit() and text.strip().isascii()) or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a whole number of at least 1")
+    return int(text)
 
 
 def _since(text: str) -> str:

@@ -1,47 +1,46 @@
-"""`backlog-ops spend`: per-ticket spend from the ledger as a table, JSON or CSV."""
+"""`backlog-ops spend`: spend over every ticket, or one ticket's with its budget, as a table, JSON, CSV or Markdown."""
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import sys
 from typing import TextIO
 
 from backlog_ops.common.terminal import one_line, printable
 from backlog_ops.errors import LedgerError
 from backlog_ops.policy.messages import money
-from backlog_ops.reports.spend import spend_report
-from backlog_ops.reports.ticket import ticket_spend
+from backlog_ops.reports.views_text import NO_TICKET, render_view, summary_line
 
-__all__ = ["NO_TICKET", "format_budget", "format_table", "ledger_hint", "print_spend", "render_spend"]
-
-NO_TICKET = "(no ticket)"
-# A table cell longer than this is cut (JSON and CSV keep whole values).
-MAX_CELL = 80
+__all__ = ["format_budget", "ledger_hint", "print_spend"]
 
 
 def print_spend(args, out: TextIO = sys.stdout) -> int:
-    """Every ticket's spend, or one ticket's with its breakdown and (per ./backlog.config.json) its budget."""
-    fmt = "json" if args.json else "csv" if args.csv else "table"
+    """The view asked for; with a TICKET, its summary and (per ./backlog.config.json) its budget."""
+    from backlog_ops.reports.ticket import ticket_spend
+    from backlog_ops.reports.views import parse_groups, spend_view
+
+    fmt = "json" if args.json else "csv" if args.csv else "markdown" if args.markdown else "table"
+    by = parse_groups(args.by or ("gate" if args.ticket is not None else "ticket"))
+    options = {"by": by, "project": args.project, "since": args.since, "until": args.until, "top": args.top, "order": "time"}
     budget = None
     try:
         if args.ticket is None:
-            report = spend_report(None, by=args.by, project=args.project, since=args.since)
+            view = spend_view(**options)
         else:
-            spend = ticket_spend(args.ticket, by=args.by, project=args.project, since=args.since)
-            report, budget = spend.report, spend.budget
+            spend = ticket_spend(args.ticket, **options)
+            view, budget = spend.report, spend.budget
             if spend.budget_problem:
                 print(f"backlog-ops: warning: no budget shown: {one_line(spend.budget_problem)}", file=sys.stderr)
     except LedgerError as exc:
         raise LedgerError(ledger_hint(exc)) from None
-    if budget is not None:
-        report = {**report, "budget": budget}
-    filtered = bool(args.project or args.since or args.ticket)
-    out.write(render_spend(report, fmt, filtered=filtered))
-    if budget is not None and fmt == "table":
+    filtered = bool(args.project or args.since or args.until or args.ticket)
+    text = render_view(view, fmt, filtered=filtered, extra={"budget": budget} if budget is not None else None)
+    if args.ticket is not None and fmt in ("table", "markdown") and view["rows"]:
+        name = NO_TICKET if args.ticket == "-" else args.ticket
+        text = summary_line(view["totals"], name) + "\n\n" + text
+    out.write(text)
+    if budget is not None and fmt in ("table", "markdown"):
         out.write("\n" + format_budget(budget))
-    if not filtered and not report.get("tickets"):
+    if not filtered and not view["rows"]:
         _say_when_no_proxy_records()
     return 0
 
@@ -85,57 +84,3 @@ def format_budget(status: dict | None) -> str:
             f"{status['escalations_remaining']} remaining ({printable(status['escalation_key'])})"
         )
     return "\n".join(lines) + "\n"
-
-
-def render_spend(report: dict, fmt: str = "table", *, filtered: bool = False) -> str:
-    """A spend_report as 'table', 'json' or 'csv' text.
-
-    Ledger values come from callers: in the table and the CSV every control character is shown
-    as an escape (`\\x1b`) and the table cuts cells at MAX_CELL characters; JSON escapes control
-    characters itself (`\\u001b`), so it stays valid and exact.
-    """
-    if fmt == "json":
-        return json.dumps(report, indent=2, ensure_ascii=True) + "\n"
-    if "tickets" in report:
-        header = ["ticket", "project", "cost_usd", "calls", "tokens"]
-        rows = [[printable(t["ticket_id"] or NO_TICKET), printable(t["project"] or ""), t["cost_usd"], t["calls"], t["tokens"]]
-                for t in report["tickets"]]
-        total = ["TOTAL", "", round(sum(t["cost_usd"] for t in report["tickets"]), 6),
-                 sum(t["calls"] for t in report["tickets"]), sum(t["tokens"] for t in report["tickets"])]
-    else:
-        header = [report["by"], "cost_usd", "calls", "tokens"]
-        rows = [[printable(b["key"]) if b["key"] is not None else "(none)", b["cost_usd"], b["calls"], b["tokens"]] for b in report["breakdown"]]
-        total = ["TOTAL", report["cost_usd"], report["calls"], report["tokens"]]
-    if fmt == "csv":
-        buf = io.StringIO()
-        writer = csv.writer(buf)
-        writer.writerow(header)
-        writer.writerows(rows)
-        return buf.getvalue()
-    text = ""
-    if "ticket_id" in report:
-        name = printable(report["ticket_id"] or NO_TICKET)
-        text += f"{name}: ${report['cost_usd']:.4f} over {report['calls']} calls, {report['tokens']:,} tokens\n\n"
-    if not rows:
-        return text + "no calls recorded" + (" for this filter" if filtered else "") + "\n"
-    return text + format_table(header, rows + [total]) + "\n"
-
-
-def format_table(header: list[str], rows: list[list]) -> str:
-    """Plain-text table: money with 4 decimals, counts with thousands separators, numbers right-aligned."""
-    def cell(col: str, value) -> str:
-        if col == "cost_usd" and isinstance(value, (int, float)):
-            return f"${value:,.4f}"
-        if isinstance(value, int):
-            return f"{value:,}"
-        return str(value) if len(str(value)) <= MAX_CELL else str(value)[:MAX_CELL - 3] + "..."
-
-    text = [[cell(h, v) for h, v in zip(header, row)] for row in rows]
-    widths = [max(len(h), *(len(r[i]) for r in text)) for i, h in enumerate(header)]
-    numeric = [all(isinstance(r[i], (int, float)) for r in rows) for i in range(len(header))]
-
-    def line(cells: list[str]) -> str:
-        return "  ".join(c.rjust(w) if n else c.ljust(w) for c, w, n in zip(cells, widths, numeric)).rstrip()
-
-    sep = "  ".join("-" * w for w in widths)
-    return "\n".join([line(header), sep, *(line(r) for r in text[:-1]), sep, line(text[-1])])

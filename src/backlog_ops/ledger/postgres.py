@@ -17,7 +17,7 @@ from backlog_ops.common.secrets import scrub_dsn
 from backlog_ops.common.times import format_time
 from backlog_ops.errors import LedgerError
 from backlog_ops.ledger.migrations import MIGRATIONS, MigrationConnection
-from backlog_ops.ledger.queries import UPSERT, LedgerQueries
+from backlog_ops.ledger.queries import UPSERT, LedgerQueries, fold_upserts
 from backlog_ops.ledger.record import COLUMNS, CallRecord
 
 __all__ = ["PostgresLedger"]
@@ -28,6 +28,30 @@ _MIGRATION_LOCK = 0x6261636B6C6F67  # "backlog": one advisory lock id for all mi
 
 def _pg(sql: str) -> str:
     return sql.replace("%", "%%").replace("?", "%s")
+
+
+def _array_type(annotation: str) -> str:
+    """The PostgreSQL array type a CallRecord field is sent as (cache_hit, a flag, as an integer)."""
+    kind = annotation.split("|")[0].strip()
+    return {"int": "bigint[]", "bool": "integer[]", "float": "double precision[]"}.get(kind, "text[]")
+
+
+def _batch_upsert() -> str:
+    """UPSERT for a whole batch in one statement: one array per column, unnested into rows.
+
+    One statement fires each statement-level trigger once (the rollups, ledger/rollup.py) with
+    every row of the batch, instead of once per row.
+    """
+    from dataclasses import fields
+
+    arrays = ", ".join(f"%s::{_array_type(str(f.type))}" for f in fields(CallRecord))
+    values = f"VALUES ({', '.join('?' for _ in COLUMNS)})"
+    return _pg(UPSERT).replace(_pg(values), f"SELECT * FROM unnest({arrays})")
+
+
+_BATCH_UPSERT = _batch_upsert()
+_CAST = [{"bigint[]": int, "integer[]": int, "double precision[]": float}.get(_array_type(str(t)))
+         for t in CallRecord.__annotations__.values()]
 
 
 class PostgresLedger(LedgerQueries):
@@ -126,18 +150,18 @@ class PostgresLedger(LedgerQueries):
     # -- writes ------------------------------------------------------------------------------
 
     def record_many(self, records: Iterable[CallRecord]) -> int:
-        # psycopg adapts bool to boolean; the column is an integer in both dialects.
-        cache_hit = COLUMNS.index("cache_hit")
-        rows = []
-        for r in records:
-            row = list(r.as_tuple())
-            row[cache_hit] = int(bool(row[cache_hit]))
-            rows.append(row)
+        rows = [r.as_tuple() for r in records]
         if not rows:
             return 0
+        # One row per call (a statement may not upsert a row twice), in call id order: replicas
+        # writing the same calls lock them in the same order.
+        folded = sorted(fold_upserts(rows), key=lambda r: r[0])
+        # Arrays must hold one type: 0 and 0.5 as floats, True as 1 (the column is an integer).
+        columns = [[None if v is None else cast(v) if cast else v for v in column]
+                   for column, cast in zip(zip(*folded), _CAST)]
         try:
             with self.db.cursor() as cur:
-                cur.executemany(_pg(UPSERT), rows)
+                cur.execute(_BATCH_UPSERT, columns)
             self.db.commit()
         except self._psycopg.Error as exc:
             self.db.rollback()

@@ -11,7 +11,7 @@ from typing import Iterable
 from backlog_ops.errors import LedgerError
 from backlog_ops.ledger.record import COLUMNS
 
-__all__ = ["GROUPS", "LedgerQueries", "UPSERT"]
+__all__ = ["GROUPS", "LedgerQueries", "UPSERT", "fold_upserts", "replaces"]
 
 # --by name -> SQL expression over calls
 GROUPS = {
@@ -34,6 +34,27 @@ UPSERT = (
     # A success is final: a late failure event for the same call must not overwrite it.
     + " WHERE calls.status <> 'success' OR excluded.status = 'success'"
 )
+
+
+def replaces(stored_status: str, new_status: str) -> bool:
+    """Whether UPSERT overwrites a stored row: its WHERE clause, for code that must predict it."""
+    return stored_status != "success" or new_status == "success"
+
+
+def fold_upserts(rows: list[tuple]) -> list[tuple]:
+    """One row per call id that leaves the ledger as UPSERT-ing `rows` one by one would.
+
+    Rows are in COLUMNS order. Of two rows for one call the later wins, unless the earlier is a
+    success and the later is not; whatever the stored row is, UPSERT-ing the winner alone gives
+    the same result as UPSERT-ing both in turn.
+    """
+    call_id, status = COLUMNS.index("call_id"), COLUMNS.index("status")
+    kept: dict[str, tuple] = {}
+    for row in rows:
+        earlier = kept.get(row[call_id])
+        if earlier is None or replaces(earlier[status], row[status]):
+            kept[row[call_id]] = row
+    return list(kept.values())
 
 
 

@@ -1,21 +1,29 @@
-"""Exact per-day spend rollups, kept by the database on every write to `calls`.
+"""Exact per-day spend rollups, kept up to date in the transaction that writes the calls.
 
 Two tables sum the calls of a UTC day:
 - `spend_ticket_day`: per (day, project, ticket) — daily, weekly, monthly and per-ticket totals;
 - `spend_day`: per (day, project, ticket, gate, agent type, model, skill, source) — any of those
   breakdowns, one ticket's or every ticket's.
-Triggers on `calls` add a new row's figures and subtract an old row's, so an upserted (replayed,
-updated, late-priced) call is counted once, with its latest values, and a deleted one not at all.
+A written row's figures are added and the figures of the row it replaced subtracted, so an
+upserted (replayed, updated, late-priced) call counts once, with its latest values.
+
+Who keeps them: in PostgreSQL, statement-level triggers on `calls` (one aggregated upsert per
+rollup per statement, exact whoever writes and however many replicas write at once); in SQLite,
+which only has per-row triggers (they halved the ingest rate), `Deltas` in the writer's own
+transaction, which SQLite makes the only writer while it runs (BEGIN IMMEDIATE).
+
 Keys are stored as '' for NULL (a NULL never equals itself in a unique key); readers map '' back.
 `row_count` counts ledger rows of any status: a rollup row whose calls all moved elsewhere (an
-update changed their ticket) keeps zeros and is left out by readers (HAVING SUM(row_count) > 0).
+update changed their ticket) keeps zeros, and readers leave it out (HAVING SUM(row_count) > 0).
 """
 
 from __future__ import annotations
 
-__all__ = ["MEASURES", "ROLLUPS", "create_rollups", "measure_exprs"]
+from backlog_ops.ledger.record import COLUMNS
 
-# rollup table -> its key columns (calls columns; `day` is derived from started_at)
+__all__ = ["MEASURES", "ROLLUPS", "Deltas", "create_rollups", "measure_exprs"]
+
+# rollup table -> its key columns (calls columns; `day` is the UTC day of started_at)
 ROLLUPS = {
     "spend_ticket_day": ("day", "project", "ticket_id"),
     "spend_day": ("day", "project", "ticket_id", "gate", "agent_type", "model", "skill", "source"),
@@ -27,10 +35,11 @@ MEASURES = ("row_count", "calls", "failed_calls", "cache_hits", "input_tokens", 
 
 
 def measure_exprs(rec: str = "") -> tuple[str, ...]:
-    """Each MEASURES figure of one calls row (`rec`: 'NEW.', 'OLD.' or '' for a plain SELECT).
+    """Each MEASURES figure of one calls row in SQL (`rec`: a table alias with its dot, or '').
 
-    input_tokens leave cache reads and writes out: every capture path stores prompt_tokens with
-    them included (LiteLLM's convention), and ccusage's "input" is the uncached part.
+    Deltas.figures computes the same in Python. input_tokens leave cache reads and writes out:
+    every capture path stores prompt_tokens with them included (LiteLLM's convention), and
+    ccusage's "input" is the uncached part.
     """
     r = rec
     return (
@@ -51,33 +60,75 @@ def _key_exprs(keys: tuple[str, ...], rec: str = "") -> list[str]:
     return [f"substr({rec}started_at, 1, 10)" if k == "day" else f"COALESCE({rec}{k}, '')" for k in keys]
 
 
-def _upsert(table: str, rec: str, sign: str) -> str:
-    """Add (sign '') or subtract (sign '-') one calls row (`rec` 'NEW.' or 'OLD.') in `table`."""
+def upsert_sql(table: str) -> str:
+    """Add one group's figures (keys then MEASURES, '?' placeholders) to `table`."""
     keys = ROLLUPS[table]
-    values = _key_exprs(keys, rec) + [f"{sign}({e})" for e in measure_exprs(rec)]
     return (
-        f"INSERT INTO {table} ({', '.join(keys + MEASURES)}) VALUES ({', '.join(values)}) "
+        f"INSERT INTO {table} ({', '.join(keys + MEASURES)}) VALUES ({', '.join('?' for _ in keys + MEASURES)}) "
         f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET "
         + ", ".join(f"{m} = {table}.{m} + excluded.{m}" for m in MEASURES)
     )
 
 
+_COL = {name: i for i, name in enumerate(COLUMNS)}
+_STATUS, _HIT, _PROMPT, _READ, _WRITE, _OUTPUT, _COST, _STARTED = (
+    _COL[c] for c in ("status", "cache_hit", "prompt_tokens", "cache_read_tokens", "cache_write_tokens",
+                      "completion_tokens", "cost_usd", "started_at"))
+# Each rollup's key columns after `day` (every key starts with the day), as COLUMNS indexes.
+_KEY_COLUMNS = {table: tuple(_COL[k] for k in keys[1:]) for table, keys in ROLLUPS.items()}
+assert all(keys[0] == "day" for keys in ROLLUPS.values())
+
+
+class Deltas:
+    """What a batch of calls writes changes in each rollup, summed per key (SQLite's writer)."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, dict[tuple, list]] = {t: {} for t in ROLLUPS}
+
+    @staticmethod
+    def figures(row: tuple) -> list:
+        """MEASURES of one row in COLUMNS order, as measure_exprs computes them."""
+        ok = row[_STATUS] == "success"
+        prompt, read, write = row[_PROMPT], row[_READ], row[_WRITE]
+        return [1, 1 if ok else 0, 0 if ok else 1, 1 if row[_HIT] else 0, max(0, prompt - read - write),
+                row[_OUTPUT], write, read, row[_COST]]
+
+    def add(self, row: tuple, sign: int) -> None:
+        """Add (sign 1) or take away (sign -1) one calls row, in COLUMNS order."""
+        figures = self.figures(row)
+        if sign < 0:
+            figures = [-f for f in figures]
+        day = str(row[_STARTED])[:10]
+        for table, columns in _KEY_COLUMNS.items():
+            sums = self.sums[table]
+            key = (day, *[row[i] or "" for i in columns])
+            total = sums.get(key)
+            if total is None:
+                sums[key] = list(figures)
+            else:
+                sums[key] = [a + b for a, b in zip(total, figures)]
+
+    def rows(self, table: str) -> list[tuple]:
+        """Parameters for upsert_sql(table), one per key that changed."""
+        return [(*key, *figures) for key, figures in self.sums[table].items() if any(figures)]
+
+
 def create_rollups(db) -> None:
-    """Create the rollup tables and their triggers, and fill them from the calls already stored.
+    """Create the rollup tables (and in PostgreSQL their triggers), filled from the calls stored.
 
     `db` is a migrations.MigrationConnection; the caller runs this in one transaction.
     """
     postgres = db.dialect == "postgres"
     if postgres:
-        # No writer may commit between the backfill's snapshot and the trigger: its rows would
-        # be in neither. Writers wait for this migration's commit (a few seconds per million rows).
+        # No writer may commit between the backfill's snapshot and the triggers: its rows would
+        # be in neither. Writers wait for this migration's commit (seconds per million rows).
         db.execute("LOCK TABLE calls IN SHARE ROW EXCLUSIVE MODE")
     real = db.float_type()
     big = "BIGINT" if postgres else "INTEGER"
     for table, keys in ROLLUPS.items():
         columns = [f"{k} TEXT NOT NULL" for k in keys]
         columns += [f"{m} {real if m == 'cost_usd' else big} NOT NULL" for m in MEASURES]
-        suffix = " WITHOUT ROWID" if not postgres else ""
+        suffix = "" if postgres else " WITHOUT ROWID"
         db.execute(f"CREATE TABLE {table} ({', '.join(columns)}, PRIMARY KEY ({', '.join(keys)})){suffix}")
         # One ticket's report reads only its own rows.
         db.execute(f"CREATE INDEX {table}_ticket ON {table} (ticket_id, day)")
@@ -87,22 +138,42 @@ def create_rollups(db) -> None:
             f"FROM calls GROUP BY {', '.join(str(i + 1) for i in range(len(keys)))}"
         )
     if postgres:
-        add = ";\n".join(_upsert(t, "NEW.", "") for t in ROLLUPS)
-        sub = ";\n".join(_upsert(t, "OLD.", "-") for t in ROLLUPS)
+        _create_pg_triggers(db)
+
+
+def _pg_apply(table: str, parts: list[tuple[str, str]]) -> str:
+    """One upsert adding each transition table's rows (sign '' or '-') to `table`, per key."""
+    keys = ROLLUPS[table]
+    selects = " UNION ALL ".join(
+        f"SELECT {', '.join(f'{e} AS {k}' for e, k in zip(_key_exprs(keys, 'r.'), keys))}, "
+        f"{', '.join(f'{sign}({e}) AS {m}' for e, m in zip(measure_exprs('r.'), MEASURES))} FROM {rel} AS r"
+        for rel, sign in parts
+    )
+    group = ", ".join(keys)
+    # Sorted keys: concurrent writers lock the rollup rows they share in the same order (no deadlock).
+    return (
+        f"INSERT INTO {table} ({', '.join(keys + MEASURES)}) "
+        f"SELECT {group}, {', '.join(f'SUM({m})' for m in MEASURES)} FROM ({selects}) AS d "
+        f"GROUP BY {group} ORDER BY {group} "
+        f"ON CONFLICT ({group}) DO UPDATE SET " + ", ".join(f"{m} = {table}.{m} + excluded.{m}" for m in MEASURES)
+    )
+
+
+def _create_pg_triggers(db) -> None:
+    events = {
+        "insert": ([("new_rows", "")], "NEW TABLE AS new_rows"),
+        "update": ([("old_rows", "-"), ("new_rows", "")], "OLD TABLE AS old_rows NEW TABLE AS new_rows"),
+        "delete": ([("old_rows", "-")], "OLD TABLE AS old_rows"),
+    }
+    for event, (parts, referencing) in events.items():
+        body = ";\n".join(_pg_apply(t, parts) for t in ROLLUPS)
         # SET search_path FROM CURRENT: the function finds the rollups in the ledger's schema
         # whatever the writing session's search_path is.
         db.execute(
-            "CREATE FUNCTION calls_spend_rollup() RETURNS trigger LANGUAGE plpgsql SET search_path FROM CURRENT AS $$\n"
-            f"BEGIN\nIF TG_OP <> 'INSERT' THEN\n{sub};\nEND IF;\nIF TG_OP <> 'DELETE' THEN\n{add};\nEND IF;\n"
-            "RETURN NULL;\nEND\n$$"
+            f"CREATE FUNCTION calls_spend_rollup_{event}() RETURNS trigger LANGUAGE plpgsql "
+            f"SET search_path FROM CURRENT AS $$\nBEGIN\n{body};\nRETURN NULL;\nEND\n$$"
         )
         db.execute(
-            "CREATE TRIGGER calls_spend_rollup AFTER INSERT OR UPDATE OR DELETE ON calls "
-            "FOR EACH ROW EXECUTE FUNCTION calls_spend_rollup()"
+            f"CREATE TRIGGER calls_spend_rollup_{event} AFTER {event.upper()} ON calls "
+            f"REFERENCING {referencing} FOR EACH STATEMENT EXECUTE FUNCTION calls_spend_rollup_{event}()"
         )
-        return
-    add = "".join(_upsert(t, "NEW.", "") + ";\n" for t in ROLLUPS)
-    sub = "".join(_upsert(t, "OLD.", "-") + ";\n" for t in ROLLUPS)
-    db.execute(f"CREATE TRIGGER calls_rollup_insert AFTER INSERT ON calls BEGIN\n{add}END")
-    db.execute(f"CREATE TRIGGER calls_rollup_update AFTER UPDATE ON calls BEGIN\n{sub}{add}END")
-    db.execute(f"CREATE TRIGGER calls_rollup_delete AFTER DELETE ON calls BEGIN\n{sub}END")

@@ -27,6 +27,7 @@ DIMENSIONS = {
     "project": "project",
     "session": "session_id",
     "source": "source",
+    "ticket_source": "ticket_source",  # 'branch' (inferred from the git branch) or 'set'
 }
 
 _MIDNIGHT = "T00:00:00.000+00:00"
@@ -45,6 +46,8 @@ def _dimension(name: str, dialect: str, *, rollup: bool) -> str:
             return f"to_char(date_trunc('week', CAST({day} AS date)), 'YYYY-MM-DD')"
         return f"date({day}, '-6 days', 'weekday 1')"
     column = DIMENSIONS[name]
+    if name == "ticket_source":  # NULL: the context was set (or the row predates the mark)
+        return "COALESCE(ticket_source, 'set')"
     return column if rollup else f"COALESCE({column}, '')"
 
 

@@ -13,8 +13,9 @@ from backlog_ops.common.home import ensure_dir, home
 from backlog_ops.common.times import format_time
 from backlog_ops.errors import LedgerError
 from backlog_ops.ledger.migrations import MIGRATIONS, MigrationConnection
-from backlog_ops.ledger.queries import UPSERT, LedgerQueries
-from backlog_ops.ledger.record import CallRecord
+from backlog_ops.ledger.queries import UPSERT, LedgerQueries, replaces
+from backlog_ops.ledger.record import COLUMNS, CallRecord
+from backlog_ops.ledger.rollup import ROLLUPS, Deltas, upsert_sql
 
 __all__ = ["SqliteLedger", "default_ledger_path"]
 
@@ -89,13 +90,41 @@ class SqliteLedger(LedgerQueries):
             return 0
         try:
             self.db.execute("BEGIN IMMEDIATE")
+            deltas = self._rollup_deltas(rows)
             self.db.executemany(UPSERT, rows)
+            for table in ROLLUPS:
+                self.db.executemany(upsert_sql(table), deltas.rows(table))
             self.db.execute("COMMIT")
         except sqlite3.Error as exc:
             if self.db.in_transaction:
                 self.db.execute("ROLLBACK")
             raise LedgerError(f"cannot write to ledger {self.path}: {exc}") from exc
         return len(rows)
+
+    def _rollup_deltas(self, rows: list[tuple]) -> Deltas:
+        """How UPSERT-ing `rows` in turn changes the rollups (ledger/rollup.py).
+
+        Run inside the write transaction: no other writer can change a stored row between
+        this read and the UPSERT.
+        """
+        status = COLUMNS.index("status")
+        ids = list(dict.fromkeys(r[0] for r in rows))
+        stored: dict[str, tuple] = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            found = self.db.execute(
+                f"SELECT {', '.join(COLUMNS)} FROM calls WHERE call_id IN ({', '.join('?' for _ in chunk)})", chunk)
+            stored.update((r[0], r) for r in found)
+        deltas = Deltas()
+        for row in rows:
+            old = stored.get(row[0])
+            if old is not None:
+                if not replaces(old[status], row[status]):
+                    continue
+                deltas.add(old, -1)
+            deltas.add(row, 1)
+            stored[row[0]] = row
+        return deltas
 
     def _query(self, sql: str, params: tuple) -> list[tuple]:
         try:

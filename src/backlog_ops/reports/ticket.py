@@ -8,7 +8,7 @@ from pathlib import Path
 from backlog_ops.errors import BacklogOpsError
 from backlog_ops.policy.limits import ESCALATION_KEY, parse_policy_section
 from backlog_ops.project.file import CONFIG_FILE
-from backlog_ops.reports.spend import spend_report
+from backlog_ops.reports.views import spend_view
 
 __all__ = ["TicketSpend", "ticket_budget", "ticket_budgets", "ticket_spend"]
 
@@ -17,7 +17,7 @@ __all__ = ["TicketSpend", "ticket_budget", "ticket_budgets", "ticket_spend"]
 class TicketSpend:
     """A ticket's spend report and, when its project sets limits, its budget."""
 
-    report: dict  # spend_report(ticket): totals and breakdown
+    report: dict  # spend_view(ticket=...): the ticket's rows by one group, and its totals
     budget: dict | None  # ticket_budget(ticket), or None when no limit applies or it cannot be read
     budget_problem: str | None = None  # why the budget could not be read
 
@@ -30,16 +30,19 @@ class TicketSpend:
 def ticket_spend(
     ticket: str,
     *,
-    by: str = "gate",
+    by: str | tuple[str, ...] = "gate",
     project: str | None = None,
     since: str | None = None,
+    until: str | None = None,
     project_dir: str | Path | None = None,
+    **view_options,
 ) -> TicketSpend:
     """A ticket's spend ('-' = calls with no ticket) and its budget per project_dir/backlog.config.json.
 
-    A ledger that cannot be read raises; a budget that cannot be read is None, with the reason.
+    `by`, since, until and view_options are spend_view's. A ledger that cannot be read raises;
+    a budget that cannot be read is None, with the reason.
     """
-    report = spend_report(ticket, by=by, project=project, since=since)
+    report = spend_view(by=by, ticket=ticket, project=project, since=since, until=until, **view_options)
     if ticket == "-":
         return TicketSpend(report, None)
     try:

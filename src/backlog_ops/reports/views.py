@@ -17,7 +17,9 @@ from backlog_ops.errors import ReportError
 
 __all__ = ["FIELDS", "GROUPS", "OTHERS", "TIME_GROUPS", "parse_groups", "parse_window", "spend_view"]
 
-GROUPS = ("ticket", "day", "week", "month", "model", "gate", "agent", "skill", "project", "session", "source")
+# ticket_source: 'branch' when the ticket was inferred from the git branch, else 'set'.
+GROUPS = ("ticket", "day", "week", "month", "model", "gate", "agent", "skill", "project", "session", "source",
+          "ticket_source")
 TIME_GROUPS = ("day", "week", "month")
 FIELDS = ("calls", "failed_calls", "cache_hits", "input_tokens", "output_tokens", "cache_write_tokens",
           "cache_read_tokens", "cost_usd")
