@@ -253,3 +253,19 @@ def test_periods_roll_up_to_weeks_and_months() -> None:
         {"ticket": "A", "period": "2026-11-30", "cost_usd": 0.3, "calls": 3},
         {"ticket": "A", "period": "2026-12-07", "cost_usd": 0.4, "calls": 4},
     ]
+
+
+def test_budgets_cover_named_tickets_and_only_this_projects_tickets(project: Path) -> None:
+    from backlog_ops.reports.html import report_data
+
+    config = {**CONFIG, "llmOps": {"budgets": {"perTicketUSD": 3, "tickets": {"FEAT-1": 2, "IDLE-1": 1}}}}
+    (project / "backlog.config.json").write_text(json.dumps(config))
+    record(CALLS)
+    budgets = {b["ticket_id"]: b for b in report_data(now=0)["budgets"]}
+    # Shown tickets of my-api get the default or their own limit; IDLE-1 has no call yet but a
+    # budget of its own; OTHER-1 (other-api) is on the page but my-api's default is not its budget.
+    assert set(budgets) == {"FEAT-1", XSS, "FEAT-3", "IDLE-1"}
+    assert budgets["FEAT-1"]["over_budget"] and budgets["FEAT-1"]["spent_usd"] == 2.5
+    assert budgets["IDLE-1"]["spent_usd"] == 0 and budgets["IDLE-1"]["budget_usd"] == 1
+    assert budgets["FEAT-3"]["budget_key"] == "llmOps.budgets.perTicketUSD"
+    assert report_data(project="other-api", now=0)["budgets"] == []  # the config's limits are my-api's
