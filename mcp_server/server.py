@@ -20,7 +20,7 @@ from backlog_ops import __version__
 from backlog_ops.common.secrets import scrub_dsn
 from backlog_ops.errors import BacklogOpsError
 
-from . import core
+from . import core, spend_report as report_tool
 from .caller import CallerResolver
 
 __all__ = ["INSTRUCTIONS", "build_server", "main"]
@@ -142,18 +142,18 @@ def build_server(resolver: CallerResolver | None = None) -> MCPServer:
         project: Annotated[str | None, Field(default=None, description="Only this project's calls. Leave it out for every project.")] = None,
         ticket_id: Annotated[str | None, Field(default=None, description="Only this ticket's calls ('-': calls with no ticket). Leave it out for every ticket.")] = None,
         top: Annotated[int | None, Field(default=10, ge=1, le=1000, description="Keep the N most expensive groups; the rest are summed as '(others)'.")] = 10,
-    ) -> Annotated[CallToolResult, core.SpendReportResult]:
+    ) -> Annotated[CallToolResult, report_tool.SpendReportResult]:
         """What LLM calls have cost across tickets, most expensive first: e.g. the most expensive tickets this week (since='7d'), cost per day, per model or per gate, with input, output and cache tokens and failed calls.
 
         Use ticket_spend for one ticket and its budget.
         """
-        return _run(lambda: core.spend_report(group_by=group_by, since=since, until=until, project=project,
+        return _run(lambda: report_tool.spend_report(group_by=group_by, since=since, until=until, project=project,
                                               ticket_id=ticket_id, top=top))
 
     return server
 
 
-def _run(work: Callable[[], core.ContextResult | core.SpendResult | core.SpendReportResult]) -> CallToolResult:
+def _run(work: Callable[[], core.ContextResult | core.SpendResult | report_tool.SpendReportResult]) -> CallToolResult:
     try:
         result = work()
     except core.ToolInputError as exc:

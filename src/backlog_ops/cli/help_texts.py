@@ -88,12 +88,21 @@ example:
   set_backlog_context FEAT-001 implement backend backlog-implementer""",
     ),
     "backlog-ops spend": (
-        "What tickets have cost, from the ledger: every ticket, or one ticket broken down with its budget.",
+        "What LLM calls cost, from the ledger: by ticket, day, model, gate, ... (one or two at once); a TICKET with its budget.",
         """\
+Columns: cost (every call's, failed ones included), calls (successful), failed, cache hits (answered
+from the proxy's response cache), input (prompt tokens neither read from nor written to the
+provider's prompt cache), output, cache write, cache read. Days, weeks (from Monday) and months are
+UTC. --csv and --json carry the same fields by their names (cost_usd, calls, failed_calls, ...).
+
 examples:
   backlog-ops spend                               every ticket, most expensive first
-  backlog-ops spend FEAT-001 --by model
-  backlog-ops spend --project my-api --since 7d --csv
+  backlog-ops spend --since 7d --top 10           this week's ten most expensive tickets, the rest as (others)
+  backlog-ops spend --by day --since 2026-11-01 --until 2026-11-30
+  backlog-ops spend --by ticket,model --markdown  a table to paste into a pull request
+  backlog-ops spend --by month,project --csv
+  backlog-ops spend FEAT-001                      one ticket by gate, with its budget
+  backlog-ops spend FEAT-001 --by day,model --json
   backlog-ops spend -                             calls made with no ticket""",
     ),
     "backlog-ops report": (

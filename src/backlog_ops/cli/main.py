@@ -121,8 +121,8 @@ def _parser(argparse):
 
     p.add_argument("--by", metavar="GROUP[,GROUP]",
                    help=f"one or two of {', '.join(GROUPS)} (default: ticket; gate for one TICKET)")
-    p.add_argument("--since", metavar="WHEN", help="YYYY-MM-DD, an ISO time, or a span back from now such as 24h, 7d (default: all time)")
-    p.add_argument("--until", metavar="WHEN", help="the same forms; a date includes that whole day (default: now)")
+    p.add_argument("--since", type=_since, metavar="WHEN", help="YYYY-MM-DD, an ISO time, or a span back from now such as 24h, 7d (default: all time)")
+    p.add_argument("--until", type=_until, metavar="WHEN", help="the same forms; a date includes that whole day (default: now)")
     p.add_argument("--project", help="only this project's calls (default: every project)")
     p.add_argument("--top", type=_positive, metavar="N", help="the N most expensive first groups, the rest summed as (others)")
     fmt = p.add_mutually_exclusive_group()
@@ -255,6 +255,12 @@ def _seconds(text: str) -> float:
     if not 0 <= value <= 86400:
         raise argparse.ArgumentTypeError(f"{text!r} must be from 0 to 86400 seconds")
     return value
+
+
+def _until(text: str) -> str:
+    """`text` itself once it reads as a time (spend_view reads a bare date as that whole day)."""
+    _since(text)
+    return text
 
 
 def _positive(text: str) -> int:

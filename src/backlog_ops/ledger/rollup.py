@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from backlog_ops.ledger.record import COLUMNS
 
-__all__ = ["MEASURES", "ROLLUPS", "Deltas", "create_rollups", "measure_exprs"]
+__all__ = ["MEASURES", "ROLLUPS", "Deltas", "backfill_sql", "create_rollups", "measure_exprs", "upsert_sql"]
 
 # rollup table -> its key columns (calls columns; `day` is the UTC day of started_at)
 ROLLUPS = {
@@ -132,13 +132,19 @@ def create_rollups(db) -> None:
         db.execute(f"CREATE TABLE {table} ({', '.join(columns)}, PRIMARY KEY ({', '.join(keys)})){suffix}")
         # One ticket's report reads only its own rows.
         db.execute(f"CREATE INDEX {table}_ticket ON {table} (ticket_id, day)")
-        db.execute(
-            f"INSERT INTO {table} ({', '.join(keys + MEASURES)}) "
-            f"SELECT {', '.join(_key_exprs(keys))}, {', '.join(f'SUM({e})' for e in measure_exprs())} "
-            f"FROM calls GROUP BY {', '.join(str(i + 1) for i in range(len(keys)))}"
-        )
+        db.execute(backfill_sql(table))
     if postgres:
         _create_pg_triggers(db)
+
+
+def backfill_sql(table: str) -> str:
+    """Fill an empty rollup from every stored call (the migration; benchmarks that bulk-load)."""
+    keys = ROLLUPS[table]
+    return (
+        f"INSERT INTO {table} ({', '.join(keys + MEASURES)}) "
+        f"SELECT {', '.join(_key_exprs(keys))}, {', '.join(f'SUM({e})' for e in measure_exprs())} "
+        f"FROM calls GROUP BY {', '.join(str(i + 1) for i in range(len(keys)))}"
+    )
 
 
 def _pg_apply(table: str, parts: list[tuple[str, str]]) -> str:

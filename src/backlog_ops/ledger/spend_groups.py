@@ -34,9 +34,9 @@ _MIDNIGHT = "T00:00:00.000+00:00"
 _SHAPE = len("2026-12-03T07:05:01.123+00:00")
 
 
-def _dimension(name: str, dialect: str, *, rollup: bool) -> str:
-    """The SQL for one dimension over the calls table (rollup False) or a rollup table."""
-    day = "day" if rollup else "substr(started_at, 1, 10)"
+def _dimension(name: str, dialect: str, *, rollup: bool, day: str | None = None) -> str:
+    """The SQL for one dimension over the calls table (rollup False) or a rollup table (or `day`, a day column)."""
+    day = day or ("day" if rollup else "substr(started_at, 1, 10)")
     if name == "day":
         return day
     if name == "month":
@@ -101,6 +101,9 @@ def spend_groups(query, dialect: str, dims: tuple[str, ...], *, since: str | Non
     table = _rollup_for(dims) if use_rollups else None
     days, ranges = _window(since, until) if table else (None, [(since, until)])
     aliases = [f"k{i}" for i in range(len(dims))]
+    # Weeks and months are summed by day first: the date arithmetic then runs once per day, not per row.
+    outer = dims
+    dims = tuple("day" if d in ("week", "month") else d for d in dims)
     parts: list[tuple[str, list]] = []
 
     def select(rollup: bool, start: str | None, end: str | None) -> tuple[str, list]:
@@ -128,14 +131,17 @@ def spend_groups(query, dialect: str, dims: tuple[str, ...], *, since: str | Non
     if days is not None:
         parts.append(select(True, *days))
     parts += [select(False, start, end) for start, end in ranges]
-    if len(parts) == 1:
+    if len(parts) == 1 and outer == dims:
         sql, params = parts[0]
         if days is not None:  # rollup rows whose calls all moved to another key
             sql += " HAVING SUM(row_count) > 0"
     else:
         union = " UNION ALL ".join(f"SELECT * FROM ({p}) AS p{i}" for i, (p, _) in enumerate(parts))
+        # GROUP BY the expressions: in PostgreSQL a bare k0 there would be the inner column.
+        exprs = [_dimension(d, dialect, rollup=True, day=a) if d in ("week", "month") else a for d, a in zip(outer, aliases)]
         sums = [f"SUM({m})" for m in MEASURES]
-        sql = f"SELECT {', '.join(aliases + sums)} FROM ({union}) AS u GROUP BY {', '.join(aliases)} HAVING SUM(row_count) > 0"
+        sql = (f"SELECT {', '.join(exprs + sums)} FROM ({union}) AS u GROUP BY {', '.join(exprs)} "
+               "HAVING SUM(row_count) > 0")
         params = [p for _, ps in parts for p in ps]
     rows = []
     for row in query(sql, tuple(params)):
