@@ -133,8 +133,8 @@ def _parser(argparse):
 
     p = sub.add_parser("report", help="spend per ticket as a self-contained HTML page with charts")
     p.add_argument("--project", help="only this project's calls (default: every project)")
-    p.add_argument("--since", metavar="WHEN", help="YYYY-MM-DD, an ISO time, or a span such as 24h, 7d (default: all time)")
-    p.add_argument("--until", metavar="WHEN", help="the same forms, calls before it; a date includes that day (default: now)")
+    p.add_argument("--since", type=_since, metavar="WHEN", help="YYYY-MM-DD, an ISO time, or a span back from now such as 24h, 7d (default: all time)")
+    p.add_argument("--until", type=_until, metavar="WHEN", help="the same forms; a date includes that whole day (default: now)")
     from backlog_ops.cli.report_cmd import add_report_args
 
     add_report_args(p)
