@@ -36,7 +36,7 @@ from ledger_scale import synthetic  # noqa: E402
 
 from backlog_ops.common.times import format_time  # noqa: E402
 from backlog_ops.ledger import COLUMNS, CallRecord, LedgerWriter  # noqa: E402
-from backlog_ops.ledger.rollup import ROLLUPS, Deltas, backfill_sql  # noqa: E402
+from backlog_ops.ledger.rollup import TABLES, Deltas, backfill_sql  # noqa: E402
 from backlog_ops.reports.views import parse_groups, parse_window, spend_view  # noqa: E402
 
 BIGGEST, TYPICAL = "FEAT-0000", "FEAT-1000"
@@ -156,8 +156,9 @@ def bench_sqlite(rows: int, ingest_rows: int) -> None:
                 ledger.db.executemany(insert, batch)
                 batch = []
         ledger.db.executemany(insert, batch)
-        for table in ROLLUPS:
-            ledger.db.execute(backfill_sql(table))
+        for table in TABLES:
+            for sql in backfill_sql(table):
+                ledger.db.execute(sql)
         ledger.db.execute("COMMIT")
         ledger.db.execute("ANALYZE")
         load = time.perf_counter() - t0
@@ -165,7 +166,7 @@ def bench_sqlite(rows: int, ingest_rows: int) -> None:
         size = path.stat().st_size
         print(f"\n[sqlite] bulk load of {rows:,} rows and the rollup backfill: {load:.0f} s; "
               f"{size / rows * 1e6 / 2**20:,.0f} MiB on disk per million rows")
-        counts = {t: ledger.db.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in ROLLUPS}
+        counts = {t: ledger.db.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in TABLES}
         print("  rollup rows: " + ", ".join(f"{t} {n:,}" for t, n in counts.items()))
         run_views("sqlite", ledger, rows)
         ledger.close()
@@ -199,23 +200,24 @@ def bench_postgres(rows: int, ingest_rows: int) -> None:
                     row = list(r.as_tuple())
                     row[COLUMNS.index("cache_hit")] = int(bool(row[COLUMNS.index("cache_hit")]))
                     copy.write_row(row)
-            for table in ROLLUPS:
-                db.execute(backfill_sql(table))
+            for table in TABLES:
+                for sql in backfill_sql(table):
+                    db.execute(sql)
             db.execute("ALTER TABLE calls ENABLE TRIGGER USER")
             db.commit()
         with psycopg.connect(url, autocommit=True) as db:
             db.execute(f'VACUUM ANALYZE "{schema}".calls')
-            for table in ROLLUPS:
+            for table in TABLES:
                 db.execute(f'VACUUM ANALYZE "{schema}".{table}')
             load = time.perf_counter() - t0
             sizes = {t: db.execute("SELECT pg_total_relation_size(%s)", (f'"{schema}".{t}',)).fetchone()[0]
-                     for t in ("calls", *ROLLUPS)}
-            counts = {t: db.execute(f'SELECT COUNT(*) FROM "{schema}".{t}').fetchone()[0] for t in ROLLUPS}
+                     for t in ("calls", *TABLES)}
+            counts = {t: db.execute(f'SELECT COUNT(*) FROM "{schema}".{t}').fetchone()[0] for t in TABLES}
         total = sum(sizes.values())
         print(f"\n[postgres] COPY of {rows:,} rows, the rollup backfill and VACUUM ANALYZE: {load:.0f} s; "
               f"{total / rows * 1e6 / 2**20:,.0f} MiB on disk per million rows "
               f"(calls with indexes {sizes['calls'] / rows * 1e6 / 2**20:,.0f}, rollups "
-              f"{sum(sizes[t] for t in ROLLUPS) / rows * 1e6 / 2**20:,.0f})")
+              f"{sum(sizes[t] for t in TABLES) / rows * 1e6 / 2**20:,.0f})")
         print("  rollup rows: " + ", ".join(f"{t} {n:,}" for t, n in counts.items()))
         ledger = PostgresLedger(url, schema=schema)
         run_views("postgres", ledger, rows)

@@ -1,9 +1,11 @@
 """Exact per-day spend rollups, kept up to date in the transaction that writes the calls.
 
-Two tables sum the calls of a UTC day:
-- `spend_ticket_day`: per (day, project, ticket) — daily, weekly, monthly and per-ticket totals;
+Three tables sum the calls of a UTC day:
+- `spend_dim_day`: per (day, project) and one of gate, agent type, model, skill or source (`dim`
+  names it, `value` is its value; dim '' holds the day's totals) — views over every ticket;
+- `spend_ticket_day`: per (day, project, ticket) — per-ticket totals by day, week or month;
 - `spend_day`: per (day, project, ticket, gate, agent type, model, skill, source) — any of those
-  breakdowns, one ticket's or every ticket's.
+  breakdowns of one ticket, and two of them at once.
 A written row's figures are added and the figures of the row it replaced subtracted, so an
 upserted (replayed, updated, late-priced) call counts once, with its latest values.
 
@@ -21,13 +23,19 @@ from __future__ import annotations
 
 from backlog_ops.ledger.record import COLUMNS
 
-__all__ = ["MEASURES", "ROLLUPS", "Deltas", "backfill_sql", "create_rollups", "measure_exprs", "upsert_sql"]
+__all__ = ["DIM_COLUMNS", "DIM_TABLE", "MEASURES", "ROLLUPS", "TABLES", "Deltas", "backfill_sql", "create_rollups", "measure_exprs",
+           "upsert_sql"]
 
 # rollup table -> its key columns (calls columns; `day` is the UTC day of started_at)
 ROLLUPS = {
     "spend_ticket_day": ("day", "project", "ticket_id"),
     "spend_day": ("day", "project", "ticket_id", "gate", "agent_type", "model", "skill", "source"),
 }
+# The per-dimension table: its key, and the calls columns it sums by ('': the day's totals).
+DIM_TABLE = "spend_dim_day"
+DIM_KEYS = ("day", "project", "dim", "value")
+DIM_COLUMNS = ("", "gate", "agent_type", "model", "skill", "source")
+TABLES = {**ROLLUPS, DIM_TABLE: DIM_KEYS}  # every rollup table and its key
 
 # Summed figures, in the order every spend query returns them.
 MEASURES = ("row_count", "calls", "failed_calls", "cache_hits", "input_tokens", "output_tokens",
@@ -62,7 +70,7 @@ def _key_exprs(keys: tuple[str, ...], rec: str = "") -> list[str]:
 
 def upsert_sql(table: str) -> str:
     """Add one group's figures (keys then MEASURES, '?' placeholders) to `table`."""
-    keys = ROLLUPS[table]
+    keys = TABLES[table]
     return (
         f"INSERT INTO {table} ({', '.join(keys + MEASURES)}) VALUES ({', '.join('?' for _ in keys + MEASURES)}) "
         f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET "
@@ -77,13 +85,15 @@ _STATUS, _HIT, _PROMPT, _READ, _WRITE, _OUTPUT, _COST, _STARTED = (
 # Each rollup's key columns after `day` (every key starts with the day), as COLUMNS indexes.
 _KEY_COLUMNS = {table: tuple(_COL[k] for k in keys[1:]) for table, keys in ROLLUPS.items()}
 assert all(keys[0] == "day" for keys in ROLLUPS.values())
+_PROJECT = _COL["project"]
+_DIMS = tuple((dim, _COL[dim] if dim else None) for dim in DIM_COLUMNS)
 
 
 class Deltas:
     """What a batch of calls writes changes in each rollup, summed per key (SQLite's writer)."""
 
     def __init__(self) -> None:
-        self.sums: dict[str, dict[tuple, list]] = {t: {} for t in ROLLUPS}
+        self.sums: dict[str, dict[tuple, list]] = {t: {} for t in TABLES}
 
     @staticmethod
     def figures(row: tuple) -> list:
@@ -99,9 +109,11 @@ class Deltas:
         if sign < 0:
             figures = [-f for f in figures]
         day = str(row[_STARTED])[:10]
-        for table, columns in _KEY_COLUMNS.items():
+        keys = [(table, (day, *[row[i] or "" for i in columns])) for table, columns in _KEY_COLUMNS.items()]
+        project = row[_PROJECT] or ""
+        keys += [(DIM_TABLE, (day, project, dim, row[i] or "" if i is not None else "")) for dim, i in _DIMS]
+        for table, key in keys:
             sums = self.sums[table]
-            key = (day, *[row[i] or "" for i in columns])
             total = sums.get(key)
             if total is None:
                 sums[key] = list(figures)
@@ -125,26 +137,38 @@ def create_rollups(db) -> None:
         db.execute("LOCK TABLE calls IN SHARE ROW EXCLUSIVE MODE")
     real = db.float_type()
     big = "BIGINT" if postgres else "INTEGER"
-    for table, keys in ROLLUPS.items():
+    for table, keys in TABLES.items():
         columns = [f"{k} TEXT NOT NULL" for k in keys]
         columns += [f"{m} {real if m == 'cost_usd' else big} NOT NULL" for m in MEASURES]
         suffix = "" if postgres else " WITHOUT ROWID"
         db.execute(f"CREATE TABLE {table} ({', '.join(columns)}, PRIMARY KEY ({', '.join(keys)})){suffix}")
-        # One ticket's report reads only its own rows.
-        db.execute(f"CREATE INDEX {table}_ticket ON {table} (ticket_id, day)")
-        db.execute(backfill_sql(table))
+        if "ticket_id" in keys:  # one ticket's report reads only its own rows
+            db.execute(f"CREATE INDEX {table}_ticket ON {table} (ticket_id, day)")
+        for sql in backfill_sql(table):
+            db.execute(sql)
     if postgres:
         _create_pg_triggers(db)
 
 
-def backfill_sql(table: str) -> str:
-    """Fill an empty rollup from every stored call (the migration; benchmarks that bulk-load)."""
+def backfill_sql(table: str) -> list[str]:
+    """Statements that fill an empty rollup from every stored call (the migration; bulk-loading benchmarks)."""
+    sums = ", ".join(f"SUM({e})" for e in measure_exprs())
+    if table == DIM_TABLE:
+        return [
+            f"INSERT INTO {table} ({', '.join(DIM_KEYS + MEASURES)}) "
+            f"SELECT {', '.join(_key_exprs(('day', 'project')))}, '{dim}', {_value_expr(dim)}, {sums} FROM calls GROUP BY 1, 2, 4"
+            for dim in DIM_COLUMNS
+        ]
     keys = ROLLUPS[table]
-    return (
+    return [
         f"INSERT INTO {table} ({', '.join(keys + MEASURES)}) "
-        f"SELECT {', '.join(_key_exprs(keys))}, {', '.join(f'SUM({e})' for e in measure_exprs())} "
+        f"SELECT {', '.join(_key_exprs(keys))}, {sums} "
         f"FROM calls GROUP BY {', '.join(str(i + 1) for i in range(len(keys)))}"
-    )
+    ]
+
+
+def _value_expr(dim: str, rec: str = "") -> str:
+    return f"COALESCE({rec}{dim}, '')" if dim else "''"
 
 
 def _pg_apply(table: str, parts: list[tuple[str, str]]) -> str:
@@ -165,6 +189,25 @@ def _pg_apply(table: str, parts: list[tuple[str, str]]) -> str:
     )
 
 
+def _pg_apply_dims(parts: list[tuple[str, str]]) -> list[str]:
+    """One upsert per DIM_COLUMNS entry adding each transition table's rows to DIM_TABLE."""
+    statements = []
+    for dim in DIM_COLUMNS:
+        selects = " UNION ALL ".join(
+            f"SELECT substr(r.started_at, 1, 10) AS day, COALESCE(r.project, '') AS project, {_value_expr(dim, 'r.')} AS value, "
+            f"{', '.join(f'{sign}({e}) AS {m}' for e, m in zip(measure_exprs('r.'), MEASURES))} FROM {rel} AS r"
+            for rel, sign in parts
+        )
+        statements.append(
+            f"INSERT INTO {DIM_TABLE} ({', '.join(DIM_KEYS + MEASURES)}) "
+            f"SELECT day, project, '{dim}', value, {', '.join(f'SUM({m})' for m in MEASURES)} FROM ({selects}) AS d "
+            f"GROUP BY day, project, value ORDER BY day, project, value "
+            f"ON CONFLICT ({', '.join(DIM_KEYS)}) DO UPDATE SET "
+            + ", ".join(f"{m} = {DIM_TABLE}.{m} + excluded.{m}" for m in MEASURES)
+        )
+    return statements
+
+
 def _create_pg_triggers(db) -> None:
     events = {
         "insert": ([("new_rows", "")], "NEW TABLE AS new_rows"),
@@ -172,7 +215,7 @@ def _create_pg_triggers(db) -> None:
         "delete": ([("old_rows", "-")], "OLD TABLE AS old_rows"),
     }
     for event, (parts, referencing) in events.items():
-        body = ";\n".join(_pg_apply(t, parts) for t in ROLLUPS)
+        body = ";\n".join([*(_pg_apply(t, parts) for t in ROLLUPS), *_pg_apply_dims(parts)])
         # SET search_path FROM CURRENT: the function finds the rollups in the ledger's schema
         # whatever the writing session's search_path is.
         db.execute(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
-from backlog_ops.ledger.rollup import MEASURES, ROLLUPS, measure_exprs
+from backlog_ops.ledger.rollup import DIM_COLUMNS, DIM_TABLE, MEASURES, ROLLUPS, measure_exprs
 
 __all__ = ["DIMENSIONS", "MEASURES", "spend_groups"]
 
@@ -51,13 +51,22 @@ def _dimension(name: str, dialect: str, *, rollup: bool, day: str | None = None)
     return column if rollup else f"COALESCE({column}, '')"
 
 
-def _rollup_for(dims: tuple[str, ...]) -> str | None:
-    """The smallest rollup that holds every dimension, or None (a view by session)."""
+def _rollup_for(dims: tuple[str, ...], ticket_given: bool) -> tuple[str | None, str | None]:
+    """The smallest rollup that holds every dimension, and for DIM_TABLE the dim it reads.
+
+    (None, None): no rollup has them all (a view by session or ticket_source).
+    """
+    if not ticket_given and "ticket" not in dims:
+        other = [DIMENSIONS[d] for d in dims if d not in ("day", "week", "month", "project")]
+        if not other:
+            return DIM_TABLE, ""  # the day's totals
+        if len(other) == 1 and other[0] in DIM_COLUMNS:
+            return DIM_TABLE, other[0]
     needed = {DIMENSIONS[d] or "day" for d in dims} | {"ticket_id", "project"}
     for table, keys in sorted(ROLLUPS.items(), key=lambda item: len(item[1])):
         if needed <= set(keys):
-            return table
-    return None
+            return table, None
+    return None, None
 
 
 def _next_day(day: str) -> str:
@@ -98,7 +107,7 @@ def spend_groups(query, dialect: str, dims: tuple[str, ...], *, since: str | Non
     with ticket_given filters to one ticket (None: calls with no ticket); use_rollups False
     sums the calls alone (tests and benchmarks compare the two).
     """
-    table = _rollup_for(dims) if use_rollups else None
+    table, dim = _rollup_for(dims, ticket_given) if use_rollups else (None, None)
     days, ranges = _window(since, until) if table else (None, [(since, until)])
     aliases = [f"k{i}" for i in range(len(dims))]
     # Weeks and months are summed by day first: the date arithmetic then runs once per day, not per row.
@@ -117,12 +126,16 @@ def spend_groups(query, dialect: str, dims: tuple[str, ...], *, since: str | Non
         if project is not None:
             clauses.append("project = ?")
             params.append(project)
+        if rollup and dim is not None:
+            clauses.append("dim = ?")
+            params.append(dim)
         time = "day" if rollup else "started_at"
         for op, bound in ((">=", start), ("<", end)):
             if bound is not None:
                 clauses.append(f"{time} {op} ?")
                 params.append(bound)
-        keys = [f"{_dimension(d, dialect, rollup=rollup)} AS {a}" for d, a in zip(dims, aliases)]
+        keys = [f"{'value' if rollup and dim and DIMENSIONS[d] == dim else _dimension(d, dialect, rollup=rollup)} AS {a}"
+                for d, a in zip(dims, aliases)]
         sums = [f"SUM({m}) AS {m}" for m in MEASURES] if rollup else \
             [f"SUM({e}) AS {m}" for e, m in zip(measure_exprs(), MEASURES)]
         source = table if rollup else "calls"

@@ -15,7 +15,7 @@ from backlog_ops.errors import LedgerError
 from backlog_ops.ledger.migrations import MIGRATIONS, MigrationConnection
 from backlog_ops.ledger.queries import UPSERT, LedgerQueries, replaces
 from backlog_ops.ledger.record import COLUMNS, CallRecord
-from backlog_ops.ledger.rollup import ROLLUPS, Deltas, upsert_sql
+from backlog_ops.ledger.rollup import TABLES, Deltas, upsert_sql
 
 __all__ = ["SqliteLedger", "default_ledger_path"]
 
@@ -92,7 +92,7 @@ class SqliteLedger(LedgerQueries):
             self.db.execute("BEGIN IMMEDIATE")
             deltas = self._rollup_deltas(rows)
             self.db.executemany(UPSERT, rows)
-            for table in ROLLUPS:
+            for table in TABLES:
                 self.db.executemany(upsert_sql(table), deltas.rows(table))
             self.db.execute("COMMIT")
         except sqlite3.Error as exc:
