@@ -168,6 +168,7 @@ def test_since_and_until_bound_the_page(ledger_backend, project: Path, tmp_path:
     assert "FEAT-3" not in html.split('id="budgets"')[0]
 
 
+@pytest.mark.services
 def test_report_data_is_the_same_on_sqlite_and_postgres(postgres_url: str, project: Path, tmp_path: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     from backlog_ops.ledger import SqliteLedger
