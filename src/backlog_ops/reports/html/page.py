@@ -48,7 +48,7 @@ def render_page(data: dict) -> str:
     totals = data["totals"]
     colours = _colours(data["tickets"])
     body = [_header(data)]
-    if not data["tickets"] or not totals.get("calls"):
+    if not data["tickets"] or not (totals.get("calls") or totals.get("failed_calls")):
         body.append('<p class="empty">No calls recorded in the ledger for this period'
                     f'{" and project" if data.get("project") else ""}: nothing to chart.</p>')
         body.append(_budgets(data))
