@@ -15,12 +15,10 @@ from html import escape
 from backlog_ops.policy.messages import money
 from backlog_ops.reports.html.data import BREAKDOWNS
 from backlog_ops.reports.views import OTHERS
+from backlog_ops.reports.views_text import key_text, plural
 from backlog_ops.reports.html.svg import bar_chart, budget_chart, colour_for, column_chart
 
 __all__ = ["CSP", "render_page"]
-
-NO_TICKET = "(no ticket)"
-NONE = "(none)"
 
 CSS = """
 body{font-family:system-ui,sans-serif;margin:0 auto;max-width:1100px;padding:1rem 1.5rem;color:#222}
@@ -155,17 +153,17 @@ def _each_ticket(data: dict, colours: dict) -> str:
         name = _name(ticket)
         out.append(f'<section class="ticket" id="ticket-{i}"><h3><span class="swatch" aria-hidden="true">'
                    f'{_swatch(colours[ticket])}</span>{escape(name)}: {escape(money(r["cost_usd"]))}</h3>'
-                   f'<p class="meta">{r["calls"] + r["failed_calls"]:,} calls, {r["failed_calls"]:,} failed · cache share '
-                   f'{escape(_cache_share(r))} · {r["cache_hits"]:,} response-cache hits</p>')
+                   f'<p class="meta">{plural(r["calls"] + r["failed_calls"], "call")}, {r["failed_calls"]:,} failed · cache share '
+                   f'{escape(_cache_share(r))} · {plural(r["cache_hits"], "response-cache hit")}</p>')
         charts, tables = [], []
         for group in BREAKDOWNS if ticket != OTHERS else ():
             parts = sorted((p for p in data["breakdowns"].get(group, ()) if p["ticket"] == ticket), key=lambda p: -p["cost_usd"])
-            items = [(_key(p[group]), p["cost_usd"], colour_for(j)) for j, p in enumerate(parts)]
+            items = [(key_text(group, p[group]), p["cost_usd"], colour_for(j)) for j, p in enumerate(parts)]
             chart = bar_chart(items, label=f"{name} by {group}", fmt=money, width=360, keep_tail=group == "model")
             charts.append(f"<div><h4>by {group}</h4>{chart}</div>")
             tables.append(f"<h4>by {group}</h4>" + _table(
                 [group, "cost", "calls ok", "failed", "uncached input", "output tokens", "cache read", "cache write", "cache share", "cache hits"],
-                [[_key(p[group]), money(p["cost_usd"]), *_counts(p)] for p in parts], numeric=range(1, 10)))
+                [[key_text(group, p[group]), money(p["cost_usd"]), *_counts(p)] for p in parts], numeric=range(1, 10)))
         if ticket == OTHERS:
             out.append(f'<p class="note">The {OTHERS} are every ticket past the top {int(data["top"])}: '
                        "run with a larger --top to see them one by one.</p>")
@@ -194,11 +192,7 @@ def _swatch(colour: str) -> str:
 
 
 def _name(ticket) -> str:
-    return NO_TICKET if ticket is None or ticket == "-" else str(ticket)
-
-
-def _key(value) -> str:
-    return NONE if value is None or value == "" else str(value)
+    return key_text("ticket", ticket)
 
 
 def _ticket_link(ticket, rows: list[dict], colours: dict) -> str:
