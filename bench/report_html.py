@@ -124,7 +124,16 @@ def main() -> None:
     args = parser.parse_args()
     print(f"HTML report benchmark (python {sys.version.split()[0]}, {os.cpu_count()} cpus, "
           f"load average {os.getloadavg()[0]:.1f})")
-    work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench-report-"))
+    if args.keep:
+        ok = run(args, Path(args.keep))
+    else:
+        with tempfile.TemporaryDirectory(prefix="bench-report-") as tmp:  # a 1M-row SQLite ledger is ~700 MB
+            ok = run(args, Path(tmp))
+    sys.exit(0 if ok else 1)
+
+
+def run(args, work: Path) -> bool:
+    """Build (or reuse) the ledgers under `work` and measure; True when every figure met the goal."""
     project = work / "project"
     project.mkdir(parents=True, exist_ok=True)
     config = {"project": {"name": "bench"}, "llmOps": {"budgets": {"perTicketUSD": 400, "tickets": {"FEAT-0000": 2500, "FEAT-0001": 1500}}}}
@@ -163,7 +172,7 @@ def main() -> None:
         finally:
             if not args.keep:
                 PostgresLedger.drop_schema(url, schema)
-    sys.exit(0 if ok else 1)
+    return ok
 
 
 if __name__ == "__main__":
