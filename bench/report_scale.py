@@ -11,8 +11,8 @@ top of the full ledger, through the proxy's LedgerWriter.
 
 Printed per backend:
 - every view (reports.views.spend_view, what the CLI and MCP run), median of 5 runs, in ms, and
-  for each the same groups summed from the calls alone (use_rollups=False: the baseline, what
-  the views cost without rollups), once;
+  for each the same view summed from the calls alone (use_rollups=False: the baseline, what the
+  views cost without rollups), once;
 - ingest: rows/s through LedgerWriter with the rollups kept, and the same writer with the
   rollup upkeep switched off, alternating rounds in the same run;
 - size on disk per million rows (calls, their indexes and the rollups).
@@ -37,7 +37,7 @@ from ledger_scale import synthetic  # noqa: E402
 from backlog_ops.common.times import format_time  # noqa: E402
 from backlog_ops.ledger import COLUMNS, CallRecord, LedgerWriter  # noqa: E402
 from backlog_ops.ledger.rollup import TABLES, Deltas, backfill_sql  # noqa: E402
-from backlog_ops.reports.views import parse_groups, parse_window, spend_view  # noqa: E402
+from backlog_ops.reports.views import spend_view  # noqa: E402
 
 BIGGEST, TYPICAL = "FEAT-0000", "FEAT-1000"
 # (label, spend_view arguments); "month" = the last 30 days, the all-ticket daily view of issue 13
@@ -83,14 +83,12 @@ def once_ms(fn) -> float:
 
 
 def baseline(ledger, args: dict) -> None:
-    """The view's groups summed from the calls alone."""
-    since, until = parse_window(args.get("since"), args.get("until"))
-    window = {"ticket": args["ticket"], "ticket_given": True} if "ticket" in args else {}
-    ledger.spend_groups(parse_groups(args["by"]), since=since, until=until, use_rollups=False, **window)
+    """The same view summed from the calls alone."""
+    spend_view(ledger=ledger, use_rollups=False, **args)
 
 
 def run_views(name: str, ledger, rows: int) -> None:
-    print(f"\n[{name}] {rows:,} rows: views (median of 5; baseline: the same groups from the calls alone, once)")
+    print(f"\n[{name}] {rows:,} rows: views (median of 5; baseline: the same view from the calls alone, once)")
     for label, args in VIEWS:
         ms = median_ms(lambda: spend_view(ledger=ledger, **args))
         base = once_ms(lambda: baseline(ledger, args))

@@ -66,13 +66,14 @@ def _is_date(text: str) -> bool:
 
 
 def spend_view(*, by=("ticket",), since=None, until=None, project=None, ticket=None, top=None, ledger=None,
-               order: str = "cost", now: float | None = None) -> dict:
+               order: str = "cost", now: float | None = None, use_rollups: bool = True) -> dict:
     """Spend grouped by `by` (1 or 2 of GROUPS), most expensive first.
 
     since/until: dates, ISO times or durations back from now ('7d'). ticket: only that ticket's
     calls ('-': calls with no ticket). top: keep the N most expensive first-level groups and sum
     the rest into one row whose first key is OTHERS. ledger: an open ledger, or None to open the
     configured one. order 'time': day/week/month groups in time order instead of by cost.
+    use_rollups False: sum the calls themselves (benchmarks measure what the rollups save).
     Rows are grouped by their first key (the group costing most first), then by cost.
     """
     dims = parse_groups(by)
@@ -81,7 +82,7 @@ def spend_view(*, by=("ticket",), since=None, until=None, project=None, ticket=N
         raise ReportError(f"top must be a whole number of at least 1, not {top!r}")
     if order not in ("cost", "time"):
         raise ReportError(f"order must be 'cost' or 'time', not {order!r}")
-    window = {"since": start, "until": end, "project": project}
+    window = {"since": start, "until": end, "project": project, "use_rollups": use_rollups}
     if ticket is not None:
         window.update(ticket=None if ticket == "-" else ticket, ticket_given=True)
     if ledger is None:
