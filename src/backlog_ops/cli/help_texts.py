@@ -105,6 +105,17 @@ examples:
   backlog-ops spend FEAT-001 --by day,model --json
   backlog-ops spend -                             calls made with no ticket""",
     ),
+    "backlog-ops report": (
+        "Spend per ticket as one HTML page with charts and their tables; it makes no network request when opened.",
+        """\
+The page: cost per ticket (top N and the rest), cost over time stacked by ticket, each ticket
+by gate, model, agent and day, the cache share, and budgets from ./backlog.config.json.
+
+examples:
+  backlog-ops report --html spend.html
+  backlog-ops report --open --since 7d            this week's spend, in the default browser
+  backlog-ops report --html api.html --project my-api --since 2026-11-01 --until 2026-12-01 --top 20""",
+    ),
     "backlog-ops proxy": (
         "Run the LiteLLM proxy with the backlog-ops callbacks (no --config: an offline mock provider, answers are fake).",
         """\

@@ -136,6 +136,15 @@ def _parser(argparse):
     fmt.add_argument("--markdown", action="store_true", help="print a Markdown table for a pull request or ticket comment")
     p.set_defaults(run=_spend)
 
+    p = sub.add_parser("report", help="spend per ticket as a self-contained HTML page with charts")
+    p.add_argument("--project", help="only this project's calls (default: every project)")
+    p.add_argument("--since", type=_since, metavar="WHEN", help="YYYY-MM-DD, an ISO time, or a span back from now such as 24h, 7d (default: all time)")
+    p.add_argument("--until", type=_until, metavar="WHEN", help="the same forms; a date includes that whole day (default: now)")
+    from backlog_ops.cli.report_cmd import add_report_args
+
+    add_report_args(p)
+    p.set_defaults(run=_report)
+
     p = sub.add_parser("proxy", help="run the LiteLLM proxy with the backlog-ops callbacks")
     p.add_argument("--config", help="LiteLLM config (default: the shipped offline development config)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on")
@@ -307,6 +316,12 @@ def _spend(args) -> int:
     from backlog_ops.cli.spend_cmd import print_spend
 
     return print_spend(args)
+
+
+def _report(args) -> int:
+    from backlog_ops.cli.report_cmd import run_report
+
+    return run_report(args)
 
 
 # -- Claude Code integration and gateway config (each module owns its command) ---------------

@@ -10,7 +10,7 @@ from backlog_ops.errors import LedgerError
 from backlog_ops.policy.messages import money
 from backlog_ops.reports.views_text import NO_TICKET, render_view, summary_line
 
-__all__ = ["format_budget", "print_spend"]
+__all__ = ["format_budget", "ledger_hint", "print_spend"]
 
 
 def print_spend(args, out: TextIO = sys.stdout) -> int:
@@ -31,7 +31,7 @@ def print_spend(args, out: TextIO = sys.stdout) -> int:
             if spend.budget_problem:
                 print(f"backlog-ops: warning: no budget shown: {one_line(spend.budget_problem)}", file=sys.stderr)
     except LedgerError as exc:
-        raise LedgerError(_ledger_hint(exc)) from None
+        raise LedgerError(ledger_hint(exc)) from None
     filtered = bool(args.project or args.since or args.until or args.ticket)
     text = render_view(view, fmt, filtered=filtered, extra={"budget": budget} if budget is not None else None)
     if args.ticket is not None and fmt in ("table", "markdown") and view["rows"]:
@@ -45,7 +45,7 @@ def print_spend(args, out: TextIO = sys.stdout) -> int:
     return 0
 
 
-def _ledger_hint(exc: LedgerError) -> str:
+def ledger_hint(exc: LedgerError) -> str:
     """A ledger error on one line, with what to do about it."""
     from backlog_ops.common.settings import settings
 

@@ -10,7 +10,7 @@ from backlog_ops.policy.limits import ESCALATION_KEY, parse_policy_section
 from backlog_ops.project.file import CONFIG_FILE
 from backlog_ops.reports.views import spend_view
 
-__all__ = ["TicketSpend", "ticket_budget", "ticket_spend"]
+__all__ = ["TicketSpend", "ticket_budget", "ticket_budgets", "ticket_spend"]
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,35 @@ def ticket_budget(ticket_id: str, project_dir: str | Path | None = None) -> dict
     None when the project has no backlog.config.json or sets neither a budget for the ticket nor
     an escalation limit. Raises ConfigError for an invalid backlog.config.json.
     """
+    found = _project_policy(project_dir)
+    if found is None or not found[2].limited:
+        return None
     from backlog_ops.ledger import open_ledger
+
+    with open_ledger() as ledger:
+        return _budget_status(ledger, ticket_id, *found)
+
+
+def ticket_budgets(ticket_ids, project_dir: str | Path | None = None, *, ledger=None) -> list[dict]:
+    """ticket_budget() of each of these tickets and of every ticket the config gives a budget of its
+    own, in that order, skipping tickets with no limit; [] without a backlog.config.json.
+
+    One read of the config and one ledger (`ledger`, else one opened here) for all of them.
+    """
+    found = _project_policy(project_dir)
+    if found is None or not found[2].limited:
+        return []
+    wanted = list(dict.fromkeys([t for t in ticket_ids if t] + sorted(found[2].ticket_budgets_usd)))
+    if ledger is not None:
+        return [s for s in (_budget_status(ledger, ticket, *found) for ticket in wanted) if s is not None]
+    from backlog_ops.ledger import open_ledger
+
+    with open_ledger() as own:
+        return [s for s in (_budget_status(own, ticket, *found) for ticket in wanted) if s is not None]
+
+
+def _project_policy(project_dir: str | Path | None):
+    """(config path, project name, its TicketPolicy), or None without a backlog.config.json."""
     from backlog_ops.project.file import default_project
     from backlog_ops.project.schema import load_backlog_config, policy_section
 
@@ -68,14 +96,17 @@ def ticket_budget(ticket_id: str, project_dir: str | Path | None = None) -> dict
     config = load_backlog_config(path)
     project = config.project.name or default_project(directory)
     policy = parse_policy_section({"policy": {"projects": {project: policy_section(config, path)}}})[project]
+    return path, project, policy
+
+
+def _budget_status(ledger, ticket_id: str, path: Path, project: str, policy) -> dict | None:
     budget, key = policy.budget_for(ticket_id)
     max_esc = policy.max_escalations_per_ticket
     if budget is None and max_esc is None:
         return None
-    with open_ledger() as ledger:
-        usage = ledger.ticket_usage(
-            ticket_id, project=project, frontier_alias=policy.frontier_alias, frontier_models=policy.frontier_models
-        )
+    usage = ledger.ticket_usage(
+        ticket_id, project=project, frontier_alias=policy.frontier_alias, frontier_models=policy.frontier_models
+    )
     spent = usage["cost_usd"]
     return {
         "ticket_id": ticket_id,
