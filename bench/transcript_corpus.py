@@ -33,7 +33,7 @@ __all__ = ["Corpus", "write_corpus"]
 
 T0 = 1_780_000_000  # 2026-05-28T20:26:40Z
 VERSION = "2.1.197"
-MAIN_MODELS = (("claude-sonnet-4-5-20250929", 0.8), ("claude-opus-4-1-20250805", 0.2))
+MAIN_MODELS = (("claude-sonnet-4-5-20250929", 0.72), ("claude-opus-4-6", 0.25), ("claude-opus-4-1-20250805", 0.03))
 AGENT_MODELS = (("claude-haiku-4-5-20251001", 0.5), ("claude-sonnet-4-5-20250929", 0.5))
 TOOLS = ("Read", "Edit", "Bash", "Grep", "Glob", "Write", "TodoWrite")
 WORDS = ("the", "request", "handler", "returns", "a", "list", "of", "tickets", "with", "their", "gate", "and",

@@ -161,6 +161,9 @@ def price_usage(models: list[str], provider: str | None, prompt: int, completion
             cost = rated_cost(rates, prompt, completion, cache_read, cache_write)
             if cost or not (prompt or completion):
                 return cost
+        prices = _prices()
+        if prices and not any(m and (m in prices or (provider and f"{provider}/{m}" in prices)) for m in models):
+            return None  # litellm would read this very map: no need to load it to learn it has no price
     known = import_litellm().model_cost
     for model in models:
         if not model:

@@ -28,6 +28,9 @@ SYNTHETIC_MODELS = ("<synthetic>",)
 # The usage counts of a request, in the order Request takes them.
 USAGE_FIELDS = ("input_tokens", "output_tokens", "cache_read_input_tokens", "cache_creation_input_tokens")
 TOKEN_COUNTS = ("input_tokens", "output_tokens", "cache_read", "cache_write")
+# What a line must contain to be worth parsing, and how a whole JSON object line ends.
+_USAGE, _ASSISTANT = b'"usage"', b'"assistant"'
+_OBJECT_ENDS = (b"}\n", b"}\r\n", b"}")
 
 
 @dataclass
@@ -59,34 +62,42 @@ def parse_lines(path: Path, lines: Iterable[bytes | None], line_no: int, report:
     """One Request per usable assistant line of `lines`, the whole lines of `path` after line `line_no`.
 
     Lines are parsed one at a time as they are read; None stands for a line too long to read
-    (files.MAX_LINE_BYTES), reported as malformed.
+    (files.MAX_LINE_BYTES), reported as malformed. Most lines (user prompts, tool results,
+    progress) carry no usage: a line that names neither "usage" nor "assistant" is not parsed,
+    only checked to look like one JSON object (a line torn by a crash is still reported).
     """
     fallback_session, fallback_agent = _ids_from_path(path)
-    for raw in lines:
-        line_no += 1
-        if raw is None:
-            report["lines"] += 1
-            limit = files.MAX_LINE_BYTES
-            shown = f"{limit // 2**20} MiB" if limit >= 2**20 else f"{limit:,} bytes"
-            report.malformed(f"{path}:{line_no}", f"longer than {shown}, not read")
-            continue
-        if not raw.strip():
-            continue
-        report["lines"] += 1
-        where = f"{path}:{line_no}"
-        try:
-            entry = json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
-            report.malformed(where, "not JSON")
-            continue
-        if not isinstance(entry, dict):
-            report.malformed(where, "not a JSON object")
-            continue
-        if entry.get("type") != "assistant":
-            continue
-        request = _request(entry, where, fallback_session, fallback_agent, report)
-        if request is not None:
-            yield request
+    counted = 0
+    try:
+        for raw in lines:
+            line_no += 1
+            if raw is None:
+                counted += 1
+                limit = files.MAX_LINE_BYTES
+                shown = f"{limit // 2**20} MiB" if limit >= 2**20 else f"{limit:,} bytes"
+                report.malformed(f"{path}:{line_no}", f"longer than {shown}, not read")
+                continue
+            if _USAGE not in raw and _ASSISTANT not in raw and raw[:1] == b"{" and raw.endswith(_OBJECT_ENDS):
+                counted += 1  # no usage in it: nothing to read
+                continue
+            if not raw.strip():
+                continue
+            counted += 1
+            try:
+                entry = json.loads(raw)
+            except (ValueError, UnicodeDecodeError):
+                report.malformed(f"{path}:{line_no}", "not JSON")
+                continue
+            if not isinstance(entry, dict):
+                report.malformed(f"{path}:{line_no}", "not a JSON object")
+                continue
+            if entry.get("type") != "assistant":
+                continue
+            request = _request(entry, f"{path}:{line_no}", fallback_session, fallback_agent, report)
+            if request is not None:
+                yield request
+    finally:
+        report["lines"] += counted
 
 
 def _text(mapping: dict, key: str) -> str | None:
