@@ -14,7 +14,7 @@ are not assistant messages are ignored.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -33,7 +33,7 @@ _USAGE, _ASSISTANT = b'"usage"', b'"assistant"'
 _OBJECT_ENDS = (b"}\n", b"}\r\n", b"}")
 
 
-@dataclass
+@dataclass(slots=True)
 class Request:
     """One API request: an assistant line's usage, then the merge of the lines sharing its message id."""
 
@@ -152,7 +152,7 @@ def _request(entry: dict, where: str, fallback_session: str | None, fallback_age
         where=where,
         git_branch=_text(entry, "gitBranch"),
         cwd=_text(entry, "cwd"),
-        **dict(zip(TOKEN_COUNTS, counts)),
+        input_tokens=counts[0], output_tokens=counts[1], cache_read=counts[2], cache_write=counts[3],
     )
 
 
@@ -187,7 +187,7 @@ class RequestGroups:
             self._report["skipped"]["duplicate"] += 1  # the request copied into another transcript (a resumed session)
         seen_in.add(file)
         if found is None:
-            self._requests[item.key] = replace(item)
+            self._requests[item.key] = item  # taken over: parse_lines makes a new one per line
             return
         found.lines += 1
         for name in TOKEN_COUNTS:
