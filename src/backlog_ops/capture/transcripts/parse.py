@@ -175,23 +175,26 @@ class RequestGroups:
     def __init__(self, report: ImportReport) -> None:
         self._report = report
         self._requests: dict[str, Request] = {}
-        self._files_of: dict[str, set[str]] = {}
+        self._other_files: dict[str, set[str]] = {}  # key -> files it was copied into, besides its first one
         self._items = 0
 
     def add(self, item: Request) -> None:
         self._items += 1
         found = self._requests.get(item.key)
-        file = item.where.rsplit(":", 1)[0]
-        seen_in = self._files_of.setdefault(item.key, set())
-        if found is not None and file not in seen_in:
-            self._report["skipped"]["duplicate"] += 1  # the request copied into another transcript (a resumed session)
-        seen_in.add(file)
         if found is None:
             self._requests[item.key] = item  # taken over: parse_lines makes a new one per line
             return
+        file = item.where.rpartition(":")[0]
+        if file != found.where.rpartition(":")[0]:
+            others = self._other_files.setdefault(item.key, set())
+            if file not in others:
+                others.add(file)
+                self._report["skipped"]["duplicate"] += 1  # the request copied into another transcript (a resumed session)
         found.lines += 1
-        for name in TOKEN_COUNTS:
-            setattr(found, name, max(getattr(found, name), getattr(item, name)))
+        found.input_tokens = max(found.input_tokens, item.input_tokens)
+        found.output_tokens = max(found.output_tokens, item.output_tokens)
+        found.cache_read = max(found.cache_read, item.cache_read)
+        found.cache_write = max(found.cache_write, item.cache_write)
         found.at = min(found.at, item.at)
         found.model = found.model or item.model
         found.git_branch = found.git_branch or item.git_branch
