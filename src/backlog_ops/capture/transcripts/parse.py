@@ -13,13 +13,13 @@ are not assistant messages are ignored.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
 
 from backlog_ops.capture.transcripts import files
 from backlog_ops.capture.transcripts.report import ImportReport
+from backlog_ops.common.fastjson import loads
 from backlog_ops.common.times import parse_time
 
 __all__ = ["Request", "RequestGroups", "group_requests", "parse_lines"]
@@ -84,7 +84,7 @@ def parse_lines(path: Path, lines: Iterable[bytes | None], line_no: int, report:
                 continue
             counted += 1
             try:
-                entry = json.loads(raw)
+                entry = loads(raw)
             except (ValueError, UnicodeDecodeError):
                 report.malformed(f"{path}:{line_no}", "not JSON")
                 continue
