@@ -175,12 +175,16 @@ def _build(requests: list[Request], ledger, report: ImportReport) -> Iterator:
         if is_inferred(ctx):
             report["imported"]["inferred_from_branch"] += 1
         if not ctx:
-            agent = f", agent {req.agent_id}" if req.agent_id else ""
-            report.problem("no_context", f"{req.where} (session {req.session_id}{agent}, {format_time(req.at)})", cost=cost)
+            report.problem("no_context", lambda req=req: _no_context_example(req), cost=cost)
         if priced is None:
             report.unknown_price(req.where, req.model)
         if req.agent_id:
             report["imported"]["subagent_requests"] += 1
+
+
+def _no_context_example(req: Request) -> str:
+    agent = f", agent {req.agent_id}" if req.agent_id else ""
+    return f"{req.where} (session {req.session_id}{agent}, {format_time(req.at)})"
 
 
 def _merge_earlier_row(req: Request, old: dict) -> None:

@@ -19,7 +19,10 @@ from typing import Iterable, Iterator
 
 from backlog_ops.capture.transcripts import files
 from backlog_ops.capture.transcripts.report import ImportReport
-from backlog_ops.common.fastjson import loads
+try:  # ~2x faster on transcript lines than the standard library's parser
+    from orjson import loads
+except ImportError:  # pragma: no cover - without it, the C scanner of the standard library
+    from backlog_ops.common.fastjson import loads
 from backlog_ops.common.times import parse_time
 
 __all__ = ["Request", "RequestGroups", "group_requests", "parse_lines"]
@@ -126,7 +129,7 @@ def _request(entry: dict, where: str, fallback_session: str | None, fallback_age
             return None
         counts.append(value)
     try:
-        at = parse_time(entry.get("timestamp"), "timestamp")
+        at = _line_time(entry.get("timestamp"))
     except ValueError as exc:
         report.malformed(where, str(exc))
         return None
@@ -154,6 +157,24 @@ def _request(entry: dict, where: str, fallback_session: str | None, fallback_age
         cwd=_text(entry, "cwd"),
         input_tokens=counts[0], output_tokens=counts[1], cache_read=counts[2], cache_write=counts[3],
     )
+
+
+_MINUTES: dict[str, float] = {}  # 'YYYY-MM-DDTHH:MM' -> its epoch seconds
+
+
+def _line_time(value: object) -> float:
+    """parse_time(value, 'timestamp'), with the minute of Claude Code's 'YYYY-MM-DDTHH:MM:SS.mmmZ' read once."""
+    if isinstance(value, str) and len(value) == 24 and value[16] == ":" and value[19] == "." and value[23] == "Z":
+        seconds, millis = value[17:19], value[20:23]
+        if seconds.isdigit() and millis.isdigit() and seconds.isascii() and millis.isascii() and seconds < "60":
+            minute = _MINUTES.get(value[:16])
+            if minute is None:
+                minute = parse_time(value[:16] + ":00.000Z", "timestamp")
+                if len(_MINUTES) > 65536:
+                    _MINUTES.clear()
+                _MINUTES[value[:16]] = minute
+            return minute + int(seconds) + int(millis) / 1000
+    return parse_time(value, "timestamp")
 
 
 def _ids_from_path(path: Path) -> tuple[str | None, str | None]:
