@@ -357,12 +357,14 @@ def test_lines_without_usage_are_skipped_unparsed_and_broken_ones_still_reported
         "",                                                                 # blank: not a line
         assistant(sid, T0 + 6, "req_ok", "msg_ok", usage(7, 8, 9, 10)),      # 7: the one request
         "[1]",                                                              # 8
+        assistant(sid, T0 + 7, "req_min", "msg_min", {"input_tokens": 3, "output_tokens": 4}),  # 9: no cache counts
     ])
     report = import_transcripts(root)
     rows = ledger_rows(backlog_home)
-    assert list(rows) == ["transcript:req_ok"]
+    assert sorted(rows) == ["transcript:req_min", "transcript:req_ok"]
     assert (rows["transcript:req_ok"]["prompt_tokens"], rows["transcript:req_ok"]["completion_tokens"]) == (7 + 9 + 10, 8)
-    assert report["lines"] == 7
+    assert [rows["transcript:req_min"][k] for k in ("prompt_tokens", "completion_tokens", "cache_read_tokens")] == [3, 4, 0]
+    assert report["lines"] == 8
     assert [e.split(".jsonl:")[1] for e in report["unattributed"]["malformed"]["examples"]] == [
         "3: not JSON", "5: assistant message without usage", "8: not a JSON object"]
 

@@ -119,15 +119,15 @@ def _request(entry: dict, where: str, fallback_session: str | None, fallback_age
     if not isinstance(usage, dict):
         report.malformed(where, "assistant message without usage")
         return None
-    counts = []
-    for name in USAGE_FIELDS:
-        value = usage.get(name, 0)
-        if value is None:
-            value = 0
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            report.malformed(where, f"usage.{name} is not a token count: {value!r}"[:120])
-            return None
-        counts.append(value)
+    counts = [usage.get(name) for name in USAGE_FIELDS]
+    if not all(type(value) is int and value >= 0 for value in counts):  # the usual case, at C speed
+        for i, name in enumerate(USAGE_FIELDS):
+            value = counts[i]
+            if value is None:
+                counts[i] = value = 0
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                report.malformed(where, f"usage.{name} is not a token count: {value!r}"[:120])
+                return None
     try:
         at = _line_time(entry.get("timestamp"))
     except ValueError as exc:
