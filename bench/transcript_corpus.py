@@ -4,8 +4,7 @@
 
 Writes ``OUT_DIR/projects/<project-dir>/<session>.jsonl`` (main threads) and
 ``<project-dir>/<session>/subagents/agent-<id>.jsonl`` (subagents, ``isSidechain: true``,
-``agentId``), in the shape Claude Code 2.x writes them (see tests/test_transcripts.py and
-/work-independent field notes): every line carries ``parentUuid``, ``isSidechain``, ``userType``,
+``agentId``), in the shape Claude Code 2.x writes them (see tests/test_transcripts.py): every line carries ``parentUuid``, ``isSidechain``, ``userType``,
 ``cwd``, ``sessionId``, ``version``, ``gitBranch``, ``uuid`` and ``timestamp``; a response is
 written over one to three assistant lines (thinking, text, tool_use blocks) that share
 ``message.id``, ``requestId`` and the same ``message.usage`` (with ``cache_creation`` and
@@ -15,9 +14,11 @@ responses that contain the word "usage"; summary, file-history-snapshot and syst
 then a ``<synthetic>`` API-error message with zero usage and no requestId. Session sizes are
 skewed (a few long sessions, many short ones).
 
-The default is the shape of the corpus in issue 13: 400 files, 186 MB, about 283k lines and
-97,500 requests. It is data this project wrote itself: a regression guard, not evidence about
-anyone's real transcripts.
+The default is the shape of the corpus in issue 13: 400 files, about 290k lines and 97,500
+requests; --mb 186 is a target the tool results are sized towards, but with every line carrying
+Claude Code's full metadata the corpus comes out at ~212 MB (the issue's lines were leaner).
+It is data this project wrote itself: a regression guard, not evidence about anyone's real
+transcripts.
 """
 
 from __future__ import annotations
