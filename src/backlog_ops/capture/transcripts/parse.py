@@ -133,11 +133,15 @@ def _request(entry: dict, where: str, fallback_session: str | None, fallback_age
     except ValueError as exc:
         report.malformed(where, str(exc))
         return None
-    model = message.get("model") if isinstance(message.get("model"), str) else None
+    model = message.get("model")
+    if type(model) is not str:
+        model = None
     if model in SYNTHETIC_MODELS or not any(counts):
         report["skipped"]["synthetic"] += 1
         return None
-    message_id, request_id = _text(message, "id"), _text(entry, "requestId")
+    message_id, request_id = message.get("id"), entry.get("requestId")
+    message_id = message_id if type(message_id) is str and message_id else None
+    request_id = request_id if type(request_id) is str and request_id else None
     session = _text(entry, "sessionId") or fallback_session
     if not (message_id or request_id):
         report.malformed(where, "assistant message with neither message.id nor requestId")
