@@ -431,3 +431,15 @@ def test_requests_nothing_attributed_take_the_ticket_of_their_branch(tmp_path, b
     text = render_report(report)
     assert "2 on tickets inferred from the git branch" in text
     assert "project settings that could not be read: 1 file, no ticket inferred from their branches" in text
+
+
+def test_bulk_writes_defer_checkpoints_and_restore_them(tmp_path) -> None:
+    """The import's ledger block: no automatic WAL checkpoint inside, the usual one after, rows kept."""
+    with SqliteLedger(tmp_path / "ledger.db") as ledger:
+        with ledger.bulk_writes():
+            assert ledger.db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+            ledger.record_many([CallRecord(call_id=f"c{i}", started_at=format_time(T0 + i), status="success",
+                                           source="transcript") for i in range(3)])
+        assert ledger.db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 1000
+    with SqliteLedger(tmp_path / "ledger.db") as ledger:
+        assert len(ledger.rows()) == 3

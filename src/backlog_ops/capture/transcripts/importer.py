@@ -9,6 +9,7 @@ overwritten).
 from __future__ import annotations
 
 import os
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
@@ -101,17 +102,18 @@ def import_transcripts(
         # Written WRITE_BATCH rows at a time (one transaction each): the rows of a large import are
         # never all in memory at once, and a rerun after a failure upserts the same rows again.
         batch: list = []
-        for record in _build(requests, ledger, report):
-            imported += 1
-            cost += record.cost_usd
-            tokens += record.prompt_tokens + record.completion_tokens
-            if not dry_run:
-                batch.append(record)
-                if len(batch) >= WRITE_BATCH:
-                    ledger.record_many(batch)
-                    batch = []
-        if batch:
-            ledger.record_many(batch)
+        with ledger.bulk_writes() if ledger is not None else nullcontext():
+            for record in _build(requests, ledger, report):
+                imported += 1
+                cost += record.cost_usd
+                tokens += record.prompt_tokens + record.completion_tokens
+                if not dry_run:
+                    batch.append(record)
+                    if len(batch) >= WRITE_BATCH:
+                        ledger.record_many(batch)
+                        batch = []
+            if batch:
+                ledger.record_many(batch)
         if not dry_run:
             save_state(state_file, new_state)
     finally:
