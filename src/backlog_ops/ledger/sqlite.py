@@ -23,6 +23,9 @@ def default_ledger_path() -> Path:
     return home() / "ledger.db"
 
 
+BULK_CACHE_KIB = -32768  # PRAGMA cache_size in bulk_writes (negative: KiB)
+
+
 class SqliteLedger(LedgerQueries):
     """A ledger file. Opening it creates or upgrades the schema; failures raise LedgerError."""
 
@@ -107,6 +110,10 @@ class SqliteLedger(LedgerQueries):
         """
         try:
             self.db.execute("PRAGMA wal_autocheckpoint=0")
+            # A 32 MiB page cache for the block: the indexes' pages stay in memory between
+            # inserts instead of being written out and read back (~300k pread/pwrite per 100k rows).
+            cache = self.db.execute("PRAGMA cache_size").fetchone()[0]
+            self.db.execute(f"PRAGMA cache_size={BULK_CACHE_KIB}")
         except sqlite3.Error:
             yield self
             return
@@ -114,6 +121,7 @@ class SqliteLedger(LedgerQueries):
             yield self
         finally:
             try:
+                self.db.execute(f"PRAGMA cache_size={int(cache)}")
                 self.db.execute("PRAGMA wal_autocheckpoint=1000")
                 self.db.execute("PRAGMA wal_checkpoint(PASSIVE)")
             except sqlite3.Error:
