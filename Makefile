@@ -34,6 +34,7 @@ bench: $(BIN)/.installed
 	$(BIN)/python bench/compression_eval.py
 	$(BIN)/python bench/callback_costs.py
 	$(BIN)/python bench/transcript_memory.py
+	$(BIN)/python bench/transcript_import.py
 	$(BIN)/python bench/journal_ingest.py
 	$(BIN)/python bench/tracing_overhead.py
 	$(BIN)/python bench/report_html.py

@@ -57,9 +57,11 @@ def _days_from_civil(y: int, m: int, d: int) -> int:
 
 
 def _fixed_shape_epoch(text: str) -> float | None:
-    """Epoch seconds of 'YYYY-MM-DDTHH:MM:SS.mmm+00:00' (our own shape), else None."""
-    if len(text) != 29 or text[4] != "-" or text[7] != "-" or text[10] != "T" or text[13] != ":" \
-            or text[16] != ":" or text[19] != "." or not text.endswith("+00:00"):
+    """Epoch seconds of 'YYYY-MM-DDTHH:MM:SS.mmm+00:00' (our own shape) or '...mmmZ', else None."""
+    # Also Claude Code's 'YYYY-MM-DDTHH:MM:SS.mmmZ', the shape of every transcript line.
+    if not ((len(text) == 29 and text.endswith("+00:00")) or (len(text) == 24 and text[23] == "Z")) \
+            or text[4] != "-" or text[7] != "-" or text[10] != "T" or text[13] != ":" \
+            or text[16] != ":" or text[19] != ".":
         return None
     digits = text[0:4] + text[5:7] + text[8:10] + text[11:13] + text[14:16] + text[17:19] + text[20:23]
     if not (digits.isdigit() and digits.isascii()):

@@ -6,6 +6,7 @@ Backends (SQLite, PostgreSQL) provide `_query(sql, params)` and `_snapshot()`; S
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from typing import Iterable
 
 from backlog_ops.errors import LedgerError
@@ -65,6 +66,11 @@ class LedgerQueries:
 
     def close(self) -> None:
         self.db.close()
+
+    @contextmanager
+    def bulk_writes(self):
+        """Many record_many calls in a row (an import): a backend may defer upkeep until the end."""
+        yield self
 
     def __enter__(self):
         return self

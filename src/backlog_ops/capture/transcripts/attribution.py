@@ -46,6 +46,8 @@ class ContextHistory:
 
     def at(self, session_id: str | None, agent_id: str | None, t: float) -> dict | None:
         """The context in force for (session, agent) at time t, or None."""
+        if not self._timelines:
+            return None  # no context was ever set
         return in_force(self._held(scope, t) for scope in scope_chain(session_id, agent_id))
 
     def _held(self, scope, t: float) -> dict | None:

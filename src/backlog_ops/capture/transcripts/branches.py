@@ -20,18 +20,27 @@ class BranchTickets:
     def __init__(self, report: ImportReport) -> None:
         self._report = report
         self._rules: dict[str | None, tuple] = {}
+        self._inferred: dict[tuple, dict | None] = {}  # (cwd, branch, subagent?) -> the context (read-only)
 
     def context(self, req: Request) -> dict | None:
         """The inferred context of `req`, or None (no branch, no ticket in it, inference off)."""
         if not req.git_branch:
             return None
+        # The same few (directory, branch) pairs recur on every line of a session: read each once.
+        key = (req.cwd, req.git_branch, bool(req.agent_id))
+        if key in self._inferred:
+            return self._inferred[key]
         rule, project = self._rule(req.cwd)
         ticket = rule.ticket(req.git_branch) if rule is not None else None
-        if ticket is None:
-            return None
-        from backlog_ops.project.branch import inferred_context
+        context = None
+        if ticket is not None:
+            from backlog_ops.project.branch import inferred_context
 
-        return inferred_context(ticket, project, agent_type="subagent" if req.agent_id else "main")
+            context = inferred_context(ticket, project, agent_type="subagent" if req.agent_id else "main")
+        if len(self._inferred) > 4096:
+            self._inferred.clear()
+        self._inferred[key] = context
+        return context
 
     def _rule(self, cwd: str | None) -> tuple:
         cached = self._rules.get(cwd)

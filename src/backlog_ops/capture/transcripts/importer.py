@@ -9,8 +9,9 @@ overwritten).
 from __future__ import annotations
 
 import os
+from contextlib import nullcontext
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 from backlog_ops.capture.transcripts.attribution import ContextHistory
 from backlog_ops.capture.transcripts.branches import BranchTickets
@@ -36,6 +37,8 @@ from backlog_ops.context.fields import is_inferred
 from backlog_ops.errors import BacklogOpsError, TranscriptFileError
 
 __all__ = ["import_transcripts"]
+
+WRITE_BATCH = 5000  # ledger rows per transaction
 
 # The importer's progress hook: given the files, it yields them (a progress bar wraps the list).
 Progress = Callable[[list[Path]], Iterable[Path]]
@@ -92,19 +95,33 @@ def import_transcripts(
         new_state[key] = new.state
 
     requests = groups.requests()
+    del groups
     ledger = _open_ledger(dry_run)
+    imported, cost, tokens = 0, 0.0, 0
     try:
-        records = _build(requests, ledger, report)
-        if records and not dry_run:
-            ledger.record_many(records)
+        # Written WRITE_BATCH rows at a time (one transaction each): the rows of a large import are
+        # never all in memory at once, and a rerun after a failure upserts the same rows again.
+        batch: list = []
+        with ledger.bulk_writes() if ledger is not None else nullcontext():
+            for record in _build(requests, ledger, report):
+                imported += 1
+                cost += record.cost_usd
+                tokens += record.prompt_tokens + record.completion_tokens
+                if not dry_run:
+                    batch.append(record)
+                    if len(batch) >= WRITE_BATCH:
+                        ledger.record_many(batch)
+                        batch = []
+            if batch:
+                ledger.record_many(batch)
         if not dry_run:
             save_state(state_file, new_state)
     finally:
         if ledger is not None:
             ledger.close()
-    report["imported"]["requests"] = len(records)
-    report["imported"]["cost_usd"] = round(sum(r.cost_usd for r in records), 6)
-    report["imported"]["tokens"] = sum(r.prompt_tokens + r.completion_tokens for r in records)
+    report["imported"]["requests"] = imported
+    report["imported"]["cost_usd"] = round(cost, 6)
+    report["imported"]["tokens"] = tokens
     return report
 
 
@@ -117,19 +134,17 @@ def _open_ledger(dry_run: bool):
     return open_ledger()
 
 
-def _build(requests: list[Request], ledger, report: ImportReport) -> list:
-    """The ledger rows of the requests the proxy has not recorded, attributed and priced."""
+def _build(requests: list[Request], ledger, report: ImportReport) -> Iterator:
+    """The ledger rows of the requests the proxy has not recorded, attributed and priced, one at a time."""
     from backlog_ops.capture.rows import call_record
     from backlog_ops.context.backend import open_store
-    from backlog_ops.ledger import CallRecord
 
     if not requests:
-        return []
+        return
     history = ContextHistory(open_store().history())
     branches = BranchTickets(report)
     proxy = ProxyRows(proxy_rows_near(ledger, requests))
     existing = _existing(ledger, [r.call_id for r in requests])
-    records: list[CallRecord] = []
     seen: set[str] = set()
     for req in requests:
         if req.call_id in seen:
@@ -158,17 +173,20 @@ def _build(requests: list[Request], ledger, report: ImportReport) -> list:
             prompt_tokens=req.prompt_tokens, completion_tokens=req.output_tokens,
             cache_read_tokens=req.cache_read, cache_write_tokens=req.cache_write, cost_usd=cost,
         )
-        records.append(record)
+        yield record
         if is_inferred(ctx):
             report["imported"]["inferred_from_branch"] += 1
         if not ctx:
-            agent = f", agent {req.agent_id}" if req.agent_id else ""
-            report.problem("no_context", f"{req.where} (session {req.session_id}{agent}, {format_time(req.at)})", cost=cost)
+            report.problem("no_context", lambda req=req: _no_context_example(req), cost=cost)
         if priced is None:
             report.unknown_price(req.where, req.model)
         if req.agent_id:
             report["imported"]["subagent_requests"] += 1
-    return records
+
+
+def _no_context_example(req: Request) -> str:
+    agent = f", agent {req.agent_id}" if req.agent_id else ""
+    return f"{req.where} (session {req.session_id}{agent}, {format_time(req.at)})"
 
 
 def _merge_earlier_row(req: Request, old: dict) -> None:

@@ -13,13 +13,16 @@ are not assistant messages are ignored.
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
 
 from backlog_ops.capture.transcripts import files
 from backlog_ops.capture.transcripts.report import ImportReport
+try:  # ~2x faster on transcript lines than the standard library's parser
+    from orjson import loads
+except ImportError:  # pragma: no cover - without it, the C scanner of the standard library
+    from backlog_ops.common.fastjson import loads
 from backlog_ops.common.times import parse_time
 
 __all__ = ["Request", "RequestGroups", "group_requests", "parse_lines"]
@@ -28,9 +31,12 @@ SYNTHETIC_MODELS = ("<synthetic>",)
 # The usage counts of a request, in the order Request takes them.
 USAGE_FIELDS = ("input_tokens", "output_tokens", "cache_read_input_tokens", "cache_creation_input_tokens")
 TOKEN_COUNTS = ("input_tokens", "output_tokens", "cache_read", "cache_write")
+# What a line must contain to be worth parsing, and how a whole JSON object line ends.
+_USAGE, _ASSISTANT = b'"usage"', b'"assistant"'
+_OBJECT_ENDS = (b"}\n", b"}\r\n", b"}")
 
 
-@dataclass
+@dataclass(slots=True)
 class Request:
     """One API request: an assistant line's usage, then the merge of the lines sharing its message id."""
 
@@ -59,34 +65,42 @@ def parse_lines(path: Path, lines: Iterable[bytes | None], line_no: int, report:
     """One Request per usable assistant line of `lines`, the whole lines of `path` after line `line_no`.
 
     Lines are parsed one at a time as they are read; None stands for a line too long to read
-    (files.MAX_LINE_BYTES), reported as malformed.
+    (files.MAX_LINE_BYTES), reported as malformed. Most lines (user prompts, tool results,
+    progress) carry no usage: a line that names neither "usage" nor "assistant" is not parsed,
+    only checked to look like one JSON object (a line torn by a crash is still reported).
     """
     fallback_session, fallback_agent = _ids_from_path(path)
-    for raw in lines:
-        line_no += 1
-        if raw is None:
-            report["lines"] += 1
-            limit = files.MAX_LINE_BYTES
-            shown = f"{limit // 2**20} MiB" if limit >= 2**20 else f"{limit:,} bytes"
-            report.malformed(f"{path}:{line_no}", f"longer than {shown}, not read")
-            continue
-        if not raw.strip():
-            continue
-        report["lines"] += 1
-        where = f"{path}:{line_no}"
-        try:
-            entry = json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
-            report.malformed(where, "not JSON")
-            continue
-        if not isinstance(entry, dict):
-            report.malformed(where, "not a JSON object")
-            continue
-        if entry.get("type") != "assistant":
-            continue
-        request = _request(entry, where, fallback_session, fallback_agent, report)
-        if request is not None:
-            yield request
+    counted = 0
+    try:
+        for raw in lines:
+            line_no += 1
+            if raw is None:
+                counted += 1
+                limit = files.MAX_LINE_BYTES
+                shown = f"{limit // 2**20} MiB" if limit >= 2**20 else f"{limit:,} bytes"
+                report.malformed(f"{path}:{line_no}", f"longer than {shown}, not read")
+                continue
+            if _USAGE not in raw and _ASSISTANT not in raw and raw[:1] == b"{" and raw.endswith(_OBJECT_ENDS):
+                counted += 1  # no usage in it: nothing to read
+                continue
+            if not raw.strip():
+                continue
+            counted += 1
+            try:
+                entry = loads(raw)
+            except (ValueError, UnicodeDecodeError):
+                report.malformed(f"{path}:{line_no}", "not JSON")
+                continue
+            if not isinstance(entry, dict):
+                report.malformed(f"{path}:{line_no}", "not a JSON object")
+                continue
+            if entry.get("type") != "assistant":
+                continue
+            request = _request(entry, f"{path}:{line_no}", fallback_session, fallback_agent, report)
+            if request is not None:
+                yield request
+    finally:
+        report["lines"] += counted
 
 
 def _text(mapping: dict, key: str) -> str | None:
@@ -105,25 +119,29 @@ def _request(entry: dict, where: str, fallback_session: str | None, fallback_age
     if not isinstance(usage, dict):
         report.malformed(where, "assistant message without usage")
         return None
-    counts = []
-    for name in USAGE_FIELDS:
-        value = usage.get(name, 0)
-        if value is None:
-            value = 0
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            report.malformed(where, f"usage.{name} is not a token count: {value!r}"[:120])
-            return None
-        counts.append(value)
+    counts = [usage.get(name) for name in USAGE_FIELDS]
+    if not all(type(value) is int and value >= 0 for value in counts):  # the usual case, at C speed
+        for i, name in enumerate(USAGE_FIELDS):
+            value = counts[i]
+            if value is None:
+                counts[i] = value = 0
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                report.malformed(where, f"usage.{name} is not a token count: {value!r}"[:120])
+                return None
     try:
-        at = parse_time(entry.get("timestamp"), "timestamp")
+        at = _line_time(entry.get("timestamp"))
     except ValueError as exc:
         report.malformed(where, str(exc))
         return None
-    model = message.get("model") if isinstance(message.get("model"), str) else None
+    model = message.get("model")
+    if type(model) is not str:
+        model = None
     if model in SYNTHETIC_MODELS or not any(counts):
         report["skipped"]["synthetic"] += 1
         return None
-    message_id, request_id = _text(message, "id"), _text(entry, "requestId")
+    message_id, request_id = message.get("id"), entry.get("requestId")
+    message_id = message_id if type(message_id) is str and message_id else None
+    request_id = request_id if type(request_id) is str and request_id else None
     session = _text(entry, "sessionId") or fallback_session
     if not (message_id or request_id):
         report.malformed(where, "assistant message with neither message.id nor requestId")
@@ -141,8 +159,26 @@ def _request(entry: dict, where: str, fallback_session: str | None, fallback_age
         where=where,
         git_branch=_text(entry, "gitBranch"),
         cwd=_text(entry, "cwd"),
-        **dict(zip(TOKEN_COUNTS, counts)),
+        input_tokens=counts[0], output_tokens=counts[1], cache_read=counts[2], cache_write=counts[3],
     )
+
+
+_MINUTES: dict[str, float] = {}  # 'YYYY-MM-DDTHH:MM' -> its epoch seconds
+
+
+def _line_time(value: object) -> float:
+    """parse_time(value, 'timestamp'), with the minute of Claude Code's 'YYYY-MM-DDTHH:MM:SS.mmmZ' read once."""
+    if isinstance(value, str) and len(value) == 24 and value[16] == ":" and value[19] == "." and value[23] == "Z":
+        seconds, millis = value[17:19], value[20:23]
+        if seconds.isdigit() and millis.isdigit() and seconds.isascii() and millis.isascii() and seconds < "60":
+            minute = _MINUTES.get(value[:16])
+            if minute is None:
+                minute = parse_time(value[:16] + ":00.000Z", "timestamp")
+                if len(_MINUTES) > 65536:
+                    _MINUTES.clear()
+                _MINUTES[value[:16]] = minute
+            return minute + int(seconds) + int(millis) / 1000
+    return parse_time(value, "timestamp")
 
 
 def _ids_from_path(path: Path) -> tuple[str | None, str | None]:
@@ -164,23 +200,26 @@ class RequestGroups:
     def __init__(self, report: ImportReport) -> None:
         self._report = report
         self._requests: dict[str, Request] = {}
-        self._files_of: dict[str, set[str]] = {}
+        self._other_files: dict[str, set[str]] = {}  # key -> files it was copied into, besides its first one
         self._items = 0
 
     def add(self, item: Request) -> None:
         self._items += 1
         found = self._requests.get(item.key)
-        file = item.where.rsplit(":", 1)[0]
-        seen_in = self._files_of.setdefault(item.key, set())
-        if found is not None and file not in seen_in:
-            self._report["skipped"]["duplicate"] += 1  # the request copied into another transcript (a resumed session)
-        seen_in.add(file)
         if found is None:
-            self._requests[item.key] = replace(item)
+            self._requests[item.key] = item  # taken over: parse_lines makes a new one per line
             return
+        file = item.where.rpartition(":")[0]
+        if file != found.where.rpartition(":")[0]:
+            others = self._other_files.setdefault(item.key, set())
+            if file not in others:
+                others.add(file)
+                self._report["skipped"]["duplicate"] += 1  # the request copied into another transcript (a resumed session)
         found.lines += 1
-        for name in TOKEN_COUNTS:
-            setattr(found, name, max(getattr(found, name), getattr(item, name)))
+        found.input_tokens = max(found.input_tokens, item.input_tokens)
+        found.output_tokens = max(found.output_tokens, item.output_tokens)
+        found.cache_read = max(found.cache_read, item.cache_read)
+        found.cache_write = max(found.cache_write, item.cache_write)
         found.at = min(found.at, item.at)
         found.model = found.model or item.model
         found.git_branch = found.git_branch or item.git_branch

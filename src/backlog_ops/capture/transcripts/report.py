@@ -7,6 +7,8 @@ lines are not imported; each kind with a count and a few examples.
 
 from __future__ import annotations
 
+from typing import Callable
+
 from backlog_ops.common.terminal import printable
 
 __all__ = ["ImportReport", "render_report"]
@@ -37,14 +39,17 @@ class ImportReport(dict):
             },
         )
 
-    def problem(self, kind: str, example: str, cost: float = 0.0) -> None:
-        """Count one unattributed request, line or file of `kind`, keeping the first examples."""
+    def problem(self, kind: str, example: str | Callable[[], str], cost: float = 0.0) -> None:
+        """Count one unattributed request, line or file of `kind`, keeping the first examples.
+
+        `example` may be a function making it: called only while examples are still kept.
+        """
         bucket = self["unattributed"][kind]
         bucket["count"] += 1
         if "cost_usd" in bucket:
             bucket["cost_usd"] = round(bucket["cost_usd"] + cost, 6)
         if len(bucket["examples"]) < EXAMPLES:
-            bucket["examples"].append(example)
+            bucket["examples"].append(example() if callable(example) else example)
 
     def malformed(self, where: str, why: str) -> None:
         self.problem("malformed", f"{where}: {why}")
