@@ -62,3 +62,7 @@ class ToolInputError(BacklogOpsError, ValueError):
 
 class TranscriptFileError(BacklogOpsError):
     """A transcript path is not a regular file (a FIFO, a device, a socket): it is skipped, not read."""
+
+
+class BudgetStoreError(BacklogOpsError):
+    """The shared store of per-ticket reservations (the team's Redis) cannot be reached or used."""
