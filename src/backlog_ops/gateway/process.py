@@ -41,9 +41,11 @@ class ProxyProcess:
         env: dict[str, str] | None = None,
         log_path: Path | None = None,
         cwd: Path | None = None,
+        workers: int = 1,
     ) -> None:
         self.home = Path(home)
         self.cwd = cwd
+        self.workers = workers
         self.config = config
         self.port = port or free_port()
         self.env = {**os.environ, "BACKLOG_HOME": str(self.home), **(env or {})}
@@ -65,6 +67,8 @@ class ProxyProcess:
         args = [sys.executable, "-m", "backlog_ops.cli.main", "proxy", "--host", "127.0.0.1", "--port", str(self.port)]
         if self.config is not None:
             args += ["--config", str(self.config)]
+        if self.workers != 1:
+            args += ["--workers", str(self.workers)]
         log = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         try:
             self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=self.env, cwd=self.cwd)

@@ -38,11 +38,12 @@ from backlog_ops.ledger.backend import describe_ledger
 from backlog_ops.project.file import CONFIG_FILE
 from backlog_ops.project.schema import load_backlog_config
 
-__all__ = ["DEV_CONFIG", "DOTENV", "read_dotenv", "run_proxy", "startup_text"]
+__all__ = ["DEV_CONFIG", "DOTENV", "MAX_WORKERS", "read_dotenv", "read_proxy_config", "run_proxy", "serve_status", "startup_text"]
 
 DEV_CONFIG = "dev.yaml"
 DOTENV = ".env"
 MOCK_BASE_ENV = "BACKLOG_MOCK_API_BASE"
+MAX_WORKERS = 64
 
 
 def dev_config_path() -> Path:
@@ -63,7 +64,7 @@ def read_dotenv(directory: Path | None = None) -> dict[str, str]:
     return {k: v for k, v in values.items() if isinstance(k, str) and v is not None}
 
 
-def _read_proxy_config(path: Path) -> dict:
+def read_proxy_config(path: Path) -> dict:
     try:
         return load_proxy_config(path)
     except yaml.YAMLError as exc:
@@ -72,8 +73,15 @@ def _read_proxy_config(path: Path) -> dict:
         raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
 
 
-def run_proxy(*, config: str | None, host: str, port: int) -> int:
-    """Run the proxy in this process until it is stopped (Ctrl-C or SIGTERM)."""
+def run_proxy(*, config: str | None, host: str, port: int, workers: int = 1) -> int:
+    """Run the proxy in this process until it is stopped (Ctrl-C or SIGTERM).
+
+    `workers` above 1 runs LiteLLM's --num_workers worker processes on the one port
+    (gateway/proxy_workers.py sets each up); their per-ticket limits are exact together only with
+    the team's Redis configured (BACKLOG_CONTEXT_URL: reservations shared by every process).
+    """
+    if not 1 <= workers <= MAX_WORKERS:
+        raise ConfigError(f"--workers {workers}: give a number of worker processes from 1 to {MAX_WORKERS}")
     # The proxy's own dependencies (fastapi, websockets, …) come with the gateway extra.
     for module in ("fastapi", "websockets"):
         require(module, "gateway", "The LiteLLM proxy (backlog-ops proxy)")
@@ -88,7 +96,7 @@ def run_proxy(*, config: str | None, host: str, port: int) -> int:
         config_path = Path(config).expanduser()
         if not config_path.is_file():
             raise ConfigError(f"proxy config {config_path} does not exist")
-    proxy_config = _read_proxy_config(config_path)
+    proxy_config = read_proxy_config(config_path)
     if not isinstance(proxy_config.get("model_list"), list) or not proxy_config["model_list"]:
         raise ConfigError(f"{config_path}: model_list: missing or empty, so the proxy would serve nothing; "
                           f"fix: render one with `backlog-ops config render --output litellm.yaml`")
@@ -112,8 +120,12 @@ def run_proxy(*, config: str | None, host: str, port: int) -> int:
 
     # The start-up banner stays here: it belongs to the running process and goes to its log.
     for line in startup_text(config_path if config else None, proxy_config, host=host, port=port,
-                             key_source=key_source, from_dotenv=from_dotenv):
+                             key_source=key_source, from_dotenv=from_dotenv, workers=workers):
         print(f"backlog-ops: {line}", file=sys.stderr)
+    if workers > 1:
+        from backlog_ops.gateway.proxy_workers import worker_environment
+
+        os.environ.update(worker_environment(config_path, mock=mock is not None))
     from litellm.proxy.proxy_cli import run_server
 
     from backlog_ops.gateway.litellm_load import guard_startup_load
@@ -132,7 +144,7 @@ def run_proxy(*, config: str | None, host: str, port: int) -> int:
         os._exit(1)
 
     guard_startup_load(stop_on_problems)
-    _serve_status(config_path, mock=mock is not None)
+    serve_status(config_path, mock=mock is not None)
 
     # uvicorn shuts down gracefully on SIGTERM, then re-raises the signal to the handler it found:
     # with the default one the process dies before atexit, and the ledger's last rows with it.
@@ -140,7 +152,7 @@ def run_proxy(*, config: str | None, host: str, port: int) -> int:
 
     try:
         run_server.main(
-            args=["--config", str(config_path), "--host", host, "--port", str(port)],
+            args=["--config", str(config_path), "--host", host, "--port", str(port), "--num_workers", str(workers)],
             standalone_mode=False,
         )
     except Exception as exc:  # noqa: BLE001 - LiteLLM reads the config again before serving
@@ -152,7 +164,7 @@ def run_proxy(*, config: str | None, host: str, port: int) -> int:
 
 
 def startup_text(config_path: Path | None, proxy_config: dict, *, host: str, port: int, key_source: str,
-                 from_dotenv: list[str] = ()) -> list[str]:
+                 from_dotenv: list[str] = (), workers: int = 1) -> list[str]:
     """The start-up banner: which mode, where calls go, which keys are missing (names only), the ledger."""
     lines = []
     if config_path is None:
@@ -177,6 +189,12 @@ def startup_text(config_path: Path | None, proxy_config: dict, *, host: str, por
         lines.append(f"from ./{DOTENV}: {', '.join(sorted(from_dotenv))} (values not shown)")
     lines.append(f"master key from {key_source} (use it as the API key; it is not printed)")
     lines.append(f"ledger: {describe_ledger()}")
+    if workers > 1:
+        shared = settings().context_url
+        lines.append(f"{workers} worker processes: per-ticket limits are " + (
+            "shared by every worker and replica through the team's Redis (BACKLOG_CONTEXT_URL)" if shared else
+            "checked per worker, so together they may overshoot a budget by a few calls; set BACKLOG_CONTEXT_URL "
+            "(the team's Redis) to share them"))
     return lines
 
 
@@ -195,7 +213,7 @@ def _dev_policy_from_project() -> Path | None:
     return source
 
 
-def _serve_status(config_path: Path, *, mock: bool) -> None:
+def serve_status(config_path: Path, *, mock: bool) -> None:
     """GET /backlog-ops/status: the mode and missing key names, for `backlog-ops doctor`."""
     from litellm.proxy.proxy_server import app
 
