@@ -38,12 +38,15 @@ from backlog_ops.ledger.backend import describe_ledger
 from backlog_ops.project.file import CONFIG_FILE
 from backlog_ops.project.schema import load_backlog_config
 
-__all__ = ["DEV_CONFIG", "DOTENV", "MAX_WORKERS", "read_dotenv", "read_proxy_config", "run_proxy", "serve_status", "startup_text"]
+__all__ = ["DEV_CONFIG", "DOTENV", "MAX_WORKERS", "WORKER_CONFIG_ENV", "WORKER_MOCK_ENV", "read_dotenv", "read_proxy_config", "run_proxy", "serve_status", "startup_text", "worker_environment"]
 
 DEV_CONFIG = "dev.yaml"
 DOTENV = ".env"
 MOCK_BASE_ENV = "BACKLOG_MOCK_API_BASE"
 MAX_WORKERS = 64
+WORKER_HOOK = "backlog_ops.gateway.proxy_workers:in_worker"
+WORKER_CONFIG_ENV = "BACKLOG_PROXY_WORKER_CONFIG"  # the config the parent checked, for each worker
+WORKER_MOCK_ENV = "BACKLOG_PROXY_WORKER_MOCK"  # "1": the offline mock config
 
 
 def dev_config_path() -> Path:
@@ -123,8 +126,6 @@ def run_proxy(*, config: str | None, host: str, port: int, workers: int = 1) -> 
                              key_source=key_source, from_dotenv=from_dotenv, workers=workers):
         print(f"backlog-ops: {line}", file=sys.stderr)
     if workers > 1:
-        from backlog_ops.gateway.proxy_workers import worker_environment
-
         os.environ.update(worker_environment(config_path, mock=mock is not None))
     from litellm.proxy.proxy_cli import run_server
 
@@ -161,6 +162,14 @@ def run_proxy(*, config: str | None, host: str, port: int, workers: int = 1) -> 
         if mock is not None:
             mock.stop()
     return 0
+
+
+def worker_environment(config_path: Path, *, mock: bool) -> dict[str, str]:
+    """What each LiteLLM worker needs to run gateway/proxy_workers.in_worker (LiteLLM's own hooks kept)."""
+    hooks = [h.strip() for h in (os.environ.get("LITELLM_WORKER_STARTUP_HOOKS") or "").split(",")]
+    hooks = [h for h in hooks if h and h != WORKER_HOOK]
+    return {"LITELLM_WORKER_STARTUP_HOOKS": ",".join([*hooks, WORKER_HOOK]), WORKER_CONFIG_ENV: str(config_path),
+            WORKER_MOCK_ENV: "1" if mock else ""}
 
 
 def startup_text(config_path: Path | None, proxy_config: dict, *, host: str, port: int, key_source: str,

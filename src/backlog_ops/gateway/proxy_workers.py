@@ -3,7 +3,8 @@
 With --num_workers above 1, uvicorn starts each worker as a fresh interpreter that imports
 LiteLLM's proxy app by name: what `backlog-ops proxy` set up in its own process (the check of
 LiteLLM's start-up load, the status route) is not there. LiteLLM runs the functions named in
-LITELLM_WORKER_STARTUP_HOOKS in each worker before it loads the config; `in_worker` is ours.
+LITELLM_WORKER_STARTUP_HOOKS in each worker before it loads the config; `in_worker` is ours
+(gateway/proxy.py names it there).
 
 It also makes each worker write its last ledger rows when it stops: uvicorn stops a worker
 gracefully on SIGTERM, then raises the signal again with the default action, which ends the
@@ -22,27 +23,16 @@ import signal
 import sys
 from pathlib import Path
 
-__all__ = ["CONFIG_ENV", "HOOK", "MOCK_ENV", "in_worker", "worker_environment"]
-
-HOOK = "backlog_ops.gateway.proxy_workers:in_worker"
-CONFIG_ENV = "BACKLOG_PROXY_WORKER_CONFIG"  # the config the parent validated (set by run_proxy)
-MOCK_ENV = "BACKLOG_PROXY_WORKER_MOCK"  # "1": the offline mock config
-
-
-def worker_environment(config_path: Path, *, mock: bool) -> dict[str, str]:
-    """The variables the parent sets so that each worker runs `in_worker` (with LiteLLM's own hooks kept)."""
-    hooks = [h for h in (os.environ.get("LITELLM_WORKER_STARTUP_HOOKS") or "").split(",") if h.strip() and h.strip() != HOOK]
-    return {"LITELLM_WORKER_STARTUP_HOOKS": ",".join([*hooks, HOOK]), CONFIG_ENV: str(config_path),
-            MOCK_ENV: "1" if mock else ""}
+__all__ = ["in_worker"]
 
 
 def in_worker() -> None:
     """In a worker, before LiteLLM loads its config: the load check, the status route, the last flush."""
     from backlog_ops.gateway.litellm_load import guard_startup_load
-    from backlog_ops.gateway.proxy import read_proxy_config, serve_status
+    from backlog_ops.gateway.proxy import WORKER_CONFIG_ENV, WORKER_MOCK_ENV, read_proxy_config, serve_status
     from backlog_ops.gateway.serving import load_problems
 
-    path = os.environ.get(CONFIG_ENV)
+    path = os.environ.get(WORKER_CONFIG_ENV)
     if not path:
         return
     config_path = Path(path)
@@ -60,7 +50,7 @@ def in_worker() -> None:
         os._exit(1)
 
     guard_startup_load(stop_on_problems)
-    serve_status(config_path, mock=os.environ.get(MOCK_ENV) == "1")
+    serve_status(config_path, mock=os.environ.get(WORKER_MOCK_ENV) == "1")
     _flush_after_shutdown()
 
 
