@@ -127,6 +127,9 @@ def run_proxy(*, config: str | None, host: str, port: int, workers: int = 1) -> 
         print(f"backlog-ops: {line}", file=sys.stderr)
     if workers > 1:
         os.environ.update(worker_environment(config_path, mock=mock is not None))
+        # uvicorn kills a worker that does not answer its health ping within 5 s and starts another:
+        # on a busy machine a worker importing LiteLLM can take longer, and would be killed forever.
+        os.environ.setdefault("TIMEOUT_WORKER_HEALTHCHECK", "60")
     from litellm.proxy.proxy_cli import run_server
 
     from backlog_ops.gateway.litellm_load import guard_startup_load
