@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from backlog_ops.common.warnings import Tally
-from backlog_ops.errors import BudgetStoreError, LedgerError
+from backlog_ops.errors import BacklogOpsError, BudgetStoreError, LedgerError
 from backlog_ops.policy.counts import LocalCounts
 from backlog_ops.policy.limits import LEDGER_UNAVAILABLE_KEY, TicketPolicy
 from backlog_ops.policy.messages import budget_message, escalation_message, ledger_unavailable_message
@@ -90,7 +90,13 @@ class PolicyEngine:
         self._lock = threading.Lock()
         self._local = LocalCounts(self._read, refresh_seconds=refresh_seconds, stale_seconds=stale_seconds, clock=clock)
         # `shared(read)` makes the shared store (it needs the ledger reader); None: local only.
-        self._shared = shared(self._read) if shared is not None else None
+        self._shared = None
+        if shared is not None:
+            try:
+                self._shared = shared(self._read)
+            except BacklogOpsError as exc:  # a missing extra, a malformed URL: say so, count per process
+                log.error("backlog-ops: cannot use the shared budget store (%s); per-ticket limits are checked in "
+                          "this process only, so replicas and workers may overshoot a budget together", exc)
         self._shared_down_until = float("-inf")
         self._shared_backoff = 0.5
         # call_id -> (store, usage key, policy): where a reservation lives until it settles
