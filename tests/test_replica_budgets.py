@@ -143,7 +143,7 @@ def test_two_workers_serve_one_port_share_the_budget_and_flush_on_stop(shared, t
         proxy = ProxyProcess(tmp_path / "home", config=config, env=env, workers=2)
         journal = proxy.home / "ledger-journal"
         try:
-            proxy.start()
+            proxy.start(timeout=400)  # the parent, then each worker, imports LiteLLM: slow on a busy machine
             session = working_on(store, "FEAT-9")
             answered = check_outcome(fire([proxy.base_url], proxy.master_key, session), pg)
             # Unlimited calls too, so that both workers surely write rows.

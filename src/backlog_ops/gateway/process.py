@@ -71,7 +71,9 @@ class ProxyProcess:
             args += ["--workers", str(self.workers)]
         log = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         try:
-            self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=self.env, cwd=self.cwd)
+            # Workers are the proxy's children: in a session of their own, a kill reaches them all.
+            self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=self.env, cwd=self.cwd,
+                                            start_new_session=self.workers > 1)
         finally:
             os.close(log)
         self._wait_ready(timeout)
@@ -82,13 +84,24 @@ class ProxyProcess:
         if self.process is None:
             return 0
         if self.process.poll() is None:
-            self.process.send_signal(sig)
+            self._signal(sig)
             try:
                 self.process.wait(timeout)
             except subprocess.TimeoutExpired:
-                self.process.kill()
+                self._signal(signal.SIGKILL)
                 self.process.wait(10)
+        elif self.workers > 1:
+            self._signal(signal.SIGKILL)  # workers the proxy left behind, if any
         return self.process.returncode
+
+    def _signal(self, sig: int) -> None:
+        if self.workers > 1 and sig == signal.SIGKILL:
+            try:
+                os.killpg(self.process.pid, sig)
+            except OSError:
+                pass
+        else:
+            self.process.send_signal(sig)
 
     def log(self) -> str:
         try:
