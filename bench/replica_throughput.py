@@ -123,7 +123,7 @@ def main() -> None:
         config = write_config(tmp_path / "cfg", f"http://127.0.0.1:{mock_port}", extra_callbacks=[POLICY])
         try:
             for name, workers in (("1 worker", 1), ("2 workers", 2)):
-                proxies[name] = ProxyProcess(tmp_path / f"home-{workers}", config=config, env=env, workers=workers).start()
+                proxies[name] = ProxyProcess(tmp_path / f"home-{workers}", config=config, env=env, workers=workers).start(timeout=600)
                 sessions[name] = str(uuid.uuid4())
                 store.set({"ticket_id": f"BENCH-{workers}", "gate": "implement", "agent_type": "backend", "project": "bench"},
                           Scope(sessions[name]))
