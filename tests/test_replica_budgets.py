@@ -63,9 +63,9 @@ def shared(redis_url: str, postgres_url: str, tmp_path: Path):
         PostgresLedger.drop_schema(postgres_url, schema)
 
 
-def working_on(store: RedisContextStore, ticket: str) -> str:
+def working_on(store: RedisContextStore, ticket: str, project: str = "my-api") -> str:
     session = str(uuid.uuid4())
-    store.set({"ticket_id": ticket, "gate": "implement", "agent_type": "backend", "project": "my-api"}, Scope(session))
+    store.set({"ticket_id": ticket, "gate": "implement", "agent_type": "backend", "project": project}, Scope(session))
     return session
 
 
@@ -146,8 +146,8 @@ def test_two_workers_serve_one_port_share_the_budget_and_flush_on_stop(shared, t
             proxy.start(timeout=400)  # the parent, then each worker, imports LiteLLM: slow on a busy machine
             session = working_on(store, "FEAT-9")
             answered = check_outcome(fire([proxy.base_url], proxy.master_key, session), pg)
-            # Unlimited calls too, so that both workers surely write rows.
-            free = working_on(store, "FREE-1")
+            # Calls of a project with no limits too, so that both workers surely write rows.
+            free = working_on(store, "FREE-1", project="other-app")
             headers = {"authorization": f"Bearer {proxy.master_key}", "x-claude-code-session-id": free}
             body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
             with ThreadPoolExecutor(16) as pool:
