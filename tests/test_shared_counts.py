@@ -56,7 +56,7 @@ def engines(redis_url: str, prefix: str, ledger: FakeLedger, n: int = 2, **kw) -
 
 def test_forty_calls_on_two_processes_reserve_the_budget_once(redis_url: str, prefix: str) -> None:
     ledger = FakeLedger()
-    a, b = engines(redis_url, prefix, ledger)
+    a, b = engines(redis_url, prefix, ledger, refresh_seconds=60)
     barrier = threading.Barrier(40)
     results: dict[int, object] = {}
 
