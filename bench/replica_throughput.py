@@ -47,6 +47,7 @@ POLICY = "backlog_ops.callbacks.ticket_policy.ticket_policy"
 def serve_mock(port: int) -> None:
     from backlog_ops.testing.mock_upstream import MockUpstream
 
+    sys.stderr = open(os.devnull, "w")  # a proxy stopping resets its idle connections: not news
     with MockUpstream(port=port):
         while True:
             time.sleep(3600)

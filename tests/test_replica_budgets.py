@@ -167,3 +167,76 @@ def test_two_workers_serve_one_port_share_the_budget_and_flush_on_stop(shared, t
     # Stopped gracefully, each worker wrote its last rows and removed its journal.
     left = [n for n in os.listdir(journal) if n.endswith((".jsonl", ".lock"))]
     assert left == [], left
+
+
+def worker_pids(parent: int) -> list[int]:
+    """The proxy's uvicorn workers: its children running multiprocessing's spawn entry."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == parent and b"spawn_main" in cmdline:
+            found.append(int(entry))
+    return found
+
+
+def test_a_worker_killed_with_kill9_loses_no_answered_call(tmp_path: Path) -> None:
+    import signal
+    import threading
+
+    from backlog_ops.context.file_store import ContextStore
+    from backlog_ops.ledger import SqliteLedger
+
+    home, session = tmp_path / "home", str(uuid.uuid4())
+    ContextStore(home).set({"ticket_id": "FEAT-K9", "gate": "implement", "agent_type": "backend", "project": "my-api"},
+                           Scope(session))
+    with MockUpstream() as upstream:
+        proxy = ProxyProcess(home, config=write_config(tmp_path / "cfg", upstream.base_url), workers=2,
+                             env={"LITELLM_MASTER_KEY": "sk-test-" + uuid.uuid4().hex})
+        try:
+            proxy.start(timeout=400)
+            headers = {"authorization": f"Bearer {proxy.master_key}", "x-claude-code-session-id": session}
+            body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
+            answered: list[str] = []
+            lock = threading.Lock()
+
+            def one(_: int) -> None:
+                try:
+                    r = httpx.post(f"{proxy.base_url}/v1/chat/completions", headers=headers, json=body, timeout=120)
+                except httpx.HTTPError:
+                    return  # its worker was killed mid-call: never answered, nothing to keep
+                if r.status_code == 200:
+                    with lock:
+                        answered.append(r.headers["x-litellm-call-id"])
+
+            workers = worker_pids(proxy.process.pid)
+            assert len(workers) == 2, workers
+            with ThreadPoolExecutor(8) as pool:
+                futures = [pool.submit(one, i) for i in range(60)]
+                while len(answered) < 20:  # bounded: 60 calls
+                    time.sleep(0.05)
+                    if all(f.done() for f in futures):
+                        break
+                os.kill(workers[0], signal.SIGKILL)  # in the middle of the load
+                for f in futures:
+                    f.result()
+            # uvicorn starts a new worker; its ledger writer loads the killed one's journal.
+            deadline = time.monotonic() + 180
+            present: set[str] = set()
+            while time.monotonic() < deadline:
+                one(0)
+                with SqliteLedger(home / "ledger.db") as ledger:
+                    present = {r["call_id"] for r in ledger.rows("WHERE ticket_id = 'FEAT-K9'")}
+                if set(answered) <= present:
+                    break
+                time.sleep(0.5)
+            assert len(answered) >= 20
+            missing = set(answered) - present
+            assert not missing, f"{len(missing)} answered calls missing from the ledger"
+        finally:
+            proxy.stop()
