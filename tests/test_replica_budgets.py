@@ -225,18 +225,23 @@ def test_a_worker_killed_with_kill9_loses_no_answered_call(tmp_path: Path) -> No
                 os.kill(workers[0], signal.SIGKILL)  # in the middle of the load
                 for f in futures:
                     f.result()
-            # uvicorn starts a new worker; its ledger writer loads the killed one's journal.
-            deadline = time.monotonic() + 180
+            # uvicorn starts a new worker; its ledger writer takes over the killed one's journal.
+            journal = home / "ledger-journal"
+            killed = f"{workers[0]}-"
+            deadline = time.monotonic() + 300
             present: set[str] = set()
             while time.monotonic() < deadline:
                 one(0)
                 with SqliteLedger(home / "ledger.db") as ledger:
                     present = {r["call_id"] for r in ledger.rows("WHERE ticket_id = 'FEAT-K9'")}
-                if set(answered) <= present:
+                left = [n for n in os.listdir(journal) if n.startswith(killed)]
+                if set(answered) <= present and not left:
                     break
                 time.sleep(0.5)
+            assert f"Child process [{workers[0]}] died" in proxy.log()
             assert len(answered) >= 20
             missing = set(answered) - present
             assert not missing, f"{len(missing)} answered calls missing from the ledger"
+            assert not left, f"the killed worker's journal was not taken over: {left}"
         finally:
-            proxy.stop()
+            proxy.stop(timeout=120)
