@@ -31,6 +31,7 @@ bench: $(BIN)/.installed
 	$(BIN)/python bench/callback_costs.py
 	$(BIN)/python bench/transcript_memory.py
 	$(BIN)/python bench/journal_ingest.py
+	$(BIN)/python bench/replica_throughput.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache .cache

@@ -101,8 +101,15 @@ def main() -> None:
     parser.add_argument("--max-seconds", type=float, default=600.0, help="stop starting rounds after this long")
     args = parser.parse_args()
 
+    import socket
+
     from backlog_ops.ledger.postgres import PostgresLedger
 
+    for service, port in (("Redis", 6379), ("PostgreSQL", 5432)):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=2).close()
+        except OSError as exc:
+            sys.exit(f"replica throughput needs {service} on 127.0.0.1:{port} ({exc})")
     prefix = f"bench-replicas-{uuid.uuid4().hex[:8]}:"
     schema = f"bench_replicas_{uuid.uuid4().hex[:8]}"
     mock_port = free_port()
