@@ -38,6 +38,7 @@ bench: $(BIN)/.installed
 	$(BIN)/python bench/journal_ingest.py
 	$(BIN)/python bench/tracing_overhead.py
 	$(BIN)/python bench/report_html.py
+	$(BIN)/python bench/replica_throughput.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache .cache

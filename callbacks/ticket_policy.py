@@ -39,6 +39,7 @@ from backlog_ops.policy.engine import PolicyEngine, Refusal
 from backlog_ops.policy.gateway_budget import GatewaySpendGuard, router_refusal
 from backlog_ops.policy.limits import TicketPolicy
 from backlog_ops.policy.limits_file import PolicyFile
+from backlog_ops.policy.redis_counts import shared_counts_factory
 
 from .base import proxy_config_path
 from .runaway_watch import RunawayWatch
@@ -67,7 +68,8 @@ class TicketPolicyCallback(CustomLogger):
     @property
     def engine(self) -> PolicyEngine:
         if self._engine is None:  # first use, not import: BACKLOG_HOME may not be final at import
-            self._engine = PolicyEngine()
+            # With the team's Redis configured, reservations are shared by every process and replica.
+            self._engine = PolicyEngine(shared=shared_counts_factory())
         return self._engine
 
     # -- proxy hooks -----------------------------------------------------------------------------

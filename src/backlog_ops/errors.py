@@ -72,3 +72,7 @@ class TranscriptFileError(BacklogOpsError):
 
 class ReportError(BacklogOpsError, ValueError):
     """A spend view was asked for something it cannot show (an unknown group, a bad date)."""
+
+
+class BudgetStoreError(BacklogOpsError):
+    """The shared store of per-ticket reservations (the team's Redis) cannot be reached or used."""

@@ -124,7 +124,9 @@ The master key is $LITELLM_MASTER_KEY, else a key generated once in $BACKLOG_HOM
 
 examples:
   backlog-ops proxy                               offline: the aliases answered by a local mock
-  backlog-ops proxy --config litellm.yaml         real providers (backlog-ops config render -o litellm.yaml)""",
+  backlog-ops proxy --config litellm.yaml         real providers (backlog-ops config render -o litellm.yaml)
+  BACKLOG_CONTEXT_URL=redis://redis:6379/0 backlog-ops proxy --config litellm.yaml --workers 2
+                                                  two workers sharing per-ticket budgets through Redis""",
     ),
     "backlog-ops hook": (
         "Claude Code hook entry point: reads the hook's JSON on stdin (install wires it; not for people).",

@@ -149,6 +149,9 @@ def _parser(argparse):
     p.add_argument("--config", help="LiteLLM config (default: the shipped offline development config)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on")
     p.add_argument("--port", type=int, default=4000, help="port to listen on")
+    p.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="LiteLLM worker processes on the one port (default: 1); budgets are shared exactly "
+                        "between them with BACKLOG_CONTEXT_URL set (the team's Redis)")
     p.set_defaults(run=_proxy)
 
     p = sub.add_parser("hook", help="Claude Code hook entry point: reads the hook's JSON on stdin")
@@ -381,7 +384,7 @@ def _fallbacks(args) -> int:
 def _proxy(args) -> int:
     from backlog_ops.gateway.proxy import run_proxy
 
-    return run_proxy(config=args.config, host=args.host, port=args.port)
+    return run_proxy(config=args.config, host=args.host, port=args.port, workers=args.workers)
 
 
 def _demo(args) -> int:

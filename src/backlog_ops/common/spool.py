@@ -1,8 +1,9 @@
 """A spool: JSON lines kept on disk by a process that could not deliver them before it stopped.
 
 The next process loads them first. It claims the file by renaming it to `<name>.<pid>.loading`,
-so two processes starting together never load the same new file, and removes a claimed file only
-once its items are delivered; files that a crashed loader left behind are loaded too. A line that
+so two processes starting together never load the same new file; each claimed file is loaded under
+a lock (a proxy's workers list the same claimed files) and removed only once its items are
+delivered; files that a crashed loader left behind are loaded too. A line that
 cannot be read (a torn line from a crash mid-append, or one whose values have the wrong types)
 is moved to `<name>.bad` and counted, and the rest is loaded: one bad line never blocks a spool.
 Used by the ledger writer (rows) and the quota events (events); both deliver idempotently, so an
@@ -11,6 +12,7 @@ item loaded twice does no harm.
 
 from __future__ import annotations
 
+import fcntl
 import os
 from typing import NamedTuple
 
@@ -63,19 +65,46 @@ def load_spool(path, parse, deliver) -> SpoolLoad:
     loaded = bad = 0
     for claimed_name in claimed:
         taken = os.path.join(directory, claimed_name)
+        held = _hold(taken)
+        if held is None:
+            continue  # another process is loading it, or has loaded it meanwhile
         try:
-            counts = _load_file(taken, parse, deliver)
-        except FileNotFoundError:
-            continue  # another process loaded it meanwhile
-        if counts[1]:
-            _move_aside(taken + ".bad", path + ".bad")
-        try:
-            os.unlink(taken)
-        except FileNotFoundError:
-            pass
+            try:
+                counts = _load_file(taken, parse, deliver)
+            except FileNotFoundError:
+                continue
+            if counts[1]:
+                _move_aside(taken + ".bad", path + ".bad")
+            try:
+                os.unlink(taken)
+            except FileNotFoundError:
+                pass
+        finally:
+            os.close(held)  # unlinked first: a process waiting for this lock finds the file gone
         loaded += counts[0]
         bad += counts[1]
     return SpoolLoad(loaded, bad, path + ".bad" if bad else "")
+
+
+def _hold(taken: str) -> int | None:
+    """Lock a claimed file for loading; None when another process holds it or it is gone.
+
+    Several processes of one home (a proxy's workers) start together and see the same claimed
+    files: the lock lets one load each, and the check after locking that the name still leads to
+    the locked file keeps a process from loading again what another just loaded and removed.
+    """
+    try:
+        fd = os.open(taken, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        if os.stat(taken).st_ino == os.fstat(fd).st_ino:
+            return fd
+    except OSError:
+        pass
+    os.close(fd)
+    return None
 
 
 def _load_file(taken: str, parse, deliver) -> tuple[int, int]:

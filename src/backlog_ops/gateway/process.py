@@ -41,9 +41,11 @@ class ProxyProcess:
         env: dict[str, str] | None = None,
         log_path: Path | None = None,
         cwd: Path | None = None,
+        workers: int = 1,
     ) -> None:
         self.home = Path(home)
         self.cwd = cwd
+        self.workers = workers
         self.config = config
         self.port = port or free_port()
         self.env = {**os.environ, "BACKLOG_HOME": str(self.home), **(env or {})}
@@ -65,9 +67,13 @@ class ProxyProcess:
         args = [sys.executable, "-m", "backlog_ops.cli.main", "proxy", "--host", "127.0.0.1", "--port", str(self.port)]
         if self.config is not None:
             args += ["--config", str(self.config)]
+        if self.workers != 1:
+            args += ["--workers", str(self.workers)]
         log = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         try:
-            self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=self.env, cwd=self.cwd)
+            # Workers are the proxy's children: in a session of their own, a kill reaches them all.
+            self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=self.env, cwd=self.cwd,
+                                            start_new_session=self.workers > 1)
         finally:
             os.close(log)
         self._wait_ready(timeout)
@@ -78,13 +84,24 @@ class ProxyProcess:
         if self.process is None:
             return 0
         if self.process.poll() is None:
-            self.process.send_signal(sig)
+            self._signal(sig)
             try:
                 self.process.wait(timeout)
             except subprocess.TimeoutExpired:
-                self.process.kill()
+                self._signal(signal.SIGKILL)
                 self.process.wait(10)
+        elif self.workers > 1:
+            self._signal(signal.SIGKILL)  # workers the proxy left behind, if any
         return self.process.returncode
+
+    def _signal(self, sig: int) -> None:
+        if self.workers > 1 and sig == signal.SIGKILL:
+            try:
+                os.killpg(self.process.pid, sig)
+            except OSError:
+                pass
+        else:
+            self.process.send_signal(sig)
 
     def log(self) -> str:
         try:

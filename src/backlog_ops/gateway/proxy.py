@@ -38,11 +38,15 @@ from backlog_ops.ledger.backend import describe_ledger
 from backlog_ops.project.file import CONFIG_FILE
 from backlog_ops.project.schema import load_backlog_config
 
-__all__ = ["DEV_CONFIG", "DOTENV", "read_dotenv", "run_proxy", "startup_text"]
+__all__ = ["DEV_CONFIG", "DOTENV", "MAX_WORKERS", "WORKER_CONFIG_ENV", "WORKER_MOCK_ENV", "read_dotenv", "read_proxy_config", "run_proxy", "serve_status", "startup_text", "worker_environment"]
 
 DEV_CONFIG = "dev.yaml"
 DOTENV = ".env"
 MOCK_BASE_ENV = "BACKLOG_MOCK_API_BASE"
+MAX_WORKERS = 64
+WORKER_HOOK = "backlog_ops.gateway.proxy_workers:in_worker"
+WORKER_CONFIG_ENV = "BACKLOG_PROXY_WORKER_CONFIG"  # the config the parent checked, for each worker
+WORKER_MOCK_ENV = "BACKLOG_PROXY_WORKER_MOCK"  # "1": the offline mock config
 
 
 def dev_config_path() -> Path:
@@ -63,7 +67,7 @@ def read_dotenv(directory: Path | None = None) -> dict[str, str]:
     return {k: v for k, v in values.items() if isinstance(k, str) and v is not None}
 
 
-def _read_proxy_config(path: Path) -> dict:
+def read_proxy_config(path: Path) -> dict:
     try:
         return load_proxy_config(path)
     except yaml.YAMLError as exc:
@@ -72,8 +76,15 @@ def _read_proxy_config(path: Path) -> dict:
         raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
 
 
-def run_proxy(*, config: str | None, host: str, port: int) -> int:
-    """Run the proxy in this process until it is stopped (Ctrl-C or SIGTERM)."""
+def run_proxy(*, config: str | None, host: str, port: int, workers: int = 1) -> int:
+    """Run the proxy in this process until it is stopped (Ctrl-C or SIGTERM).
+
+    `workers` above 1 runs LiteLLM's --num_workers worker processes on the one port
+    (gateway/proxy_workers.py sets each up); their per-ticket limits are exact together only with
+    the team's Redis configured (BACKLOG_CONTEXT_URL: reservations shared by every process).
+    """
+    if not 1 <= workers <= MAX_WORKERS:
+        raise ConfigError(f"--workers {workers}: give a number of worker processes from 1 to {MAX_WORKERS}")
     # The proxy's own dependencies (fastapi, websockets, …) come with the gateway extra.
     for module in ("fastapi", "websockets"):
         require(module, "gateway", "The LiteLLM proxy (backlog-ops proxy)")
@@ -88,7 +99,7 @@ def run_proxy(*, config: str | None, host: str, port: int) -> int:
         config_path = Path(config).expanduser()
         if not config_path.is_file():
             raise ConfigError(f"proxy config {config_path} does not exist")
-    proxy_config = _read_proxy_config(config_path)
+    proxy_config = read_proxy_config(config_path)
     if not isinstance(proxy_config.get("model_list"), list) or not proxy_config["model_list"]:
         raise ConfigError(f"{config_path}: model_list: missing or empty, so the proxy would serve nothing; "
                           f"fix: render one with `backlog-ops config render --output litellm.yaml`")
@@ -115,8 +126,13 @@ def run_proxy(*, config: str | None, host: str, port: int) -> int:
 
     # The start-up banner stays here: it belongs to the running process and goes to its log.
     for line in startup_text(config_path if config else None, proxy_config, host=host, port=port,
-                             key_source=key_source, from_dotenv=from_dotenv):
+                             key_source=key_source, from_dotenv=from_dotenv, workers=workers):
         print(f"backlog-ops: {line}", file=sys.stderr)
+    if workers > 1:
+        os.environ.update(worker_environment(config_path, mock=mock is not None))
+        # uvicorn kills a worker that does not answer its health ping within 5 s and starts another:
+        # on a busy machine a worker importing LiteLLM can take longer, and would be killed forever.
+        os.environ.setdefault("TIMEOUT_WORKER_HEALTHCHECK", "60")
     from litellm.proxy.proxy_cli import run_server
 
     from backlog_ops.gateway.litellm_load import guard_startup_load
@@ -135,7 +151,7 @@ def run_proxy(*, config: str | None, host: str, port: int) -> int:
         os._exit(1)
 
     guard_startup_load(stop_on_problems)
-    _serve_status(config_path, mock=mock is not None)
+    serve_status(config_path, mock=mock is not None)
 
     # uvicorn shuts down gracefully on SIGTERM, then re-raises the signal to the handler it found:
     # with the default one the process dies before atexit, and the ledger's last rows with it.
@@ -143,7 +159,7 @@ def run_proxy(*, config: str | None, host: str, port: int) -> int:
 
     try:
         run_server.main(
-            args=["--config", str(config_path), "--host", host, "--port", str(port)],
+            args=["--config", str(config_path), "--host", host, "--port", str(port), "--num_workers", str(workers)],
             standalone_mode=False,
         )
     except Exception as exc:  # noqa: BLE001 - LiteLLM reads the config again before serving
@@ -154,8 +170,16 @@ def run_proxy(*, config: str | None, host: str, port: int) -> int:
     return 0
 
 
+def worker_environment(config_path: Path, *, mock: bool) -> dict[str, str]:
+    """What each LiteLLM worker needs to run gateway/proxy_workers.in_worker (LiteLLM's own hooks kept)."""
+    hooks = [h.strip() for h in (os.environ.get("LITELLM_WORKER_STARTUP_HOOKS") or "").split(",")]
+    hooks = [h for h in hooks if h and h != WORKER_HOOK]
+    return {"LITELLM_WORKER_STARTUP_HOOKS": ",".join([*hooks, WORKER_HOOK]), WORKER_CONFIG_ENV: str(config_path),
+            WORKER_MOCK_ENV: "1" if mock else ""}
+
+
 def startup_text(config_path: Path | None, proxy_config: dict, *, host: str, port: int, key_source: str,
-                 from_dotenv: list[str] = ()) -> list[str]:
+                 from_dotenv: list[str] = (), workers: int = 1) -> list[str]:
     """The start-up banner: which mode, where calls go, which keys are missing (names only), the ledger."""
     lines = []
     if config_path is None:
@@ -180,6 +204,12 @@ def startup_text(config_path: Path | None, proxy_config: dict, *, host: str, por
         lines.append(f"from ./{DOTENV}: {', '.join(sorted(from_dotenv))} (values not shown)")
     lines.append(f"master key from {key_source} (use it as the API key; it is not printed)")
     lines.append(f"ledger: {describe_ledger()}")
+    if workers > 1:
+        shared = settings().context_url
+        lines.append(f"{workers} worker processes: per-ticket limits are " + (
+            "shared by every worker and replica through the team's Redis (BACKLOG_CONTEXT_URL)" if shared else
+            "checked per worker, so together they may overshoot a budget by a few calls; set BACKLOG_CONTEXT_URL "
+            "(the team's Redis) to share them"))
     return lines
 
 
@@ -215,7 +245,7 @@ def _semantic_cache_start(section: dict) -> list[str]:
     return lines
 
 
-def _serve_status(config_path: Path, *, mock: bool) -> None:
+def serve_status(config_path: Path, *, mock: bool) -> None:
     """GET /backlog-ops/status: the mode and missing key names, for `backlog-ops doctor`."""
     from litellm.proxy.proxy_server import app
 

@@ -1,10 +1,11 @@
 """The per-ticket check: what a ticket has used, and whether its next call may go.
 
-What a ticket has used is counted from the ledger, plus what this process knows the ledger
-does not have yet: calls in flight (each reserves an estimate of its cost, and one escalation
-when it goes to the frontier alias) and calls finished but not yet written by the ledger's
-background writer. Check and reservation happen together under one lock, so requests for one
-ticket that arrive at once cannot all slip past the limit.
+What a ticket has used is counted from the ledger, plus what the ledger does not have yet:
+calls in flight (each reserves an estimate of its cost, and one escalation when it goes to the
+frontier alias) and calls finished but not yet written by the ledger's background writer. Check
+and reservation happen together, atomically, so requests for one ticket that arrive at once
+cannot all slip past the limit: in this process's memory (policy/counts.py), or, with the team's
+Redis configured, in Redis, shared by every proxy process and replica (policy/redis_counts.py).
 
 When the ledger cannot be read (a database restart, an outage), the reader reconnects with a
 capped back-off, and meanwhile a limited ticket's calls follow its policy's
@@ -20,11 +21,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from backlog_ops.common.warnings import Tally
-from backlog_ops.errors import LedgerError
+from backlog_ops.errors import BacklogOpsError, BudgetStoreError, LedgerError
+from backlog_ops.policy.counts import LocalCounts
 from backlog_ops.policy.limits import LEDGER_UNAVAILABLE_KEY, TicketPolicy
 from backlog_ops.policy.messages import budget_message, escalation_message, ledger_unavailable_message
 
@@ -59,32 +61,19 @@ class Refusal:
         }
 
 
-@dataclass
-class _Usage:
-    ledger_cost: float = 0.0
-    ledger_escalations: int = 0
-    read_at: float = float("-inf")
-    # call_id -> (cost, escalation, monotonic time): finished here, maybe not in the ledger yet
-    settled: dict[str, tuple[float, bool, float]] = field(default_factory=dict)
-    # call_id -> (reserved cost, escalation, monotonic time)
-    inflight: dict[str, tuple[float, bool, float]] = field(default_factory=dict)
-    unreadable: bool = False  # the last attempt to read the ledger failed
-
-    def totals(self) -> tuple[float, int, float, int]:
-        """(cost, escalations, of which in flight: cost, escalations)."""
-        fly_cost = sum(c for c, _, _ in self.inflight.values())
-        fly_esc = sum(1 for _, e, _ in self.inflight.values() if e)
-        cost = self.ledger_cost + sum(c for c, _, _ in self.settled.values()) + fly_cost
-        esc = self.ledger_escalations + sum(1 for _, e, _ in self.settled.values() if e) + fly_esc
-        return cost, esc, fly_cost, fly_esc
-
-
 class PolicyEngine:
     """Counts per ticket (ledger + in flight + not yet written) and decides; thread-safe.
 
     `usage_reader(ticket, project, policy, call_ids)` returns (cost, escalations, call ids of
     `call_ids` that the ledger already has), read in one snapshot. It is called at most once
     per `refresh_seconds` per ticket, so the hot path usually touches only memory.
+
+    `shared`: a store shared by every proxy process (policy/redis_counts.py, made with
+    `policy.redis_counts.shared_counts_factory`), or None: this process's memory only. When the shared
+    store cannot be reached, a limited ticket's calls follow `on_ledger_unavailable` as for an
+    unreadable ledger: "allow" checks them in this process only (a loud, counted alert: replicas
+    may then overshoot), "deny" refuses them with HTTP 503; Redis is asked again after a back-off
+    (0.5 s, doubling, at most 5 s), so an outage never costs each call a timeout.
     """
 
     def __init__(
@@ -94,14 +83,24 @@ class PolicyEngine:
         refresh_seconds: float = 2.0,
         stale_seconds: float = 900.0,
         clock: Callable[[], float] = time.monotonic,
+        shared: Callable[[Callable], Any] | None = None,
     ) -> None:
         self._reader = usage_reader or ledger_usage_reader()
-        self._refresh = refresh_seconds
-        self._stale = stale_seconds
         self._clock = clock
         self._lock = threading.Lock()
-        self._usage: dict[tuple[str | None, str], _Usage] = {}
-        self._calls: dict[str, tuple[tuple[str | None, str], TicketPolicy]] = {}  # call_id -> (usage key, policy)
+        self._local = LocalCounts(self._read, refresh_seconds=refresh_seconds, stale_seconds=stale_seconds, clock=clock)
+        # `shared(read)` makes the shared store (it needs the ledger reader); None: local only.
+        self._shared = None
+        if shared is not None:
+            try:
+                self._shared = shared(self._read)
+            except BacklogOpsError as exc:  # a missing extra, a malformed URL: say so, count per process
+                log.error("backlog-ops: cannot use the shared budget store (%s); per-ticket limits are checked in "
+                          "this process only, so replicas and workers may overshoot a budget together", exc)
+        self._shared_down_until = float("-inf")
+        self._shared_backoff = 0.5
+        # call_id -> (store, usage key, policy): where a reservation lives until it settles
+        self._calls: dict[str, tuple[Any, tuple[str | None, str], TicketPolicy]] = {}
         self._down_since: float | None = None
         self._unchecked = Tally(
             log, "the spend ledger cannot be read ({reason}); per-ticket limits are checked against the last figures "
@@ -110,7 +109,23 @@ class PolicyEngine:
         self._refused = Tally(
             log, "the spend ledger cannot be read ({reason}); {total} calls of limited tickets refused with HTTP 503 "
                  "so far (" + LEDGER_UNAVAILABLE_KEY + ": deny)", level=logging.ERROR, every=10.0)
+        self._local_only = Tally(
+            log, "{reason}; per-ticket limits are checked in this process only (replicas and workers may overshoot "
+                 "a budget together): {total} calls of limited tickets so far (" + LEDGER_UNAVAILABLE_KEY + ": allow)",
+            level=logging.ERROR, every=10.0)
+        self._shared_refused = Tally(
+            log, "{reason}; {total} calls of limited tickets refused with HTTP 503 so far (" + LEDGER_UNAVAILABLE_KEY +
+                 ": deny)", level=logging.ERROR, every=10.0)
+        self._unsettled = Tally(
+            log, "{reason}; {total} finished calls could not be settled there so far (their reservations expire, "
+                 "and the ledger counts them once written)", level=logging.ERROR, every=10.0)
         self._reason = ""
+        self._shared_reason = ""
+
+    @property
+    def shared(self) -> bool:
+        """Whether reservations are shared with other processes (a shared store is configured)."""
+        return self._shared is not None
 
     def check(
         self,
@@ -128,32 +143,47 @@ class PolicyEngine:
         if budget is None and (max_esc is None or not escalation):
             return None
         key = (policy.project, ticket)
+        limits = {"estimate": estimate_usd, "escalation": escalation, "budget": budget,
+                  "max_escalations": max_esc if escalation else None}
+        deny = policy.on_ledger_unavailable == "deny"
+        store = self._store()
+        try:
+            verdict = store.reserve(key, policy, call_id, dry=deny, **limits)
+            if verdict.status == "checked":  # deny: reserve only once the figures are known to be current
+                verdict = (verdict if verdict.counts.unreadable
+                           else store.reserve(key, policy, call_id, **limits))
+        except BudgetStoreError as exc:
+            self._shared_failed(exc)
+            if deny:
+                self._shared_refused.add(reason=self._shared_reason)
+                # The limit cannot be checked across replicas: refused as when the ledger is down.
+                return Refusal("ledger_unavailable", ticket, policy.project,
+                               ledger_unavailable_message(ticket, policy, config_hint), 0.0,
+                               budget if budget is not None else float(max_esc or 0), status=503)
+            self._local_only.add(reason=self._shared_reason)
+            store = self._local
+            verdict = store.reserve(key, policy, call_id, **limits)
+        counts = verdict.counts
+        if verdict.status == "budget":
+            return Refusal("budget", ticket, policy.project,
+                           budget_message(ticket, policy, counts.cost, budget, counts.fly_cost, config_hint),
+                           counts.cost, budget)
+        if verdict.status == "escalations":
+            return Refusal("escalations", ticket, policy.project,
+                           escalation_message(ticket, policy, counts.escalations, max_esc, counts.fly_escalations,
+                                              config_hint), counts.escalations, max_esc)
+        if verdict.status == "checked":  # deny, and the ledger cannot be read
+            self._refused.add(reason=self._reason)
+            return Refusal("ledger_unavailable", ticket, policy.project,
+                           ledger_unavailable_message(ticket, policy, config_hint), counts.cost,
+                           budget if budget is not None else float(max_esc or 0), status=503)
+        if counts.unreadable:
+            self._unchecked.add(reason=self._reason)
         with self._lock:
-            usage = self._usage_for(key, policy)
-            cost, esc, fly_cost, fly_esc = usage.totals()
-            if budget is not None and cost >= budget:
-                return Refusal(
-                    "budget", ticket, policy.project,
-                    budget_message(ticket, policy, cost, budget, fly_cost, config_hint), cost, budget,
-                )
-            if escalation and max_esc is not None and esc >= max_esc:
-                return Refusal(
-                    "escalations", ticket, policy.project,
-                    escalation_message(ticket, policy, esc, max_esc, fly_esc, config_hint), esc, max_esc,
-                )
-            if usage.unreadable:
-                if policy.on_ledger_unavailable == "deny":
-                    self._refused.add(reason=self._reason)
-                    return Refusal(
-                        "ledger_unavailable", ticket, policy.project,
-                        ledger_unavailable_message(ticket, policy, config_hint), cost,
-                        budget if budget is not None else float(max_esc or 0), status=503,
-                    )
-                self._unchecked.add(reason=self._reason)
-            usage.inflight[call_id] = (max(0.0, estimate_usd), escalation, self._clock())
-            self._calls[call_id] = (key, policy)
-            if len(self._calls) > 100_000:  # bounded even if completion events never come
-                self._expire(self._clock(), force=True)
+            self._calls[call_id] = (store, key, policy)
+            if len(self._calls) > 100_000:  # bounded even if completion events never come: the oldest go
+                for old in list(self._calls)[:10_000]:
+                    del self._calls[old]
         return None
 
     def settle(
@@ -162,69 +192,115 @@ class PolicyEngine:
         """A reserved call finished: keep its real cost (and whether it escalated) until the ledger has it."""
         with self._lock:
             entry = self._calls.pop(call_id, None)
-            if entry is None:
-                return
-            key, policy = entry
-            usage = self._usage.get(key)
-            if usage is None:
-                return
-            usage.inflight.pop(call_id, None)
-            escalation = not cache_hit and (model_group == policy.frontier_alias or policy.is_frontier_model(model))
-            usage.settled[call_id] = (max(0.0, cost), escalation, self._clock())
+        if entry is None:
+            return
+        store, key, policy = entry
+        escalation = not cache_hit and (model_group == policy.frontier_alias or policy.is_frontier_model(model))
+        try:
+            store.settle(key, call_id, cost, escalation)
+        except BudgetStoreError as exc:
+            self._shared_failed(exc)
+            self._unsettled.add(reason=self._shared_reason)
 
     def release(self, call_id: str) -> None:
         """A reserved call failed before any cost: forget its reservation."""
         with self._lock:
             entry = self._calls.pop(call_id, None)
-            usage = self._usage.get(entry[0]) if entry else None
-            if usage is not None:
-                usage.inflight.pop(call_id, None)
+        if entry is None:
+            return
+        store, key, _ = entry
+        try:
+            store.release(key, call_id)
+        except BudgetStoreError as exc:
+            self._shared_failed(exc)
+            self._unsettled.add(reason=self._shared_reason)
 
     def usage(self, ticket: str, policy: TicketPolicy) -> tuple[float, int]:
-        with self._lock:
-            cost, esc, _, _ = self._usage_for((policy.project, ticket), policy).totals()
-        return cost, esc
+        key = (policy.project, ticket)
+        try:
+            counts = self._store().usage(key, policy)
+        except BudgetStoreError as exc:
+            self._shared_failed(exc)
+            counts = self._local.usage(key, policy)
+        return counts.cost, counts.escalations
 
-    def _usage_for(self, key: tuple[str | None, str], policy: TicketPolicy) -> _Usage:
-        usage = self._usage.get(key)
+    # -- inside ----------------------------------------------------------------------------------
+
+    def _store(self):
+        """The shared store, unless it failed lately (then this process's own counts)."""
+        if self._shared is None:
+            return self._local
+        if self._clock() < self._shared_down_until:
+            return _Failing(BudgetStoreError(self._shared_reason))
+        return self._shared if not self._shared_reason else _Recovering(self)
+
+    def _shared_failed(self, exc: BudgetStoreError) -> None:
         now = self._clock()
-        if usage is None:
-            if len(self._usage) > 10_000:
-                self._expire(now, force=True)
-            usage = self._usage[key] = _Usage()
-        if now - usage.read_at >= self._refresh:
-            pending = list(usage.settled)
-            try:
-                cost, escalations, present = self._reader(key[1], key[0], policy, pending)
-            except Exception as exc:  # noqa: BLE001 - any failure to read is "the ledger cannot be read"
-                # Keep the last figures and what this process counted since; read again next time.
-                usage.unreadable = True
-                self._reason = str(exc) or type(exc).__name__
-                if self._down_since is None:
-                    self._down_since = now
-                return usage
-            usage.ledger_cost, usage.ledger_escalations, usage.read_at = cost, escalations, now
-            usage.unreadable = False
-            for call_id in present:
-                usage.settled.pop(call_id, None)
-            if self._down_since is not None:
-                log.warning("backlog-ops: the spend ledger can be read again after %.1f s; per-ticket limits are "
-                            "checked against it", now - self._down_since)
-                self._down_since = None
-                self._unchecked.report_rest()
-                self._refused.report_rest()
-            self._expire(now)
-        return usage
+        if now >= self._shared_down_until:
+            self._shared_reason = str(exc)
+            self._shared_down_until = now + self._shared_backoff
+            self._shared_backoff = min(self._shared_backoff * 2, 5.0)
 
-    def _expire(self, now: float, force: bool = False) -> None:
-        for key, usage in list(self._usage.items()):
-            for bucket in (usage.settled, usage.inflight):
-                for call_id, (_, _, at) in list(bucket.items()):
-                    if now - at > self._stale:
-                        bucket.pop(call_id, None)
-                        self._calls.pop(call_id, None)
-            if force and not usage.inflight and not usage.settled:
-                del self._usage[key]
+    def _shared_back(self) -> None:
+        if self._shared_reason:
+            log.warning("backlog-ops: the shared budget store answers again; per-ticket limits are shared by every "
+                        "process again")
+            self._shared_reason = ""
+            self._shared_backoff = 0.5
+            for tally in (self._local_only, self._shared_refused, self._unsettled):
+                tally.report_rest()
+
+    def _read(self, ticket: str, project: str | None, policy: TicketPolicy, call_ids: list[str]):
+        """The ledger's figures for a ticket, or None when it cannot be read (counted, logged once it is back)."""
+        try:
+            figures = self._reader(ticket, project, policy, call_ids)
+        except Exception as exc:  # noqa: BLE001 - any failure to read is "the ledger cannot be read"
+            self._reason = str(exc) or type(exc).__name__
+            if self._down_since is None:
+                self._down_since = self._clock()
+            return None
+        if self._down_since is not None:
+            log.warning("backlog-ops: the spend ledger can be read again after %.1f s; per-ticket limits are "
+                        "checked against it", self._clock() - self._down_since)
+            self._down_since = None
+            self._unchecked.report_rest()
+            self._refused.report_rest()
+        return figures
+
+
+class _Recovering:
+    """The shared store's first use after a failure: says so once it answers again."""
+
+    def __init__(self, engine: PolicyEngine) -> None:
+        self._engine = engine
+
+    def reserve(self, *args, **kwargs):
+        verdict = self._engine._shared.reserve(*args, **kwargs)
+        self._engine._shared_back()
+        return verdict
+
+    def usage(self, *args, **kwargs):
+        counts = self._engine._shared.usage(*args, **kwargs)
+        self._engine._shared_back()
+        return counts
+
+    def settle(self, *args, **kwargs):
+        return self._engine._shared.settle(*args, **kwargs)
+
+    def release(self, *args, **kwargs):
+        return self._engine._shared.release(*args, **kwargs)
+
+
+class _Failing:
+    """Stands in for the shared store during its back-off: every use fails at once, without a network wait."""
+
+    def __init__(self, error: BudgetStoreError) -> None:
+        self._error = error
+
+    def reserve(self, *args, **kwargs):
+        raise self._error
+
+    usage = reserve
 
 
 def ledger_query_reader(query: Callable[..., Any], open_ledger: Callable[[], Any] | None = None, *,

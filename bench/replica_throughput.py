@@ -1,0 +1,176 @@
+"""Proxy throughput with 2 LiteLLM workers vs 1, budgets shared through Redis, same run.
+
+    .venv/bin/python bench/replica_throughput.py [--rounds 4] [--requests 300] [--concurrency 16]
+
+Two real `backlog-ops proxy` processes on 127.0.0.1, one with --workers 1 and one with
+--workers 2, configured as a team gateway: contexts and per-ticket reservations in the Redis on
+6379 (a key prefix of this run's own), the ledger in the PostgreSQL on 5432 (a schema of its
+own), the ticket-policy callback on with a budget on the ticket (large enough never to refuse),
+so every call takes the shared reservation path. One mock provider in a process of its own.
+Rounds alternate between the two proxies so load from elsewhere on the machine hits both alike;
+each round sends a fixed number of /v1/chat/completions requests at fixed concurrency. Prints
+each proxy's throughput (median over rounds), the ratio, the machine's load average, and rows
+lost: requests answered minus rows in the ledger, per proxy (each has a ticket of its own).
+
+Bounded in count (rounds x requests) and time (--max-seconds for the measured rounds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing
+import os
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+from backlog_ops.context.redis_store import RedisContextStore  # noqa: E402
+from backlog_ops.context.scope import Scope  # noqa: E402
+from backlog_ops.gateway.process import ProxyProcess, free_port  # noqa: E402
+from proxy_support import write_config  # noqa: E402
+
+REDIS = "redis://127.0.0.1:6379/0"
+POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
+POLICY = "backlog_ops.callbacks.ticket_policy.ticket_policy"
+
+
+def serve_mock(port: int) -> None:
+    from backlog_ops.testing.mock_upstream import MockUpstream
+
+    sys.stderr = open(os.devnull, "w")  # a proxy stopping resets its idle connections: not news
+    with MockUpstream(port=port):
+        while True:
+            time.sleep(3600)
+
+
+async def one_round(base: str, key: str, session: str, requests: int, concurrency: int) -> tuple[float, list[str]]:
+    """(requests per second, call ids answered); any failed request stops the bench."""
+    ids: list[str] = []
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for i in range(requests):
+        queue.put_nowait(i)
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    headers = {"authorization": f"Bearer {key}", "x-claude-code-session-id": session}
+    async with httpx.AsyncClient(base_url=base, headers=headers, timeout=120, limits=limits) as client:
+
+        async def worker() -> None:
+            while True:
+                try:
+                    i = queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    return
+                r = await client.post("/v1/chat/completions",
+                                      json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": f"request {i}"}]})
+                if r.status_code != 200:
+                    raise RuntimeError(f"request failed: {r.status_code} {r.text[:300]}")
+                ids.append(r.headers["x-litellm-call-id"])
+
+        start = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - start
+    return requests / elapsed, ids
+
+
+def ledger_count(schema: str, ticket: str, expected: int, timeout: float = 60.0) -> int:
+    from backlog_ops.ledger.postgres import PostgresLedger
+
+    deadline = time.monotonic() + timeout
+    while True:
+        with PostgresLedger(POSTGRES, schema=schema) as ledger:
+            found = len(ledger.rows("WHERE ticket_id = ?", (ticket,)))
+        if found >= expected or time.monotonic() > deadline:
+            return found
+        time.sleep(0.5)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--requests", type=int, default=300)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--max-seconds", type=float, default=600.0, help="stop starting rounds after this long")
+    args = parser.parse_args()
+
+    import socket
+
+    from backlog_ops.ledger.postgres import PostgresLedger
+
+    for service, port in (("Redis", 6379), ("PostgreSQL", 5432)):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=2).close()
+        except OSError as exc:
+            sys.exit(f"replica throughput needs {service} on 127.0.0.1:{port} ({exc})")
+    prefix = f"bench-replicas-{uuid.uuid4().hex[:8]}:"
+    schema = f"bench_replicas_{uuid.uuid4().hex[:8]}"
+    mock_port = free_port()
+    mock = multiprocessing.get_context("fork").Process(target=serve_mock, args=(mock_port,), daemon=True)
+    mock.start()
+    store = RedisContextStore(REDIS, prefix=prefix)
+    proxies: dict[str, ProxyProcess] = {}
+    sessions: dict[str, str] = {}
+    sent: dict[str, list[str]] = {}
+    results: dict[str, list[float]] = {}
+    loads = [os.getloadavg()[0]]
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp_path = Path(tmp)
+        policy = tmp_path / "policy.yaml"
+        policy.write_text(yaml.safe_dump({"backlog_ops": {"policy": {"projects": {"bench": {"ticket_budget_usd": 1_000_000.0}}}}}))
+        env = {"LITELLM_MASTER_KEY": "sk-bench-" + uuid.uuid4().hex, "BACKLOG_POLICY_FILE": str(policy),
+               "BACKLOG_CONTEXT_URL": REDIS, "BACKLOG_CONTEXT_PREFIX": prefix,
+               "BACKLOG_LEDGER_URL": POSTGRES, "BACKLOG_LEDGER_SCHEMA": schema}
+        config = write_config(tmp_path / "cfg", f"http://127.0.0.1:{mock_port}", extra_callbacks=[POLICY])
+        try:
+            for name, workers in (("1 worker", 1), ("2 workers", 2)):
+                proxies[name] = ProxyProcess(tmp_path / f"home-{workers}", config=config, env=env, workers=workers).start(timeout=600)
+                sessions[name] = str(uuid.uuid4())
+                store.set({"ticket_id": f"BENCH-{workers}", "gate": "implement", "agent_type": "backend", "project": "bench"},
+                          Scope(sessions[name]))
+                sent[name], results[name] = [], []
+            for name, proc in proxies.items():  # warm-up: lazy imports, every worker's connections
+                _, ids = asyncio.run(one_round(proc.base_url, proc.master_key, sessions[name], 100, args.concurrency))
+                sent[name] += ids
+            began = time.monotonic()
+            for _ in range(args.rounds):
+                if time.monotonic() - began > args.max_seconds:
+                    break
+                for name, proc in proxies.items():
+                    rps, ids = asyncio.run(one_round(proc.base_url, proc.master_key, sessions[name], args.requests, args.concurrency))
+                    results[name].append(rps)
+                    sent[name] += ids
+                    loads.append(os.getloadavg()[0])
+            lost = {name: len(set(ids)) - ledger_count(schema, f"BENCH-{name[0]}", len(set(ids))) for name, ids in sent.items()}
+        finally:
+            for proc in proxies.values():
+                proc.stop()
+            mock.terminate()
+            for key in store.redis.scan_iter(match=f"{prefix}*"):
+                store.redis.delete(key)
+            try:
+                PostgresLedger.drop_schema(POSTGRES, schema)
+            except Exception as exc:  # noqa: BLE001 - report, do not hide
+                print(f"could not drop schema {schema}: {exc}")
+
+    one, two = statistics.median(results["1 worker"]), statistics.median(results["2 workers"])
+    rounds = len(results["1 worker"])
+    print(f"replica throughput: {rounds} alternating rounds x {args.requests} requests, concurrency {args.concurrency}, "
+          f"mock upstream, shared Redis reservations, PostgreSQL ledger, {os.cpu_count()} CPUs")
+    print(f"{'proxy':10} {'req/s':>8}   rounds")
+    for name, values in results.items():
+        print(f"{name:10} {statistics.median(values):8.1f}   " + " ".join(f"{v:.1f}" for v in values))
+    print(f"throughput ratio (2 workers / 1 worker): {two / one:.2f}")
+    print(f"load average (1 min) during the run: min {min(loads):.1f}, max {max(loads):.1f}")
+    print("rows lost: " + ", ".join(f"{name}: {n}" for name, n in lost.items()) + f" (of {sum(len(v) for v in sent.values())} answered)")
+
+
+if __name__ == "__main__":
+    main()
