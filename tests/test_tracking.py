@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import time
 from pathlib import Path
 
 import pytest
@@ -317,16 +316,11 @@ def test_internal_errors_never_reach_the_caller(up, backlog_home: Path, caplog: 
     assert len([m for m in messages if "component" in m]) == 1
 
 
-def test_tracking_adds_little_to_the_call(backlog_home: Path) -> None:
-    # Warm up (first use creates the resolver and the writer thread), then time 300 blocks.
-    with track_llm_call() as call:
-        call.record({"model": "gpt-4o-mini", "usage": {"prompt_tokens": 1, "completion_tokens": 1}})
-    started = time.perf_counter()
-    for _ in range(300):
+def test_many_tracked_blocks_each_leave_one_row(backlog_home: Path) -> None:
+    # The cost per block is measured by bench/callback_costs.py, not asserted here.
+    for _ in range(301):
         with track_llm_call(model="gpt-4o-mini") as call:
             call.record({"model": "gpt-4o-mini", "usage": {"prompt_tokens": 10, "completion_tokens": 2}})
-    per_call_ms = (time.perf_counter() - started) / 300 * 1000
-    assert per_call_ms < 2.0, f"{per_call_ms:.3f} ms per tracked call"
     assert len(rows(backlog_home)) == 301
 
 

@@ -105,7 +105,7 @@ def render_proxy_config(config: BacklogConfig, *, source: Path | None = None, te
 
     out: dict[str, Any] = {"model_list": models}
     out["router_settings"] = _router_settings(base, budgets)
-    out["litellm_settings"] = _litellm_settings(base, cache)
+    out["litellm_settings"] = _litellm_settings(base, cache, langfuse=ops.observability.langfuse)
     out["general_settings"] = copy.deepcopy(base.get("general_settings") or {})
     out[POLICY_SECTION] = {
         "routing": {"frontier_alias": "frontier", "critical_tags": critical},
@@ -129,8 +129,8 @@ def _router_settings(base: dict, budgets: Budgets) -> dict:
     return router
 
 
-def _litellm_settings(base: dict, cache: CachePolicy) -> dict:
-    """The template's litellm_settings with the project's response cache.
+def _litellm_settings(base: dict, cache: CachePolicy, *, langfuse: bool) -> dict:
+    """The template's litellm_settings with the project's response cache (and Langfuse only when asked for).
 
     No max_budget: LiteLLM enforces it only with its own database (without one it logs that it
     will not); the overall budget is in the backlog_ops section, enforced from the ledger.
@@ -138,6 +138,10 @@ def _litellm_settings(base: dict, cache: CachePolicy) -> dict:
     settings = copy.deepcopy(base.get("litellm_settings") or {})
     settings.pop("max_budget", None)
     settings.pop("budget_duration", None)
+    if not langfuse:
+        for key in ("success_callback", "failure_callback"):
+            if isinstance(settings.get(key), list) and "langfuse" in settings[key]:
+                settings[key] = [c for c in settings[key] if c != "langfuse"]
     rc, sc = cache.responseCache, cache.semanticCache
     params = copy.deepcopy(settings.get("cache_params") or {})
     if sc.enabled:

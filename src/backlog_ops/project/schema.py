@@ -267,12 +267,19 @@ class Alerts(_Strict):
     runaway: RunawayAlerts = Field(default_factory=RunawayAlerts)
 
 
+class Observability(_Strict):
+    # LiteLLM's langfuse callback sends every call, prompts included, to LANGFUSE_HOST (Langfuse's
+    # cloud when unset): on only when asked for, so a rendered config starts without Langfuse keys.
+    langfuse: StrictBool = False
+
+
 class LlmOps(_Strict):
     gateway: Gateway = Field(default_factory=Gateway)
     routing: Routing = Field(default_factory=Routing)
     cachePolicy: CachePolicy = Field(default_factory=CachePolicy)
     budgets: Budgets = Field(default_factory=Budgets)
     alerts: Alerts = Field(default_factory=Alerts)
+    observability: Observability = Field(default_factory=Observability)
 
 
 class Attribution(_Strict):
