@@ -203,25 +203,26 @@ def _pg_apply(table: str, parts: list[tuple[str, str]]) -> str:
 
 
 def _pg_apply_dims(table: str, parts: list[tuple[str, str]]) -> list[str]:
-    """One upsert per DIM_COLUMNS entry adding each transition table's rows to a per-dimension `table`."""
+    """One upsert adding each transition table's rows to a per-dimension `table`, every DIM_COLUMNS entry at once.
+
+    Each row is unpivoted into one row per dim (LATERAL VALUES): one statement, one pass over
+    the transition tables, instead of one per dim.
+    """
     prefix = DIM_TABLES[table]
-    keys = ", ".join(prefix)
-    statements = []
-    for dim in DIM_COLUMNS:
-        selects = " UNION ALL ".join(
-            f"SELECT {', '.join(f'{e} AS {k}' for e, k in zip(_key_exprs(prefix, 'r.'), prefix))}, "
-            f"{_value_expr(dim, 'r.')} AS value, "
-            f"{', '.join(f'{sign}({e}) AS {m}' for e, m in zip(measure_exprs('r.'), MEASURES))} FROM {rel} AS r"
-            for rel, sign in parts
-        )
-        statements.append(
-            f"INSERT INTO {table} ({', '.join(TABLES[table] + MEASURES)}) "
-            f"SELECT {keys}, '{dim}', value, {', '.join(f'SUM({m})' for m in MEASURES)} FROM ({selects}) AS d "
-            f"GROUP BY {keys}, value ORDER BY {keys}, value "
-            f"ON CONFLICT ({', '.join(TABLES[table])}) DO UPDATE SET "
-            + ", ".join(f"{m} = {table}.{m} + excluded.{m}" for m in MEASURES)
-        )
-    return statements
+    keys = ", ".join(TABLES[table])
+    values = ", ".join(f"('{dim}', {_value_expr(dim, 'r.')})" for dim in DIM_COLUMNS)
+    selects = " UNION ALL ".join(
+        f"SELECT {', '.join(f'{e} AS {k}' for e, k in zip(_key_exprs(prefix, 'r.'), prefix))}, v.dim, v.value, "
+        f"{', '.join(f'{sign}({e}) AS {m}' for e, m in zip(measure_exprs('r.'), MEASURES))} "
+        f"FROM {rel} AS r CROSS JOIN LATERAL (VALUES {values}) AS v(dim, value)"
+        for rel, sign in parts
+    )
+    return [
+        f"INSERT INTO {table} ({keys}, {', '.join(MEASURES)}) "
+        f"SELECT {keys}, {', '.join(f'SUM({m})' for m in MEASURES)} FROM ({selects}) AS d "
+        f"GROUP BY {keys} ORDER BY {keys} "
+        f"ON CONFLICT ({keys}) DO UPDATE SET " + ", ".join(f"{m} = {table}.{m} + excluded.{m}" for m in MEASURES)
+    ]
 
 
 def _create_pg_triggers(db, kept: tuple[str, ...]) -> None:
