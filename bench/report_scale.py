@@ -62,7 +62,7 @@ VIEWS = [
     ("spend --by ticket,day --since 7d", dict(by="ticket,day", since="7d")),
     ("spend --by ticket,model", dict(by="ticket,model")),
     ("spend --by session --since 7d", dict(by="session", since="7d")),
-    ("spend --by session (all time, no rollup)", dict(by="session")),
+    ("spend --by session (all time)", dict(by="session")),
 ]
 
 

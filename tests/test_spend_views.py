@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from backlog_ops.common.times import format_time, iso_to_epoch
-from backlog_ops.ledger import CallRecord, LedgerWriter, SqliteLedger, open_ledger
+from backlog_ops.ledger import COLUMNS, CallRecord, LedgerWriter, SqliteLedger, open_ledger
 from backlog_ops.ledger.migrations import MIGRATIONS, MigrationConnection
 from backlog_ops.reports.views import FIELDS, GROUPS, OTHERS, spend_view
 
@@ -77,7 +77,8 @@ def as_dict(rows: list[tuple], n: int) -> dict:
 
 
 VIEWS = [(d,) for d in GROUPS if d != "week"] + [("week",), ("ticket", "day"), ("ticket", "model"), ("gate", "agent"),
-                                                  ("month", "project"), ("source", "skill"), ("session", "ticket")]
+                                                  ("month", "project"), ("source", "skill"), ("session", "ticket"),
+                                                  ("ticket", "gate"), ("project", "ticket"), ("session", "day")]
 WINDOWS = [(None, None), ("2026-11-05T00:00:00.000+00:00", None), (None, "2026-11-09T00:00:00.000+00:00"),
            ("2026-11-04T13:14:15.000+00:00", "2026-11-11T02:00:00.000+00:00"),  # partial days at both ends
            ("2026-11-06T01:00:00.000+00:00", "2026-11-06T05:00:00.000+00:00")]  # within one day
@@ -155,11 +156,53 @@ def test_an_old_ledger_gains_rollups_of_its_calls(tmp_path: Path) -> None:
         db.execute("INSERT INTO schema_migrations VALUES (?, 'then')", (name,))
     db.execute("INSERT INTO calls (call_id, started_at, status, ticket_id, cost_usd, prompt_tokens) "
                "VALUES ('old', '2026-01-01', 'success', 'FEAT-1', 1.5, 10)")
+    old = [r.as_tuple() for r in {r.call_id: r for r in records(300, seed=5)}.values()]
+    db.executemany(f"INSERT INTO calls ({', '.join(COLUMNS)}) VALUES ({', '.join('?' for _ in COLUMNS)})", old)
     db.commit()
     db.close()
     with SqliteLedger(path) as ledger:
-        assert "m007_spend_rollups" in ledger.applied_migrations()
-        assert ledger.spend_groups(("day",)) == [("2026-01-01", 1, 1, 0, 0, 10, 0, 0, 0, 1.5)]
+        assert {"m007_spend_rollups", "m008_spend_session_and_ticket_rollups"} <= set(ledger.applied_migrations())
+        assert ("2026-01-01", 1, 1, 0, 0, 10, 0, 0, 0, 1.5) in ledger.spend_groups(("day",))
+        check_every_view(ledger)  # every rollup backfilled from the calls stored
+        ledger.record_many(records(200, seed=6, ids=300))  # then kept up to date
+        check_every_view(ledger)
+
+
+def test_all_time_views_by_session_and_by_ticket_read_their_rollups(tmp_path: Path) -> None:
+    """Without rollups these views sum the calls: with the calls gone (behind the writer's back) they still answer."""
+    with SqliteLedger(tmp_path / "ledger.db") as ledger:
+        write_with_replays(ledger)
+        rows = ledger.rows()
+        views = [("session",), ("ticket", "model"), ("ticket", "gate"), ("ticket",), ("session", "project")]
+        for dims in views:
+            assert as_dict(ledger.spend_groups(dims), len(dims)) == python_view(rows, dims)
+        assert ledger.db.execute("SELECT COUNT(*) FROM spend_ticket_dim").fetchone()[0] > 0
+        ledger.db.execute("DELETE FROM calls")
+        ledger.db.commit()
+        for dims in views:
+            assert as_dict(ledger.spend_groups(dims), len(dims)) == python_view(rows, dims), dims
+        assert ledger.spend_groups(("ticket", "model"), use_rollups=False) == []
+
+
+@pytest.mark.services
+def test_a_postgres_ledger_of_m007_gains_the_new_rollups_and_keeps_them(pg, monkeypatch: pytest.MonkeyPatch) -> None:
+    """m008 backfills from the calls stored and replaces the trigger functions: writes after it keep every rollup."""
+    import backlog_ops.ledger.postgres as postgres
+
+    upto_m007 = [m for m in MIGRATIONS if m[0] <= "m007_spend_rollups"]
+    monkeypatch.setattr(postgres, "MIGRATIONS", upto_m007)
+    with open_ledger() as ledger:
+        assert ledger.applied_migrations()[-1] == "m007_spend_rollups"
+        write_with_replays(ledger)
+    monkeypatch.setattr(postgres, "MIGRATIONS", MIGRATIONS)
+    with open_ledger() as ledger:
+        assert ledger.applied_migrations()[-1] == "m008_spend_session_and_ticket_rollups"
+        check_every_view(ledger)
+        ledger.record_many(records(300, seed=8, ids=500))  # replays, updates, new calls
+        with ledger.db.cursor() as cur:
+            cur.execute("UPDATE calls SET session_id = 's9', model = 'opus' WHERE gate = 'review'")
+        ledger.db.commit()
+        check_every_view(ledger)
 
 
 def test_top_folds_the_tail_and_order_keeps_groups_together(tmp_path: Path) -> None:

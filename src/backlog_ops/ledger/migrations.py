@@ -111,6 +111,15 @@ def m007_spend_rollups(db: MigrationConnection) -> None:
     create_rollups(db)
 
 
+def m008_spend_session_and_ticket_rollups(db: MigrationConnection) -> None:
+    # All-time views by session, and by ticket and one other dimension, read thousands of rollup
+    # rows instead of every call or every (day, ticket, gate, agent, model...) row.
+    from backlog_ops.ledger.rollup import M007_ROLLUPS, create_rollups
+
+    create_rollups(db, ("spend_session_day", "spend_ticket_dim"),
+                   (*M007_ROLLUPS, "spend_session_day", "spend_ticket_dim"))
+
+
 MIGRATIONS: list[tuple[str, Callable[[MigrationConnection], None]]] = [
     ("m001_create_calls", m001_create_calls),
     ("m002_index_ticket_and_time", m002_index_ticket_and_time),
@@ -119,4 +128,5 @@ MIGRATIONS: list[tuple[str, Callable[[MigrationConnection], None]]] = [
     ("m005_add_guardrail_alerts", m005_add_guardrail_alerts),
     ("m006_add_ticket_source", m006_add_ticket_source),
     ("m007_spend_rollups", m007_spend_rollups),
+    ("m008_spend_session_and_ticket_rollups", m008_spend_session_and_ticket_rollups),
 ]

@@ -1,11 +1,16 @@
-"""Exact per-day spend rollups, kept up to date in the transaction that writes the calls.
+"""Exact spend rollups, kept up to date in the transaction that writes the calls.
 
-Three tables sum the calls of a UTC day:
+Four tables sum the calls of a UTC day:
 - `spend_dim_day`: per (day, project) and one of gate, agent type, model, skill or source (`dim`
   names it, `value` is its value; dim '' holds the day's totals) — views over every ticket;
 - `spend_ticket_day`: per (day, project, ticket) — per-ticket totals by day, week or month;
 - `spend_day`: per (day, project, ticket, gate, agent type, model, skill, source) — any of those
-  breakdowns of one ticket, and two of them at once.
+  breakdowns of one ticket, and two of them at once;
+- `spend_session_day`: per (day, project, session) — views by session.
+One has no day, for all-time views: a ticket by one dimension over every day otherwise reads one
+spend_day row per ticket, day and combination of the other four keys:
+- `spend_ticket_dim`: per (project, ticket) and one of gate, agent type, model, skill or source
+  (dim '' holds the ticket's totals), like spend_dim_day.
 A written row's figures are added and the figures of the row it replaced subtracted, so an
 upserted (replayed, updated, late-priced) call counts once, with its latest values.
 
@@ -23,19 +28,21 @@ from __future__ import annotations
 
 from backlog_ops.ledger.record import COLUMNS
 
-__all__ = ["DIM_COLUMNS", "DIM_TABLE", "MEASURES", "ROLLUPS", "TABLES", "Deltas", "backfill_sql", "create_rollups", "measure_exprs",
-           "upsert_sql"]
+__all__ = ["DIM_COLUMNS", "DIM_TABLE", "DIM_TABLES", "M007_ROLLUPS", "MEASURES", "ROLLUPS", "TABLES", "TICKET_DIM_TABLE", "Deltas",
+           "backfill_sql", "create_rollups", "measure_exprs", "upsert_sql"]
 
 # rollup table -> its key columns (calls columns; `day` is the UTC day of started_at)
 ROLLUPS = {
     "spend_ticket_day": ("day", "project", "ticket_id"),
     "spend_day": ("day", "project", "ticket_id", "gate", "agent_type", "model", "skill", "source"),
+    "spend_session_day": ("day", "project", "session_id"),
 }
-# The per-dimension table: its key, and the calls columns it sums by ('': the day's totals).
+# The per-dimension tables: their key before (dim, value), and the calls columns they sum by ('': totals).
 DIM_TABLE = "spend_dim_day"
-DIM_KEYS = ("day", "project", "dim", "value")
+TICKET_DIM_TABLE = "spend_ticket_dim"
+DIM_TABLES = {DIM_TABLE: ("day", "project"), TICKET_DIM_TABLE: ("project", "ticket_id")}
 DIM_COLUMNS = ("", "gate", "agent_type", "model", "skill", "source")
-TABLES = {**ROLLUPS, DIM_TABLE: DIM_KEYS}  # every rollup table and its key
+TABLES = {**ROLLUPS, **{t: prefix + ("dim", "value") for t, prefix in DIM_TABLES.items()}}  # every rollup and its key
 
 # Summed figures, in the order every spend query returns them.
 MEASURES = ("row_count", "calls", "failed_calls", "cache_hits", "input_tokens", "output_tokens",
@@ -82,10 +89,9 @@ _COL = {name: i for i, name in enumerate(COLUMNS)}
 _STATUS, _HIT, _PROMPT, _READ, _WRITE, _OUTPUT, _COST, _STARTED = (
     _COL[c] for c in ("status", "cache_hit", "prompt_tokens", "cache_read_tokens", "cache_write_tokens",
                       "completion_tokens", "cost_usd", "started_at"))
-# Each rollup's key columns after `day` (every key starts with the day), as COLUMNS indexes.
-_KEY_COLUMNS = {table: tuple(_COL[k] for k in keys[1:]) for table, keys in ROLLUPS.items()}
-assert all(keys[0] == "day" for keys in ROLLUPS.values())
-_PROJECT = _COL["project"]
+# Each key column as a COLUMNS index (None: the day of started_at).
+_KEY_COLUMNS = {table: tuple(None if k == "day" else _COL[k] for k in keys) for table, keys in ROLLUPS.items()}
+_DIM_PREFIX = {table: tuple(None if k == "day" else _COL[k] for k in prefix) for table, prefix in DIM_TABLES.items()}
 _DIMS = tuple((dim, _COL[dim] if dim else None) for dim in DIM_COLUMNS)
 
 
@@ -109,9 +115,10 @@ class Deltas:
         if sign < 0:
             figures = [-f for f in figures]
         day = str(row[_STARTED])[:10]
-        keys = [(table, (day, *[row[i] or "" for i in columns])) for table, columns in _KEY_COLUMNS.items()]
-        project = row[_PROJECT] or ""
-        keys += [(DIM_TABLE, (day, project, dim, row[i] or "" if i is not None else "")) for dim, i in _DIMS]
+        keys = [(table, tuple(day if i is None else row[i] or "" for i in columns)) for table, columns in _KEY_COLUMNS.items()]
+        for table, columns in _DIM_PREFIX.items():
+            prefix = tuple(day if i is None else row[i] or "" for i in columns)
+            keys += [(table, (*prefix, dim, row[i] or "" if i is not None else "")) for dim, i in _DIMS]
         for table, key in keys:
             sums = self.sums[table]
             total = sums.get(key)
@@ -125,9 +132,14 @@ class Deltas:
         return [(*key, *figures) for key, figures in self.sums[table].items() if any(figures)]
 
 
-def create_rollups(db) -> None:
-    """Create the rollup tables (and in PostgreSQL their triggers), filled from the calls stored.
+# The rollups migration m007 created (and its call of create_rollups still creates).
+M007_ROLLUPS = ("spend_ticket_day", "spend_day", "spend_dim_day")
 
+
+def create_rollups(db, tables: tuple[str, ...] = M007_ROLLUPS, kept: tuple[str, ...] = M007_ROLLUPS) -> None:
+    """Create `tables` filled from the calls stored, and in PostgreSQL the triggers keeping `kept`.
+
+    `kept`: every rollup table once these exist (a migration names its own, as they were then).
     `db` is a migrations.MigrationConnection; the caller runs this in one transaction.
     """
     postgres = db.dialect == "postgres"
@@ -137,26 +149,27 @@ def create_rollups(db) -> None:
         db.execute("LOCK TABLE calls IN SHARE ROW EXCLUSIVE MODE")
     real = db.float_type()
     big = "BIGINT" if postgres else "INTEGER"
-    for table, keys in TABLES.items():
+    for table in tables:
+        keys = TABLES[table]
         columns = [f"{k} TEXT NOT NULL" for k in keys]
         columns += [f"{m} {real if m == 'cost_usd' else big} NOT NULL" for m in MEASURES]
         suffix = "" if postgres else " WITHOUT ROWID"
         db.execute(f"CREATE TABLE {table} ({', '.join(columns)}, PRIMARY KEY ({', '.join(keys)})){suffix}")
         if "ticket_id" in keys:  # one ticket's report reads only its own rows
-            db.execute(f"CREATE INDEX {table}_ticket ON {table} (ticket_id, day)")
+            db.execute(f"CREATE INDEX {table}_ticket ON {table} (ticket_id, {'day' if 'day' in keys else 'dim'})")
         for sql in backfill_sql(table):
             db.execute(sql)
     if postgres:
-        _create_pg_triggers(db)
+        _create_pg_triggers(db, kept)
 
 
 def backfill_sql(table: str) -> list[str]:
     """Statements that fill an empty rollup from every stored call (the migration; bulk-loading benchmarks)."""
     sums = ", ".join(f"SUM({e})" for e in measure_exprs())
-    if table == DIM_TABLE:
+    if table in DIM_TABLES:
         return [
-            f"INSERT INTO {table} ({', '.join(DIM_KEYS + MEASURES)}) "
-            f"SELECT {', '.join(_key_exprs(('day', 'project')))}, '{dim}', {_value_expr(dim)}, {sums} FROM calls GROUP BY 1, 2, 4"
+            f"INSERT INTO {table} ({', '.join(TABLES[table] + MEASURES)}) "
+            f"SELECT {', '.join(_key_exprs(DIM_TABLES[table]))}, '{dim}', {_value_expr(dim)}, {sums} FROM calls GROUP BY 1, 2, 4"
             for dim in DIM_COLUMNS
         ]
     keys = ROLLUPS[table]
@@ -189,39 +202,48 @@ def _pg_apply(table: str, parts: list[tuple[str, str]]) -> str:
     )
 
 
-def _pg_apply_dims(parts: list[tuple[str, str]]) -> list[str]:
-    """One upsert per DIM_COLUMNS entry adding each transition table's rows to DIM_TABLE."""
-    statements = []
-    for dim in DIM_COLUMNS:
-        selects = " UNION ALL ".join(
-            f"SELECT substr(r.started_at, 1, 10) AS day, COALESCE(r.project, '') AS project, {_value_expr(dim, 'r.')} AS value, "
-            f"{', '.join(f'{sign}({e}) AS {m}' for e, m in zip(measure_exprs('r.'), MEASURES))} FROM {rel} AS r"
-            for rel, sign in parts
-        )
-        statements.append(
-            f"INSERT INTO {DIM_TABLE} ({', '.join(DIM_KEYS + MEASURES)}) "
-            f"SELECT day, project, '{dim}', value, {', '.join(f'SUM({m})' for m in MEASURES)} FROM ({selects}) AS d "
-            f"GROUP BY day, project, value ORDER BY day, project, value "
-            f"ON CONFLICT ({', '.join(DIM_KEYS)}) DO UPDATE SET "
-            + ", ".join(f"{m} = {DIM_TABLE}.{m} + excluded.{m}" for m in MEASURES)
-        )
-    return statements
+def _pg_apply_dims(table: str, parts: list[tuple[str, str]]) -> list[str]:
+    """One upsert adding each transition table's rows to a per-dimension `table`, every DIM_COLUMNS entry at once.
+
+    Each row is unpivoted into one row per dim (LATERAL VALUES): one statement, one pass over
+    the transition tables, instead of one per dim.
+    """
+    prefix = DIM_TABLES[table]
+    keys = ", ".join(TABLES[table])
+    values = ", ".join(f"('{dim}', {_value_expr(dim, 'r.')})" for dim in DIM_COLUMNS)
+    selects = " UNION ALL ".join(
+        f"SELECT {', '.join(f'{e} AS {k}' for e, k in zip(_key_exprs(prefix, 'r.'), prefix))}, v.dim, v.value, "
+        f"{', '.join(f'{sign}({e}) AS {m}' for e, m in zip(measure_exprs('r.'), MEASURES))} "
+        f"FROM {rel} AS r CROSS JOIN LATERAL (VALUES {values}) AS v(dim, value)"
+        for rel, sign in parts
+    )
+    return [
+        f"INSERT INTO {table} ({keys}, {', '.join(MEASURES)}) "
+        f"SELECT {keys}, {', '.join(f'SUM({m})' for m in MEASURES)} FROM ({selects}) AS d "
+        f"GROUP BY {keys} ORDER BY {keys} "
+        f"ON CONFLICT ({keys}) DO UPDATE SET " + ", ".join(f"{m} = {table}.{m} + excluded.{m}" for m in MEASURES)
+    ]
 
 
-def _create_pg_triggers(db) -> None:
+def _create_pg_triggers(db, kept: tuple[str, ...]) -> None:
+    """(Re)define the trigger functions to keep every table in `kept`; the triggers call them."""
     events = {
         "insert": ([("new_rows", "")], "NEW TABLE AS new_rows"),
         "update": ([("old_rows", "-"), ("new_rows", "")], "OLD TABLE AS old_rows NEW TABLE AS new_rows"),
         "delete": ([("old_rows", "-")], "OLD TABLE AS old_rows"),
     }
     for event, (parts, referencing) in events.items():
-        body = ";\n".join([*(_pg_apply(t, parts) for t in ROLLUPS), *_pg_apply_dims(parts)])
+        statements = []
+        for table in kept:
+            statements += _pg_apply_dims(table, parts) if table in DIM_TABLES else [_pg_apply(table, parts)]
+        body = ";\n".join(statements)
         # SET search_path FROM CURRENT: the function finds the rollups in the ledger's schema
         # whatever the writing session's search_path is.
         db.execute(
-            f"CREATE FUNCTION calls_spend_rollup_{event}() RETURNS trigger LANGUAGE plpgsql "
+            f"CREATE OR REPLACE FUNCTION calls_spend_rollup_{event}() RETURNS trigger LANGUAGE plpgsql "
             f"SET search_path FROM CURRENT AS $$\nBEGIN\n{body};\nRETURN NULL;\nEND\n$$"
         )
+        db.execute(f"DROP TRIGGER IF EXISTS calls_spend_rollup_{event} ON calls")
         db.execute(
             f"CREATE TRIGGER calls_spend_rollup_{event} AFTER {event.upper()} ON calls "
             f"REFERENCING {referencing} FOR EACH STATEMENT EXECUTE FUNCTION calls_spend_rollup_{event}()"

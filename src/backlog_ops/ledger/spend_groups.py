@@ -1,8 +1,9 @@
 """Spend summed by one or two dimensions over a time window, in portable SQL.
 
 Whole UTC days are read from the rollups (ledger/rollup.py) when one holds every dimension
-asked for; the parts of a day at either end of the window (`--since 24h`) and any view by
-session are summed from the calls themselves. Both sources give the same figures: the rollups
+asked for (all time, a ticket by one dimension: the rollup without days); the parts of a day at
+either end of the window (`--since 24h`) and views no rollup holds (session with ticket, ticket
+source) are summed from the calls themselves. Both sources give the same figures: the rollups
 are kept exact by triggers, and a test compares them on every view.
 """
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
-from backlog_ops.ledger.rollup import DIM_COLUMNS, DIM_TABLE, MEASURES, ROLLUPS, measure_exprs
+from backlog_ops.ledger.rollup import DIM_COLUMNS, DIM_TABLE, MEASURES, ROLLUPS, TICKET_DIM_TABLE, measure_exprs
 
 __all__ = ["DIMENSIONS", "MEASURES", "spend_groups"]
 
@@ -51,18 +52,19 @@ def _dimension(name: str, dialect: str, *, rollup: bool, day: str | None = None)
     return column if rollup else f"COALESCE({column}, '')"
 
 
-def _rollup_for(dims: tuple[str, ...], ticket_given: bool) -> tuple[str | None, str | None]:
-    """The smallest rollup that holds every dimension, and for DIM_TABLE the dim it reads.
+def _rollup_for(dims: tuple[str, ...], ticket_given: bool, all_time: bool) -> tuple[str | None, str | None]:
+    """The smallest rollup that holds every dimension, and for a per-dimension table the dim it reads.
 
-    (None, None): no rollup has them all (a view by session or ticket_source).
+    (None, None): no rollup has them all (a view by session and ticket, or by ticket_source).
     """
-    if not ticket_given and "ticket" not in dims:
-        other = [DIMENSIONS[d] for d in dims if d not in ("day", "week", "month", "project")]
-        if not other:
-            return DIM_TABLE, ""  # the day's totals
-        if len(other) == 1 and other[0] in DIM_COLUMNS:
-            return DIM_TABLE, other[0]
-    needed = {DIMENSIONS[d] or "day" for d in dims} | {"ticket_id", "project"}
+    by_ticket = ticket_given or "ticket" in dims
+    other = [DIMENSIONS[d] for d in dims if d not in ("day", "week", "month", "project", "ticket")]
+    if len(other) <= 1 and set(other) <= set(DIM_COLUMNS):
+        if not by_ticket:
+            return DIM_TABLE, other[0] if other else ""  # '': the day's totals
+        if all_time and not any(d in ("day", "week", "month") for d in dims):
+            return TICKET_DIM_TABLE, other[0] if other else ""
+    needed = {DIMENSIONS[d] or "day" for d in dims} | {"project"} | ({"ticket_id"} if by_ticket else set())
     for table, keys in sorted(ROLLUPS.items(), key=lambda item: len(item[1])):
         if needed <= set(keys):
             return table, None
@@ -107,7 +109,7 @@ def spend_groups(query, dialect: str, dims: tuple[str, ...], *, since: str | Non
     with ticket_given filters to one ticket (None: calls with no ticket); use_rollups False
     sums the calls alone (tests and benchmarks compare the two).
     """
-    table, dim = _rollup_for(dims, ticket_given) if use_rollups else (None, None)
+    table, dim = _rollup_for(dims, ticket_given, since is None and until is None) if use_rollups else (None, None)
     days, ranges = _window(since, until) if table else (None, [(since, until)])
     aliases = [f"k{i}" for i in range(len(dims))]
     # Weeks and months are summed by day first: the date arithmetic then runs once per day, not per row.
