@@ -89,17 +89,27 @@ _COL = {name: i for i, name in enumerate(COLUMNS)}
 _STATUS, _HIT, _PROMPT, _READ, _WRITE, _OUTPUT, _COST, _STARTED = (
     _COL[c] for c in ("status", "cache_hit", "prompt_tokens", "cache_read_tokens", "cache_write_tokens",
                       "completion_tokens", "cost_usd", "started_at"))
-# Each key column as a COLUMNS index (None: the day of started_at).
-_KEY_COLUMNS = {table: tuple(None if k == "day" else _COL[k] for k in keys) for table, keys in ROLLUPS.items()}
-_DIM_PREFIX = {table: tuple(None if k == "day" else _COL[k] for k in prefix) for table, prefix in DIM_TABLES.items()}
-_DIMS = tuple((dim, _COL[dim] if dim else None) for dim in DIM_COLUMNS)
+
+
+# The finest key every rollup's key is a projection of: spend_day's and the session.
+_FINE = ("day", "project", "ticket_id", "gate", "agent_type", "model", "skill", "source", "session_id")
+_FINE_COLUMNS = tuple(_COL[k] for k in _FINE[1:])
+_AT = {k: i for i, k in enumerate(_FINE)}
+_KEY_AT = {table: tuple(_AT[k] for k in keys) for table, keys in ROLLUPS.items()}
+_DIM_AT = {table: tuple(_AT[k] for k in prefix) for table, prefix in DIM_TABLES.items()}
+_DIMS_AT = tuple((dim, _AT[dim] if dim else None) for dim in DIM_COLUMNS)
 
 
 class Deltas:
-    """What a batch of calls writes changes in each rollup, summed per key (SQLite's writer)."""
+    """What a batch of calls writes changes in each rollup, summed per key (SQLite's writer).
+
+    Rows are summed once, per finest key (every rollup key is a projection of it); the rollups'
+    sums are projected from those when asked for: a batch has far fewer distinct finest keys than
+    rows, so most of the per-key work is done once per key rather than once per row and rollup.
+    """
 
     def __init__(self) -> None:
-        self.sums: dict[str, dict[tuple, list]] = {t: {} for t in TABLES}
+        self.fine: dict[tuple, list] = {}
 
     @staticmethod
     def figures(row: tuple) -> list:
@@ -114,22 +124,37 @@ class Deltas:
         figures = self.figures(row)
         if sign < 0:
             figures = [-f for f in figures]
-        day = str(row[_STARTED])[:10]
-        keys = [(table, tuple(day if i is None else row[i] or "" for i in columns)) for table, columns in _KEY_COLUMNS.items()]
-        for table, columns in _DIM_PREFIX.items():
-            prefix = tuple(day if i is None else row[i] or "" for i in columns)
-            keys += [(table, (*prefix, dim, row[i] or "" if i is not None else "")) for dim, i in _DIMS]
-        for table, key in keys:
-            sums = self.sums[table]
+        key = (str(row[_STARTED])[:10], *[row[i] or "" for i in _FINE_COLUMNS])
+        total = self.fine.get(key)
+        if total is None:
+            self.fine[key] = figures
+        else:
+            for j, value in enumerate(figures):
+                total[j] += value
+
+    def rows(self, table: str) -> list[tuple]:
+        """Parameters for upsert_sql(table), one per key that changed."""
+        sums: dict[tuple, list] = {}
+
+        def put(key: tuple, figures: list) -> None:
             total = sums.get(key)
             if total is None:
                 sums[key] = list(figures)
             else:
-                sums[key] = [a + b for a, b in zip(total, figures)]
+                for j, value in enumerate(figures):
+                    total[j] += value
 
-    def rows(self, table: str) -> list[tuple]:
-        """Parameters for upsert_sql(table), one per key that changed."""
-        return [(*key, *figures) for key, figures in self.sums[table].items() if any(figures)]
+        if table in DIM_TABLES:
+            at = _DIM_AT[table]
+            for fine, figures in self.fine.items():
+                prefix = tuple(fine[i] for i in at)
+                for dim, i in _DIMS_AT:
+                    put((*prefix, dim, fine[i] if i is not None else ""), figures)
+        else:
+            at = _KEY_AT[table]
+            for fine, figures in self.fine.items():
+                put(tuple(fine[i] for i in at), figures)
+        return [(*key, *figures) for key, figures in sums.items() if any(figures)]
 
 
 # The rollups migration m007 created (and its call of create_rollups still creates).
