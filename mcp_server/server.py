@@ -117,11 +117,16 @@ async def _serve(server: Server) -> None:
         await server.run(read_stream, write_stream, server.create_initialization_options())
 
 
-def main() -> int:
-    """Serve on stdio until the client closes stdin (`backlog-ops mcp`)."""
+def main(process_key: str | None = None) -> int:
+    """Serve on stdio until the client closes stdin.
+
+    `backlog-ops mcp` runs it through mcp_server.launcher: in its own process (cold), or in a
+    child the resident forked for it (resident.py), which passes the Claude Code process's key
+    because its own parent is the resident, not Claude Code.
+    """
     import anyio
 
-    anyio.run(_serve, build_server())
+    anyio.run(_serve, build_server(CallerResolver(process_key=process_key)))
     return 0
 
 

@@ -25,8 +25,9 @@ def main(argv: list[str] | None = None) -> int:
 
         return statusline_main(argv[1:])
     if argv == ["mcp"]:
-        # Claude Code waits for the MCP server before a session's first request: no argparse.
-        from backlog_ops.mcp_server.server import main as mcp_main
+        # Claude Code waits for the MCP server before a session's first request: no argparse, and
+        # a launcher that hands the session to a resident server process when there is one.
+        from backlog_ops.mcp_server.launcher import main as mcp_main
 
         return mcp_main()
     import argparse
@@ -331,7 +332,7 @@ def _report(args) -> int:
 
 
 def _mcp(args) -> int:
-    from backlog_ops.mcp_server.server import main as mcp_main
+    from backlog_ops.mcp_server.launcher import main as mcp_main
 
     return mcp_main()
 
