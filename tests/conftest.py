@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,15 +15,22 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("LANGFUSE_HOST", "http://127.0.0.1:9")
 os.environ.setdefault("LANGFUSE_PUBLIC_KEY", "pk-lf-none")
 os.environ.setdefault("LANGFUSE_SECRET_KEY", "sk-lf-none")
+# `backlog-ops mcp` leaves a resident server process behind (mcp_server/resident.py); each test's
+# own are stopped at its end, and any other (a subprocess's own BACKLOG_HOME) exits after this.
+os.environ.setdefault("BACKLOG_MCP_PREFORK_IDLE", "120")
 
 
 @pytest.fixture(autouse=True)
-def backlog_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def backlog_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     home = tmp_path / "backlog-home"
     monkeypatch.setenv("BACKLOG_HOME", str(home))
     for var in ("BACKLOG_CONTEXT_FILE", "BACKLOG_CONTEXT_TTL", "BACKLOG_SESSION_ID", "BACKLOG_AGENT_ID"):
         monkeypatch.delenv(var, raising=False)
-    return home
+    yield home
+    if (home / "mcp").is_dir():
+        from mcp_support import stop_residents
+
+        stop_residents(home)
 
 
 @pytest.fixture

@@ -17,12 +17,13 @@ import anyio
 import pytest
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
+from mcp_support import start_resident
 
 from backlog_ops.claude import sessions
 from backlog_ops.context.scope import Scope
 from backlog_ops.hooks.events import handle
 from backlog_ops.ledger import CallRecord, open_ledger
-from backlog_ops.mcp_server import core
+from backlog_ops.mcp_server import core, prefork
 from backlog_ops.mcp_server.caller import TOOL_USE_ID_META, Caller, CallerResolver
 from backlog_ops.mcp_server.server import build_server
 from backlog_ops.context.file_store import ContextStore
@@ -348,8 +349,17 @@ def test_backlog_ops_mcp_imports_no_ledger_litellm_httpx_or_tool_models_at_start
     assert loaded == [], f"imported at start: {loaded}"
 
 
-def test_backlog_ops_mcp_over_stdio(backlog_home, project_dir, store) -> None:
+@pytest.mark.parametrize("served_by", ["its own process", "a resident's fork"])
+def test_backlog_ops_mcp_over_stdio(backlog_home, project_dir, store, tmp_path, served_by) -> None:
+    """The same session, served cold (BACKLOG_MCP_PREFORK=0) and forked by a resident (tests/test_mcp_prefork.py)."""
     env = {**os.environ, "BACKLOG_HOME": str(backlog_home), "CLAUDE_CODE_SESSION_ID": SPAWNED}
+    if served_by == "its own process":
+        env["BACKLOG_MCP_PREFORK"] = "0"
+    elif prefork.available():
+        (tmp_path / "other").mkdir()
+        start_resident({**env, "CLAUDE_CODE_SESSION_ID": CURRENT}, str(tmp_path / "other"))
+    else:
+        pytest.skip("no resident on this platform (fork and SO_PEERCRED: Linux)")
     params = StdioServerParameters(command=str(BIN / "backlog-ops"), args=["mcp"], env=env, cwd=str(project_dir))
     handle("PreToolUse", {"session_id": CURRENT, "cwd": str(project_dir), "hook_event_name": "PreToolUse",
                           "tool_name": "mcp__backlog-ops__set_context", "tool_use_id": "toolu_stdio", "tool_input": {}})
@@ -378,6 +388,8 @@ def test_backlog_ops_mcp_over_stdio(backlog_home, project_dir, store) -> None:
     assert "ticket_id must be a string, not the number 11" in error(wrong_type)
     assert "set_context has no argument 'ticket'" in error(unknown)
     assert store.get(Scope(SPAWNED)) is None, "a refused call stores nothing"
+    if served_by != "its own process":
+        assert prefork.status()["served"] == "1"
 
 
 def test_ticket_spend_with_the_projects_real_budget(server, project_dir) -> None:

@@ -1,0 +1,241 @@
+"""`backlog-ops mcp` through its resident process (mcp_server/launcher.py, resident.py), as Claude Code runs it.
+
+Every session here goes through the real `mcp` client over stdio to the console script. A first
+session starts cold and leaves a resident; the next ones are forked by it. What is checked: the
+session is the launcher's (its environment, directory and Claude Code process), not the
+resident's; concurrent sessions are each their own; a resident killed -9 costs one cold start;
+a killed launcher takes its server with it; only the resident of this very code is used; the
+socket is private; the launcher imports nothing heavy. No test asserts a timing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import anyio
+import pytest
+from mcp import Client
+from mcp.client.stdio import StdioServerParameters
+from mcp_support import BACKLOG_OPS, start_resident, wait_for
+
+from backlog_ops.claude import sessions
+from backlog_ops.common.home import ensure_dir
+from backlog_ops.context.file_store import ContextStore
+from backlog_ops.context.scope import Scope
+from backlog_ops.mcp_server import prefork
+
+pytestmark = pytest.mark.skipif(not prefork.available(), reason="the resident needs fork and SO_PEERCRED (Linux)")
+
+RESIDENT_SESSION = "33333333-aaaa-4bbb-8ccc-000000000003"
+SESSION_A, SESSION_B = "44444444-aaaa-4bbb-8ccc-00000000000a", "55555555-aaaa-4bbb-8ccc-00000000000b"
+HOOKS_SESSION = "66666666-aaaa-4bbb-8ccc-000000000006"
+INITIALIZE = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+    "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "test", "version": "1"}}}
+CONTEXT = {"ticket_id": "FEAT-21", "gate": "implement", "agent_type": "backend"}
+
+
+@pytest.fixture
+def env(backlog_home) -> dict:
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("CLAUDE_CODE_", "BACKLOG_SESSION", "BACKLOG_AGENT"))}
+    return {**base, "BACKLOG_HOME": str(backlog_home)}
+
+
+@pytest.fixture
+def resident(env, tmp_path) -> dict:
+    """A resident started by a session of another project with another session id: none of it may leak."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    return start_resident({**env, "CLAUDE_CODE_SESSION_ID": RESIDENT_SESSION}, str(elsewhere))
+
+
+def status() -> dict:
+    info = prefork.status()
+    assert info is not None, "the resident does not answer"
+    return info
+
+
+def params(env: dict, cwd: Path, **extra: str) -> StdioServerParameters:
+    return StdioServerParameters(command=BACKLOG_OPS, args=["mcp"], env={**env, **extra}, cwd=str(cwd))
+
+
+def structured(result) -> dict:
+    assert not result.is_error, result.content[0].text
+    return result.structured_content
+
+
+def spawn(env: dict, cwd: Path) -> subprocess.Popen:
+    """A launcher with its initialize answered (its server is up)."""
+    proc = subprocess.Popen([BACKLOG_OPS, "mcp"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, cwd=cwd)
+    proc.stdin.write(json.dumps(INITIALIZE).encode() + b"\n")
+    proc.stdin.flush()
+    answer = json.loads(proc.stdout.readline())
+    assert answer["id"] == 1 and answer["result"]["serverInfo"]["name"] == "backlog-ops", answer
+    return proc
+
+
+def gone(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] == "Z"  # a zombie has ended
+    except OSError:
+        return True
+
+
+def test_a_forked_session_is_the_launchers_own_not_the_residents(resident, env, project_dir, backlog_home) -> None:
+    before = int(resident["served"])
+
+    async def go():
+        async with Client(params(env, project_dir, CLAUDE_CODE_SESSION_ID=SESSION_A), read_timeout_seconds=60) as client:
+            listed = sorted(t.name for t in (await client.list_tools()).tools)
+            during = status()
+            spawned = await client.call_tool("set_context", CONTEXT)
+            # The hooks recorded a newer session for the Claude Code process: this test's process,
+            # the launcher's parent (the forked server's own parent is the resident).
+            sessions.record_process(sessions.claude_process_key(os.getpid()), HOOKS_SESSION, cwd=str(project_dir))
+            followed = await client.call_tool("get_context", {})
+            return listed, during, spawned, followed
+
+    listed, during, spawned, followed = anyio.run(go)
+    assert listed == ["clear_context", "get_context", "set_context", "spend_report", "ticket_spend"]
+    assert int(during["served"]) == before + 1 and during["sessions"] == "1", "the session was forked by the resident"
+    out = structured(spawned)
+    assert (out["session_id"], out["attributed_via"]) == (SESSION_A, "CLAUDE_CODE_SESSION_ID at server start")
+    assert "project:my-api" in out["tags"], "the launcher's directory, not the resident's"
+    assert ContextStore(backlog_home).get(Scope(SESSION_A))["ticket_id"] == "FEAT-21"
+    assert ContextStore(backlog_home).get(Scope(RESIDENT_SESSION)) is None
+    assert (structured(followed)["session_id"], structured(followed)["attributed_via"]) == (HOOKS_SESSION, "Claude Code process (hooks)")
+    assert wait_for(lambda: status()["sessions"] == "0", "the session's end")
+
+
+def test_two_concurrent_sessions_each_get_their_own(resident, env, tmp_path, backlog_home) -> None:
+    one, two = tmp_path / "api-one", tmp_path / "api-two"
+    one.mkdir()
+    two.mkdir()
+    before = int(resident["served"])
+
+    async def go():
+        async with Client(params(env, one, CLAUDE_CODE_SESSION_ID=SESSION_A), read_timeout_seconds=60) as a, \
+                Client(params(env, two, CLAUDE_CODE_SESSION_ID=SESSION_B), read_timeout_seconds=60) as b:
+            both = status()
+            return both, await a.call_tool("set_context", CONTEXT), await b.call_tool("set_context", {**CONTEXT, "ticket_id": "FEAT-22"})
+
+    both, first, second = anyio.run(go)
+    assert both["sessions"] == "2" and int(both["served"]) == before + 2
+    assert (structured(first)["session_id"], structured(second)["session_id"]) == (SESSION_A, SESSION_B)
+    assert "project:api-one" in structured(first)["tags"] and "project:api-two" in structured(second)["tags"]
+    store = ContextStore(backlog_home)
+    assert (store.get(Scope(SESSION_A))["ticket_id"], store.get(Scope(SESSION_B))["ticket_id"]) == ("FEAT-21", "FEAT-22")
+
+
+def test_a_resident_killed_mid_life_costs_one_cold_start(resident, env, project_dir) -> None:
+    async def session(kill: int | None = None):
+        async with Client(params(env, project_dir, CLAUDE_CODE_SESSION_ID=SESSION_A), read_timeout_seconds=60) as client:
+            await client.list_tools()
+            if kill:
+                os.kill(kill, signal.SIGKILL)
+                wait_for(lambda: gone(kill), "the resident's end")
+            return await client.call_tool("get_context", {})
+
+    old = int(resident["pid"])
+    # The session it forked lives on without it, and its launcher ends as the session does.
+    assert structured(anyio.run(session, old))["session_id"] == SESSION_A
+    assert prefork.status() is None and os.path.exists(prefork.socket_path()), "a stale socket is left"
+    # The next session finds the stale socket, runs cold, and starts a new resident.
+    assert structured(anyio.run(session))["session_id"] == SESSION_A
+    new = wait_for(prefork.status, "a new resident")
+    assert int(new["pid"]) != old and new["served"] == "0", "the session after the kill was served cold"
+    assert structured(anyio.run(session))["session_id"] == SESSION_A
+    assert status()["served"] == "1"
+
+
+def test_a_killed_launcher_takes_its_server_with_it(resident, env, project_dir) -> None:
+    proc = spawn(env, project_dir)
+    child = int(status()["children"])
+    proc.kill()
+    proc.wait(timeout=60)
+    wait_for(lambda: gone(child), "the forked server's end")
+    assert wait_for(lambda: status()["sessions"] == "0", "the resident to reap it")
+
+
+def test_sigterm_to_the_launcher_reaches_its_server_and_comes_back_as_its_status(resident, env, project_dir) -> None:
+    proc = spawn(env, project_dir)
+    child = int(status()["children"])
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == -signal.SIGTERM, "the launcher ends as its server did: killed by SIGTERM"
+    assert gone(child)
+    proc.stdin.close()
+    proc.stdout.close()
+
+
+def test_a_clean_end_of_stdin_ends_server_and_launcher_with_status_0(resident, env, project_dir) -> None:
+    proc = spawn(env, project_dir)
+    child = int(status()["children"])
+    proc.stdin.close()
+    assert proc.wait(timeout=60) == 0
+    assert gone(child)
+    proc.stdout.close()
+
+
+def test_the_socket_and_its_directory_are_private(resident, backlog_home) -> None:
+    directory = backlog_home / "mcp"
+    assert stat.S_IMODE(directory.stat().st_mode) == 0o700
+    sock = Path(prefork.socket_path())
+    assert stat.S_ISSOCK(sock.stat().st_mode) and stat.S_IMODE(sock.stat().st_mode) == 0o600
+    for path in directory.iterdir():
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+
+
+def test_a_resident_of_other_code_is_never_used(env, project_dir, backlog_home, tmp_path) -> None:
+    """An older version's resident answering on this version's socket path: the launcher serves cold."""
+    ensure_dir(backlog_home / "mcp")
+    old_code = "import backlog_ops; backlog_ops.__version__ = '0.0.1'; from backlog_ops.mcp_server.resident import main; main()"
+    old = subprocess.Popen([sys.executable, "-c", old_code], env=env, cwd=tmp_path, stdin=subprocess.DEVNULL,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        current = Path(prefork.socket_path())
+        old_socket = wait_for(lambda: [p for p in (backlog_home / "mcp").glob("*.sock") if p != current], "the old resident")[0]
+        old_socket.rename(current)  # it now answers where this code's launcher looks
+        assert status()["key"] != prefork.key_of(prefork.fingerprint())
+
+        async def session():
+            async with Client(params(env, project_dir, CLAUDE_CODE_SESSION_ID=SESSION_A), read_timeout_seconds=60) as client:
+                return await client.call_tool("set_context", CONTEXT)
+
+        assert structured(anyio.run(session))["session_id"] == SESSION_A
+        fresh = wait_for(lambda: (s := prefork.status()) and s["key"] == prefork.key_of(prefork.fingerprint()) and s,
+                         "this code's resident")
+        assert fresh["served"] == "0" and int(fresh["pid"]) != old.pid, "the session ran cold, then a resident of this code started"
+    finally:
+        old.kill()
+        old.wait(timeout=60)
+
+
+def test_backlog_mcp_prefork_0_starts_no_resident(env, project_dir, backlog_home) -> None:
+    async def session():
+        async with Client(params(env, project_dir, CLAUDE_CODE_SESSION_ID=SESSION_A, BACKLOG_MCP_PREFORK="0"),
+                          read_timeout_seconds=60) as client:
+            return await client.call_tool("set_context", CONTEXT)
+
+    assert structured(anyio.run(session))["session_id"] == SESSION_A
+    assert not (backlog_home / "mcp").exists()
+
+
+def test_the_launcher_imports_neither_the_sdk_nor_pydantic(resident, env, project_dir) -> None:
+    """Python lists every module the launcher imports (the forked server, started without the flag, lists none)."""
+    before = int(resident["served"])
+    run = subprocess.run([BACKLOG_OPS, "mcp"], input=json.dumps(INITIALIZE).encode() + b"\n", capture_output=True,
+                         env={**env, "PYTHONPROFILEIMPORTTIME": "1"}, cwd=project_dir, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert json.loads(run.stdout.splitlines()[0])["result"]["serverInfo"]["name"] == "backlog-ops"
+    assert int(status()["served"]) == before + 1
+    imported = {line.rsplit(b"|", 1)[1].strip().decode() for line in run.stderr.splitlines() if line.startswith(b"import time:")}
+    assert "backlog_ops.mcp_server.launcher" in imported
+    heavy = sorted(m for m in imported if m.split(".")[0] in ("mcp", "mcp_types", "pydantic", "pydantic_core", "anyio", "starlette")
+                   or m in ("backlog_ops.mcp_server.server", "backlog_ops.mcp_server.core", "json", "subprocess"))
+    assert heavy == []
