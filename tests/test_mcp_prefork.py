@@ -239,3 +239,20 @@ def test_the_launcher_imports_neither_the_sdk_nor_pydantic(resident, env, projec
     heavy = sorted(m for m in imported if m.split(".")[0] in ("mcp", "mcp_types", "pydantic", "pydantic_core", "anyio", "starlette")
                    or m in ("backlog_ops.mcp_server.server", "backlog_ops.mcp_server.core", "json", "subprocess"))
     assert heavy == []
+
+
+def test_doctor_says_whether_a_resident_runs(env, project_dir, tmp_path) -> None:
+    def check(**extra: str) -> dict:
+        run = subprocess.run([BACKLOG_OPS, "doctor", "--json", "--url", "http://127.0.0.1:9"], env={**env, **extra},
+                             cwd=project_dir, capture_output=True, text=True, timeout=120)
+        assert "Traceback" not in run.stderr, run.stderr
+        return next(c for c in json.loads(run.stdout)["checks"] if c["name"] == "MCP resident")
+
+    off = check(BACKLOG_MCP_PREFORK="0")
+    assert (off["status"], off["facts"]["enabled"]) == ("info", False) and "BACKLOG_MCP_PREFORK=0" in off["summary"]
+    idle = check()
+    assert (idle["status"], idle["facts"]["running"]) == ("info", False) and "starts one" in idle["summary"]
+    (tmp_path / "other").mkdir()
+    running = start_resident(env, str(tmp_path / "other"))
+    found = check()
+    assert found["status"] == "ok" and found["facts"]["pid"] == int(running["pid"]) and found["facts"]["socket"] == prefork.socket_path()

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from backlog_ops.doctor.claude_code import claude_code_checks
 from backlog_ops.doctor.gateway import gateway_checks
+from backlog_ops.doctor.mcp_resident import mcp_resident_check
 from backlog_ops.doctor.report import DoctorReport
 from backlog_ops.doctor.state import state_checks
 
@@ -19,4 +20,5 @@ def run_checks(*, url: str | None = None, cwd: Path | None = None, environ=None)
     gateway, proxy_url = gateway_checks(url, directory, environ=environ)
     checks += gateway
     checks += claude_code_checks(directory, proxy_url=proxy_url, environ=environ)
+    checks.append(mcp_resident_check(environ))
     return DoctorReport(checks)
