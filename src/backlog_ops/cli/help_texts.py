@@ -137,6 +137,10 @@ example:
     "backlog-ops mcp": (
         "Run the backlog-ops MCP server on stdio (Claude Code starts it; install wires it).",
         """\
+A resident process that has imported the MCP SDK forks each session's server, so it answers
+at once; the first session (after 8 h without one, or an upgrade) starts cold and starts it.
+Its socket: $BACKLOG_HOME/mcp/. BACKLOG_MCP_PREFORK=0 turns it off; `backlog-ops doctor` shows it.
+
 example:
   claude mcp add backlog-ops -- backlog-ops mcp""",
     ),

@@ -17,6 +17,8 @@ these values and importing pydantic would cost each hook ~50 ms.
 | BACKLOG_GATEWAY_URL | the gateway direct SDK calls are checked against | none |
 | BACKLOG_POLICY_FILE | the file the ticket policy reads its limits from | the proxy's config |
 | BACKLOG_HOOKS_DISABLED | 1: every hook exits at once | off |
+| BACKLOG_MCP_PREFORK | 0: every `backlog-ops mcp` starts its own server, no resident process (mcp_server/prefork.py) | on (Linux) |
+| BACKLOG_MCP_PREFORK_IDLE | how long the resident MCP server process waits for a session before it exits | 8h |
 | BACKLOG_PROGRESS | 0: no progress bar on imports | on for a terminal |
 | BACKLOG_DEBUG | 1: the CLI shows the traceback of an unexpected error | one line |
 
