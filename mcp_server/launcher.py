@@ -28,6 +28,7 @@ _RESIDENT_ENV = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "TZ", "TMPDIR", "VIR
                  "PYTHONPATH", "PYTHONHOME", "PYTHONNOUSERSITE", "PYTHONSAFEPATH", "PYTHONDONTWRITEBYTECODE",
                  "PYTHONPYCACHEPREFIX", "PYTHONUTF8", "PYTHONIOENCODING")
 _RELAYED = ("SIGTERM", "SIGINT", "SIGHUP")
+READY_TIMEOUT = 10.0  # seconds for the resident to fork a child; a fork takes milliseconds even on a loaded machine
 
 
 def main() -> int:
@@ -63,6 +64,7 @@ def _through_resident(prefork) -> int | None:
     if st.st_uid != os.getuid() or st.st_mode & 0o077 or not os.path.exists(path):
         return None  # no resident; or a directory someone else could have put a socket in
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    go = None
     try:
         target, dir_fd = prefork.short_path(path)
         try:
@@ -74,9 +76,17 @@ def _through_resident(prefork) -> int | None:
                 os.close(dir_fd)
         if _peer_uid(socket, conn) != os.getuid():
             return None
-        _send_request(socket, conn, prefork, fingerprint)
-        return _relay(conn)
+        # The child waits for a byte on this pipe before it touches the stdio: once this process
+        # gives up on a resident that does not answer (and serves here), no child can start.
+        go_read, go = os.pipe()
+        try:
+            _send_request(socket, conn, prefork, fingerprint, go_read)
+        finally:
+            os.close(go_read)
+        return _relay(conn, go)
     finally:
+        if go is not None:
+            os.close(go)
         conn.close()
 
 
@@ -85,7 +95,7 @@ def _peer_uid(socket, conn) -> int:
     return int.from_bytes(cred[4:8], sys.byteorder)
 
 
-def _send_request(socket, conn, prefork, fingerprint: str) -> None:
+def _send_request(socket, conn, prefork, fingerprint: str, go_read: int) -> None:
     umask = os.umask(0o077)
     os.umask(umask)
     fields = [prefork.PROTOCOL, b"serve", os.fsencode(fingerprint), os.fsencode(os.getcwd()),
@@ -93,13 +103,13 @@ def _send_request(socket, conn, prefork, fingerprint: str) -> None:
     fields += [key + b"=" + value for key, value in os.environb.items()]
     payload = b"\0".join(fields)
     message = len(payload).to_bytes(4, "big") + payload
-    sent = socket.send_fds(conn, [message], [0, 1, 2])
+    sent = socket.send_fds(conn, [message], [0, 1, 2, go_read])
     if sent < len(message):
         conn.sendall(message[sent:])
 
 
-def _relay(conn) -> int | None:
-    """Wait for the child's 'ready <pid>' and 'exit <status>', relaying signals meanwhile."""
+def _relay(conn, go: int) -> int | None:
+    """Wait for the child's 'ready <pid>' (then let it go) and 'exit <status>', relaying signals meanwhile."""
     import signal
 
     child: dict[str, object] = {"pid": None, "pidfd": None}
@@ -113,9 +123,13 @@ def _relay(conn) -> int | None:
 
     previous = {name: signal.signal(getattr(signal, name), relay) for name in _RELAYED}
     buffered = b""
+    conn.settimeout(READY_TIMEOUT)
     try:
         while True:
-            chunk = conn.recv(4096)
+            try:
+                chunk = conn.recv(4096)
+            except TimeoutError:
+                return None  # a resident that does not answer: serve here (the caller closes `go` unwritten)
             if not chunk:
                 # Every holder of the resident's end is gone: before 'ready', no child took the
                 # stdio (serve here); after it, the child ended and the resident died meanwhile.
@@ -125,6 +139,8 @@ def _relay(conn) -> int | None:
                 line, buffered = buffered.split(b"\n", 1)
                 word, _, value = line.partition(b" ")
                 if word == b"ready" and child["pid"] is None:
+                    os.write(go, b"g")
+                    conn.settimeout(None)  # from here the session is the child's, however long it lasts
                     child["pid"] = int(value)
                     try:
                         child["pidfd"] = os.pidfd_open(child["pid"])  # signals then never reach a reused pid

@@ -249,7 +249,7 @@ class Resident:
             if fields[1:2] == [b"status"]:
                 conn.sendall(self._status().encode() + b"\n")
                 return
-            if fields[1:2] != [b"serve"] or len(fds) != 3 or len(fields) < 6:
+            if fields[1:2] != [b"serve"] or len(fds) != 4 or len(fields) < 6:
                 conn.sendall(b"refused bad-request\n")
                 return
             if os.fsdecode(fields[2]) != self.fingerprint:
@@ -330,7 +330,7 @@ def _on_term(*_: object) -> None:
 
 
 def _read_request(conn: socket.socket) -> tuple[list[bytes], list[int]]:
-    data, fds, flags, _ = socket.recv_fds(conn, 65536, 3)
+    data, fds, flags, _ = socket.recv_fds(conn, 65536, 4)
     if flags & socket.MSG_CTRUNC:
         for fd in fds:
             os.close(fd)
@@ -376,9 +376,10 @@ def _child(conn: socket.socket, fds: list[int], fields: list[bytes], closables: 
         for item in closables:
             item.close()
         os.setsid()  # the resident's process group is the resident's business, not this session's
-        for target, fd in enumerate(fds):
+        *stdio, go = fds
+        for target, fd in enumerate(stdio):
             os.dup2(fd, target)
-        for fd in fds:
+        for fd in stdio:
             if fd > 2:
                 os.close(fd)
         _, _, _, cwd, ppid, umask, *env = fields
@@ -387,6 +388,10 @@ def _child(conn: socket.socket, fds: list[int], fields: list[bytes], closables: 
         os.environb.clear()
         os.environb.update(entry.split(b"=", 1) for entry in env if b"=" in entry)
         conn.sendall(b"ready %d\n" % os.getpid())
+        # The launcher's go: without it (it gave up waiting and serves cold) the stdio stays untouched.
+        if os.read(go, 1) != b"g":
+            raise EOFError("the launcher serves this session itself")
+        os.close(go)
     except BaseException:  # noqa: BLE001 - nothing read from stdin yet: the launcher serves cold
         os._exit(prefork.SETUP_FAILED)
     code = 1

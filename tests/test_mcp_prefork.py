@@ -256,3 +256,22 @@ def test_doctor_says_whether_a_resident_runs(env, project_dir, tmp_path) -> None
     running = start_resident(env, str(tmp_path / "other"))
     found = check()
     assert found["status"] == "ok" and found["facts"]["pid"] == int(running["pid"]) and found["facts"]["socket"] == prefork.socket_path()
+
+
+def test_a_resident_that_does_not_answer_costs_a_cold_start_and_never_a_second_server(resident, env, project_dir) -> None:
+    """Stopped (SIGSTOP) past the launcher's wait: the session is served cold, and the child forked late never starts."""
+    pid = int(resident["pid"])
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        async def session():
+            async with Client(params(env, project_dir, CLAUDE_CODE_SESSION_ID=SESSION_A), read_timeout_seconds=60) as client:
+                first = await client.call_tool("set_context", CONTEXT)
+                os.kill(pid, signal.SIGCONT)  # now it forks a child for the launcher that gave up on it
+                wait_for(lambda: (s := prefork.status()) and s["served"] == "1" and s["sessions"] == "0", "the late child's end")
+                return first, await client.call_tool("get_context", {}), (await client.list_tools()).tools
+
+        first, again, tools = anyio.run(session)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert structured(first)["session_id"] == SESSION_A and structured(again)["context"]["ticket_id"] == "FEAT-21"
+    assert len(tools) == 5, "one server answered each request, once"
