@@ -41,7 +41,7 @@ import anyio
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 
-from backlog_ops.mcp_server import prefork
+from backlog_ops.claude import mcp_prefork
 
 SERVER = [str(Path(sys.executable).parent / "backlog-ops"), "mcp"]
 INITIALIZE = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
@@ -128,11 +128,11 @@ def _load() -> str:
 def wait_for_resident(env: dict, timeout: float = 120.0) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        info = prefork.status(prefork.socket_path(environ=env))
+        info = mcp_prefork.status(mcp_prefork.socket_path(environ=env))
         if info:
             return info
         time.sleep(0.1)
-    raise SystemExit(f"no resident answered within {timeout:.0f} s: see {prefork.socket_dir(env)}/*.log")
+    raise SystemExit(f"no resident answered within {timeout:.0f} s: see {mcp_prefork.socket_dir(env)}/*.log")
 
 
 def stop_resident(env: dict) -> None:
@@ -154,15 +154,15 @@ def main() -> None:
     args = parser.parse_args()
     if not Path(SERVER[0]).exists():
         raise SystemExit(f"{SERVER[0]} not found: run `make install` (or pip install .) first")
-    if not prefork.available():
+    if not mcp_prefork.available():
         raise SystemExit("the resident needs fork and SO_PEERCRED (Linux): only the cold start exists here")
     with tempfile.TemporaryDirectory() as tmp:
         project = Path(tmp) / "my-api"
         project.mkdir()
         # A bounded idle time: a resident this run failed to stop exits by itself.
         env = {**os.environ, "BACKLOG_HOME": str(Path(tmp) / "home"), "CLAUDE_CODE_SESSION_ID": "bench-session",
-               prefork.IDLE_ENV: "600"}
-        env.pop(prefork.DISABLE_ENV, None)
+               mcp_prefork.IDLE_ENV: "600"}
+        env.pop(mcp_prefork.DISABLE_ENV, None)
         # As on a user's machine: bytecode is written once (round 0) and read after.
         env.pop("PYTHONDONTWRITEBYTECODE", None)
         server_start(env, str(project))  # the warm home's resident, started as a first session starts it

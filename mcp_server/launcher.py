@@ -2,7 +2,7 @@
 
 Claude Code waits for this server before a session's first request, and the official `mcp` SDK's
 import alone takes longer than the 0.3 s goal. So this launcher imports nothing heavy (no mcp, no
-pydantic: `python -X importtime` shows it) and asks the resident (resident.py, prefork.py), which
+pydantic: `python -X importtime` shows it) and asks the resident (resident.py, backlog_ops/claude/mcp_prefork.py), which
 has imported the SDK and the server once, to fork a server for it: the child takes this process's
 stdin/stdout/stderr, environment, directory, umask and parent pid (the caller resolver keys the
 Claude Code process by it), and serves exactly what the cold path serves. This process stays as
@@ -20,6 +20,8 @@ from __future__ import annotations
 import os
 import sys
 
+from backlog_ops.claude import mcp_prefork
+
 __all__ = ["main"]
 
 # What the resident may see of the environment it starts with: what decides which code it
@@ -32,16 +34,14 @@ READY_TIMEOUT = 10.0  # seconds for the resident to fork a child; a fork takes m
 
 
 def main() -> int:
-    from . import prefork
-
-    if prefork.enabled() and prefork.available():
+    if mcp_prefork.enabled() and mcp_prefork.available():
         try:
-            status = _through_resident(prefork)
+            status = _through_resident()
         except Exception:  # noqa: BLE001 - anything before the hand-over: serve here instead
             status = None
         if status is not None:
             return status
-        _start_resident(prefork)
+        _start_resident()
     from .server import main as serve
 
     return serve()
@@ -50,12 +50,12 @@ def main() -> int:
 # -- a session through the resident --------------------------------------------------------------
 
 
-def _through_resident(prefork) -> int | None:
+def _through_resident() -> int | None:
     """The child's exit status, or None when no child took the stdio (the caller then serves here)."""
     import socket
 
-    fingerprint = prefork.fingerprint()
-    path = prefork.socket_path(fingerprint)
+    fingerprint = mcp_prefork.fingerprint()
+    path = mcp_prefork.socket_path(fingerprint)
     directory = os.path.dirname(path)
     try:
         st = os.stat(directory)
@@ -66,7 +66,7 @@ def _through_resident(prefork) -> int | None:
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     go = None
     try:
-        target, dir_fd = prefork.short_path(path)
+        target, dir_fd = mcp_prefork.short_path(path)
         try:
             conn.connect(target)
         except OSError:
@@ -80,7 +80,7 @@ def _through_resident(prefork) -> int | None:
         # gives up on a resident that does not answer (and serves here), no child can start.
         go_read, go = os.pipe()
         try:
-            _send_request(socket, conn, prefork, fingerprint, go_read)
+            _send_request(socket, conn, fingerprint, go_read)
         finally:
             os.close(go_read)
         return _relay(conn, go)
@@ -95,10 +95,10 @@ def _peer_uid(socket, conn) -> int:
     return int.from_bytes(cred[4:8], sys.byteorder)
 
 
-def _send_request(socket, conn, prefork, fingerprint: str, go_read: int) -> None:
+def _send_request(socket, conn, fingerprint: str, go_read: int) -> None:
     umask = os.umask(0o077)
     os.umask(umask)
-    fields = [prefork.PROTOCOL, b"serve", os.fsencode(fingerprint), os.fsencode(os.getcwd()),
+    fields = [mcp_prefork.PROTOCOL, b"serve", os.fsencode(fingerprint), os.fsencode(os.getcwd()),
               b"%d" % os.getppid(), b"%d" % umask]
     fields += [key + b"=" + value for key, value in os.environb.items()]
     payload = b"\0".join(fields)
@@ -185,22 +185,22 @@ def _exit_status(signal, wait_status: int) -> int:
 # -- starting the resident -----------------------------------------------------------------------
 
 
-def _start_resident(prefork) -> None:
+def _start_resident() -> None:
     """Start the resident for the next sessions: detached (own session, stdin /dev/null, no fd of ours)."""
     log = null = None
     try:
         from backlog_ops.common.home import ensure_dir
 
-        fingerprint = prefork.fingerprint()
-        directory = ensure_dir(prefork.socket_dir())
+        fingerprint = mcp_prefork.fingerprint()
+        directory = ensure_dir(mcp_prefork.socket_dir())
         st = os.stat(directory)
         if st.st_uid != os.getuid() or st.st_mode & 0o077:
             return
-        log = os.open(os.path.join(directory, prefork.key_of(fingerprint) + ".log"),
+        log = os.open(os.path.join(directory, mcp_prefork.key_of(fingerprint) + ".log"),
                       os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
         null = os.open(os.devnull, os.O_RDWR)
         env = {name: value for name, value in os.environ.items() if name in _RESIDENT_ENV or name.startswith("LC_")
-               or name == prefork.IDLE_ENV}
+               or name == mcp_prefork.IDLE_ENV}
         argv = [sys.executable, "-c", "from backlog_ops.mcp_server.resident import main; raise SystemExit(main())"]
         sys.stdout.flush()
         sys.stderr.flush()

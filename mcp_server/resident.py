@@ -33,7 +33,7 @@ import threading
 import time
 import traceback
 
-from . import prefork
+from backlog_ops.claude import mcp_prefork
 
 __all__ = ["main"]
 
@@ -47,9 +47,9 @@ def _log(message: str) -> None:
 
 
 def main() -> int:
-    directory = prefork.socket_dir()
-    fingerprint = prefork.fingerprint()
-    key = prefork.key_of(fingerprint)
+    directory = mcp_prefork.socket_dir()
+    fingerprint = mcp_prefork.fingerprint()
+    key = mcp_prefork.key_of(fingerprint)
     lock_fd = os.open(os.path.join(directory, key + ".lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
     try:
         fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -102,13 +102,13 @@ def _sweep(directory: str, key: str) -> None:
 def _idle_seconds() -> int:
     from backlog_ops.common.times import parse_duration
 
-    raw = (os.environ.get(prefork.IDLE_ENV) or "").strip()
+    raw = (os.environ.get(mcp_prefork.IDLE_ENV) or "").strip()
     if not raw:
         return DEFAULT_IDLE
     try:
         return parse_duration(raw)
     except ValueError as exc:
-        _log(f"{prefork.IDLE_ENV}: {exc}; using 8h")
+        _log(f"{mcp_prefork.IDLE_ENV}: {exc}; using 8h")
         return DEFAULT_IDLE
 
 
@@ -160,7 +160,7 @@ class Resident:
         if os.path.lexists(self.path):
             os.unlink(self.path)  # we hold the lock: whoever bound it is gone
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        target, dir_fd = prefork.short_path(self.path)
+        target, dir_fd = mcp_prefork.short_path(self.path)
         old = os.umask(0o177)
         try:
             listener.bind(target)
@@ -204,7 +204,7 @@ class Resident:
             self._stop_listening(f"no session for {self.idle} s")
 
     def _fresh(self) -> bool:
-        return prefork.fingerprint() == self.fingerprint and _loaded_files() == self.loaded
+        return mcp_prefork.fingerprint() == self.fingerprint and _loaded_files() == self.loaded
 
     def _signals(self) -> None:
         try:
@@ -336,14 +336,14 @@ def _read_request(conn: socket.socket) -> tuple[list[bytes], list[int]]:
             os.close(fd)
         raise ValueError("descriptors truncated")
     while len(data) < 4 or len(data) < 4 + int.from_bytes(data[:4], "big"):
-        if len(data) >= 4 and int.from_bytes(data[:4], "big") > prefork.MAX_REQUEST:
+        if len(data) >= 4 and int.from_bytes(data[:4], "big") > mcp_prefork.MAX_REQUEST:
             raise ValueError("request too large")
         chunk = conn.recv(65536)
         if not chunk:
             raise ValueError("request cut short")
         data += chunk
     fields = data[4 : 4 + int.from_bytes(data[:4], "big")].split(b"\0")
-    if fields[0] != prefork.PROTOCOL:
+    if fields[0] != mcp_prefork.PROTOCOL:
         raise ValueError("another protocol")
     return fields, list(fds)
 
@@ -393,7 +393,7 @@ def _child(conn: socket.socket, fds: list[int], fields: list[bytes], closables: 
             raise EOFError("the launcher serves this session itself")
         os.close(go)
     except BaseException:  # noqa: BLE001 - nothing read from stdin yet: the launcher serves cold
-        os._exit(prefork.SETUP_FAILED)
+        os._exit(mcp_prefork.SETUP_FAILED)
     code = 1
     try:
         from backlog_ops.claude import sessions

@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from backlog_ops.mcp_server import prefork
+from backlog_ops.claude import mcp_prefork
 
 BACKLOG_OPS = str(Path(sys.executable).parent / "backlog-ops")
 
@@ -31,13 +31,13 @@ def start_resident(env: dict, cwd: str) -> dict:
     """A first, cold `backlog-ops mcp` (stdin closed at once) leaves a resident behind: its status."""
     run = subprocess.run([BACKLOG_OPS, "mcp"], stdin=subprocess.DEVNULL, capture_output=True, env=env, cwd=cwd, timeout=120)
     assert run.returncode == 0, run.stderr[-2000:]
-    return wait_for(lambda: prefork.status(prefork.socket_path(environ=env)), "the resident")
+    return wait_for(lambda: mcp_prefork.status(mcp_prefork.socket_path(environ=env)), "the resident")
 
 
 def stop_residents(home: str | os.PathLike) -> None:
     """SIGTERM each resident answering under `home` (the ones this test's sessions started)."""
     for path in glob.glob(os.path.join(home, "mcp", "*.sock")):
-        info = prefork.status(path, timeout=1.0)
+        info = mcp_prefork.status(path, timeout=1.0)
         if info and info.get("pid", "").isdigit():
             try:
                 os.kill(int(info["pid"]), signal.SIGTERM)

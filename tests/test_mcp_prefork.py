@@ -28,9 +28,9 @@ from backlog_ops.claude import sessions
 from backlog_ops.common.home import ensure_dir
 from backlog_ops.context.file_store import ContextStore
 from backlog_ops.context.scope import Scope
-from backlog_ops.mcp_server import prefork
+from backlog_ops.claude import mcp_prefork
 
-pytestmark = pytest.mark.skipif(not prefork.available(), reason="the resident needs fork and SO_PEERCRED (Linux)")
+pytestmark = pytest.mark.skipif(not mcp_prefork.available(), reason="the resident needs fork and SO_PEERCRED (Linux)")
 
 RESIDENT_SESSION = "33333333-aaaa-4bbb-8ccc-000000000003"
 SESSION_A, SESSION_B = "44444444-aaaa-4bbb-8ccc-00000000000a", "55555555-aaaa-4bbb-8ccc-00000000000b"
@@ -55,7 +55,7 @@ def resident(env, tmp_path) -> dict:
 
 
 def status() -> dict:
-    info = prefork.status()
+    info = mcp_prefork.status()
     assert info is not None, "the resident does not answer"
     return info
 
@@ -145,10 +145,10 @@ def test_a_resident_killed_mid_life_costs_one_cold_start(resident, env, project_
     old = int(resident["pid"])
     # The session it forked lives on without it, and its launcher ends as the session does.
     assert structured(anyio.run(session, old))["session_id"] == SESSION_A
-    assert prefork.status() is None and os.path.exists(prefork.socket_path()), "a stale socket is left"
+    assert mcp_prefork.status() is None and os.path.exists(mcp_prefork.socket_path()), "a stale socket is left"
     # The next session finds the stale socket, runs cold, and starts a new resident.
     assert structured(anyio.run(session))["session_id"] == SESSION_A
-    new = wait_for(prefork.status, "a new resident")
+    new = wait_for(mcp_prefork.status, "a new resident")
     assert int(new["pid"]) != old and new["served"] == "0", "the session after the kill was served cold"
     assert structured(anyio.run(session))["session_id"] == SESSION_A
     assert status()["served"] == "1"
@@ -185,7 +185,7 @@ def test_a_clean_end_of_stdin_ends_server_and_launcher_with_status_0(resident, e
 def test_the_socket_and_its_directory_are_private(resident, backlog_home) -> None:
     directory = backlog_home / "mcp"
     assert stat.S_IMODE(directory.stat().st_mode) == 0o700
-    sock = Path(prefork.socket_path())
+    sock = Path(mcp_prefork.socket_path())
     assert stat.S_ISSOCK(sock.stat().st_mode) and stat.S_IMODE(sock.stat().st_mode) == 0o600
     for path in directory.iterdir():
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
@@ -198,17 +198,17 @@ def test_a_resident_of_other_code_is_never_used(env, project_dir, backlog_home, 
     old = subprocess.Popen([sys.executable, "-c", old_code], env=env, cwd=tmp_path, stdin=subprocess.DEVNULL,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
-        current = Path(prefork.socket_path())
+        current = Path(mcp_prefork.socket_path())
         old_socket = wait_for(lambda: [p for p in (backlog_home / "mcp").glob("*.sock") if p != current], "the old resident")[0]
         old_socket.rename(current)  # it now answers where this code's launcher looks
-        assert status()["key"] != prefork.key_of(prefork.fingerprint())
+        assert status()["key"] != mcp_prefork.key_of(mcp_prefork.fingerprint())
 
         async def session():
             async with Client(params(env, project_dir, CLAUDE_CODE_SESSION_ID=SESSION_A), read_timeout_seconds=60) as client:
                 return await client.call_tool("set_context", CONTEXT)
 
         assert structured(anyio.run(session))["session_id"] == SESSION_A
-        fresh = wait_for(lambda: (s := prefork.status()) and s["key"] == prefork.key_of(prefork.fingerprint()) and s,
+        fresh = wait_for(lambda: (s := mcp_prefork.status()) and s["key"] == mcp_prefork.key_of(mcp_prefork.fingerprint()) and s,
                          "this code's resident")
         assert fresh["served"] == "0" and int(fresh["pid"]) != old.pid, "the session ran cold, then a resident of this code started"
     finally:
@@ -255,7 +255,7 @@ def test_doctor_says_whether_a_resident_runs(env, project_dir, tmp_path) -> None
     (tmp_path / "other").mkdir()
     running = start_resident(env, str(tmp_path / "other"))
     found = check()
-    assert found["status"] == "ok" and found["facts"]["pid"] == int(running["pid"]) and found["facts"]["socket"] == prefork.socket_path()
+    assert found["status"] == "ok" and found["facts"]["pid"] == int(running["pid"]) and found["facts"]["socket"] == mcp_prefork.socket_path()
 
 
 def test_a_resident_that_does_not_answer_costs_a_cold_start_and_never_a_second_server(resident, env, project_dir) -> None:
@@ -267,7 +267,7 @@ def test_a_resident_that_does_not_answer_costs_a_cold_start_and_never_a_second_s
             async with Client(params(env, project_dir, CLAUDE_CODE_SESSION_ID=SESSION_A), read_timeout_seconds=60) as client:
                 first = await client.call_tool("set_context", CONTEXT)
                 os.kill(pid, signal.SIGCONT)  # now it forks a child for the launcher that gave up on it
-                wait_for(lambda: (s := prefork.status()) and s["served"] == "1" and s["sessions"] == "0", "the late child's end")
+                wait_for(lambda: (s := mcp_prefork.status()) and s["served"] == "1" and s["sessions"] == "0", "the late child's end")
                 return first, await client.call_tool("get_context", {}), (await client.list_tools()).tools
 
         first, again, tools = anyio.run(session)

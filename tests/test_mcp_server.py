@@ -23,7 +23,8 @@ from backlog_ops.claude import sessions
 from backlog_ops.context.scope import Scope
 from backlog_ops.hooks.events import handle
 from backlog_ops.ledger import CallRecord, open_ledger
-from backlog_ops.mcp_server import core, prefork
+from backlog_ops.claude import mcp_prefork
+from backlog_ops.mcp_server import core
 from backlog_ops.mcp_server.caller import TOOL_USE_ID_META, Caller, CallerResolver
 from backlog_ops.mcp_server.server import build_server
 from backlog_ops.context.file_store import ContextStore
@@ -355,7 +356,7 @@ def test_backlog_ops_mcp_over_stdio(backlog_home, project_dir, store, tmp_path, 
     env = {**os.environ, "BACKLOG_HOME": str(backlog_home), "CLAUDE_CODE_SESSION_ID": SPAWNED}
     if served_by == "its own process":
         env["BACKLOG_MCP_PREFORK"] = "0"
-    elif prefork.available():
+    elif mcp_prefork.available():
         (tmp_path / "other").mkdir()
         start_resident({**env, "CLAUDE_CODE_SESSION_ID": CURRENT}, str(tmp_path / "other"))
     else:
@@ -389,7 +390,7 @@ def test_backlog_ops_mcp_over_stdio(backlog_home, project_dir, store, tmp_path, 
     assert "set_context has no argument 'ticket'" in error(unknown)
     assert store.get(Scope(SPAWNED)) is None, "a refused call stores nothing"
     if served_by != "its own process":
-        assert prefork.status()["served"] == "1"
+        assert mcp_prefork.status()["served"] == "1"
 
 
 def test_ticket_spend_with_the_projects_real_budget(server, project_dir) -> None:

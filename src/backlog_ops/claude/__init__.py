@@ -1,1 +1,1 @@
-"""Claude Code integration: session records the hooks keep, install and uninstall."""
+"""Claude Code integration: session records the hooks keep, install and uninstall, the MCP server's resident process."""

@@ -16,21 +16,21 @@ __all__ = ["mcp_resident_check"]
 
 
 def mcp_resident_check(environ=None) -> Check:
-    from backlog_ops.mcp_server import prefork
+    from backlog_ops.claude import mcp_prefork
 
     env = os.environ if environ is None else environ
-    if not prefork.enabled(env):
-        return Check("claude", "MCP resident", INFO, f"off ({prefork.DISABLE_ENV}=0): each session starts its own MCP server",
+    if not mcp_prefork.enabled(env):
+        return Check("claude", "MCP resident", INFO, f"off ({mcp_prefork.DISABLE_ENV}=0): each session starts its own MCP server",
                      facts={"enabled": False})
-    if not prefork.available():
+    if not mcp_prefork.available():
         return Check("claude", "MCP resident", INFO, "not on this platform (it needs fork and SO_PEERCRED: Linux): "
                      "each session starts its own MCP server", facts={"enabled": False})
-    path = prefork.socket_path(environ=env)
+    path = mcp_prefork.socket_path(environ=env)
     facts: dict = {"enabled": True, "socket": path}
-    others = [p for p in glob.glob(os.path.join(os.path.dirname(path), "*.sock")) if p != path and prefork.status(p, timeout=1.0)]
+    others = [p for p in glob.glob(os.path.join(os.path.dirname(path), "*.sock")) if p != path and mcp_prefork.status(p, timeout=1.0)]
     if others:
         facts["other_code"] = len(others)
-    info = prefork.status(path)
+    info = mcp_prefork.status(path)
     if info is None:
         return Check("claude", "MCP resident", INFO, f"not running: the next Claude Code session starts its MCP server cold "
                      f"and starts one ({path})" + _others(others), facts={**facts, "running": False})

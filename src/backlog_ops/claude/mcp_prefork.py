@@ -1,13 +1,14 @@
 """What the MCP launcher and its resident process share: where the socket lives, which code it serves, the wire.
 
-A resident process ("the resident", resident.py) has imported the official `mcp` SDK and this
-server once; each `backlog-ops mcp` (launcher.py) hands it the stdin/stdout/stderr Claude Code gave
+A resident process ("the resident", mcp_server/resident.py) has imported the official `mcp` SDK
+and the server once; each `backlog-ops mcp` (mcp_server/launcher.py) hands it the stdin/stdout/stderr Claude Code gave
 it, its environment, directory, umask and parent pid over a Unix socket, and the resident forks
 one server for it. That skips the SDK's import (~0.5 s on a quiet machine), the floor of any
 server on it started from a fresh interpreter.
 
 Light on purpose: the launcher imports this module, and nothing here imports more than os, sys
-and backlog_ops.common.settings (no socket: only the functions that talk import it).
+and backlog_ops.common.settings (no socket: only the functions that talk import it). It lives in
+the core, not in mcp_server/, because `backlog-ops doctor` asks the resident how it is too.
 
 The socket lives at BACKLOG_HOME/mcp/<key>.sock (directory 0700, socket 0600). The key names the
 code a resident runs: the interpreter, the backlog-ops version and files, and the directory the
@@ -69,8 +70,11 @@ def fingerprint() -> str:
     """What identifies the code a server started now would run (one line, no secret: paths and stats)."""
     import backlog_ops
 
-    here = os.path.dirname(os.path.abspath(__file__))
-    files = [backlog_ops.__file__, __file__, os.path.join(here, "server.py"), os.path.join(here, "resident.py")]
+    files = [backlog_ops.__file__, __file__]
+    for entry in backlog_ops.__path__:  # the mcp_server face, found without importing it
+        if os.path.isdir(os.path.join(entry, "mcp_server")):
+            files += [os.path.join(entry, "mcp_server", name) for name in ("launcher.py", "resident.py", "server.py")]
+            break
     sdk = _sdk_dir()
     if sdk:
         files.append(sdk)
