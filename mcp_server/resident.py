@@ -38,7 +38,7 @@ from backlog_ops.claude import mcp_prefork
 __all__ = ["main"]
 
 DEFAULT_IDLE = 8 * 3600
-CHECK_EVERY = 60.0  # seconds between the resident's checks of its idle time, code and socket
+CHECK_EVERY = 60.0  # seconds between the resident's checks of its idle time, code and socket (at most)
 REQUEST_TIMEOUT = 5.0  # seconds a connected launcher has to send its request
 
 
@@ -116,6 +116,7 @@ class Resident:
     def __init__(self, directory: str, key: str, fingerprint: str, lock_fd: int, idle: int) -> None:
         self.path = os.path.join(directory, key + ".sock")
         self.key, self.fingerprint, self.lock_fd, self.idle = key, fingerprint, lock_fd, idle
+        self.check_every = min(CHECK_EVERY, max(1.0, idle / 4))  # a short idle time is kept to within a quarter
         self.loaded = _loaded_files()
         self.children: dict[int, socket.socket] = {}
         self.started = self.last_session = time.time()
@@ -139,7 +140,7 @@ class Resident:
         self._listen()
         gc.freeze()  # the imported modules' objects stay shared with each child, not copied on write
         _log(f"serving {self.path} (idle exit after {self.idle} s)")
-        next_check = time.monotonic() + CHECK_EVERY
+        next_check = time.monotonic() + self.check_every
         try:
             while (self.listener is not None or self.children) and not _term_received:
                 for selected, _ in self.selector.select(timeout=max(0.0, next_check - time.monotonic())):
@@ -151,7 +152,7 @@ class Resident:
                         self._launcher_event(selected.data)
                 if time.monotonic() >= next_check:
                     self._check()
-                    next_check = time.monotonic() + CHECK_EVERY
+                    next_check = time.monotonic() + self.check_every
         finally:
             self._stop_listening("SIGTERM" if _term_received else "exit")
         return 0

@@ -275,3 +275,63 @@ def test_a_resident_that_does_not_answer_costs_a_cold_start_and_never_a_second_s
         os.kill(pid, signal.SIGCONT)
     assert structured(first)["session_id"] == SESSION_A and structured(again)["context"]["ticket_id"] == "FEAT-21"
     assert len(tools) == 5, "one server answered each request, once"
+
+
+def residents(home: Path) -> dict[str, dict]:
+    """Every resident answering under `home`, by socket path."""
+    found = {str(p): mcp_prefork.status(str(p), timeout=1.0) for p in (home / "mcp").glob("*.sock")}
+    return {path: info for path, info in found.items() if info}
+
+
+def test_two_residents_starting_at_once_make_one(env, backlog_home, tmp_path) -> None:
+    """As when several sessions start cold together: each launcher starts one; the lock lets one serve."""
+    ensure_dir(backlog_home / "mcp")
+    code = "from backlog_ops.mcp_server.resident import main; raise SystemExit(main())"
+    logs = [tmp_path / "first.log", tmp_path / "second.log"]
+    procs = []
+    for log in logs:
+        with open(log, "wb") as err:
+            procs.append(subprocess.Popen([sys.executable, "-c", code], env=env, cwd=tmp_path, stdin=subprocess.DEVNULL,
+                                          stdout=subprocess.DEVNULL, stderr=err, start_new_session=True))
+    try:
+        info = wait_for(mcp_prefork.status, "a resident")
+        loser = wait_for(lambda: next((p for p in procs if p.poll() is not None), None), "the second one's exit")
+        assert loser.returncode == 0 and int(info["pid"]) != loser.pid
+        assert [b"serving" in log.read_bytes() for log in logs].count(True) == 1, "only the winner ever listened"
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait(timeout=60)
+
+
+def test_an_idle_resident_exits_by_itself(env, project_dir, backlog_home) -> None:
+    info = start_resident({**env, mcp_prefork.IDLE_ENV: "5"}, str(project_dir))
+    wait_for(lambda: gone(int(info["pid"])), "the idle resident's exit")
+    log = (backlog_home / "mcp" / (info["key"] + ".log")).read_text()
+    assert "stops listening: no session for 5 s" in log
+    assert not Path(mcp_prefork.socket_path()).exists()
+
+
+def test_an_upgrade_of_the_sdks_directory_retires_the_resident(env, project_dir, backlog_home, tmp_path) -> None:
+    """A package installed where the SDK lives changes the code's key: the old resident stops, the next session starts cold."""
+    import mcp
+
+    sdk = tmp_path / "site"
+    sdk.mkdir()
+    (sdk / "mcp").symlink_to(Path(mcp.__file__).parent)  # the SDK, found first, in a directory this test can change
+    env = {**env, "PYTHONPATH": str(sdk), mcp_prefork.IDLE_ENV: "60", "CLAUDE_CODE_SESSION_ID": SESSION_A}
+    subprocess.run([BACKLOG_OPS, "mcp"], stdin=subprocess.DEVNULL, env=env, cwd=project_dir, timeout=120, check=True)
+    (path, old), = wait_for(lambda: residents(backlog_home), "the resident").items()
+
+    async def session():
+        async with Client(params(env, project_dir), read_timeout_seconds=60) as client:
+            return await client.call_tool("get_context", {})
+
+    assert structured(anyio.run(session))["session_id"] == SESSION_A
+    assert residents(backlog_home)[path]["served"] == "1", "launchers with this PYTHONPATH use it"
+    (sdk / "another_package-1.0.dist-info").mkdir()  # what `pip install` does next to the SDK
+    wait_for(lambda: gone(int(old["pid"])), "the old resident's exit")
+    assert "stops listening: its code changed on disk" in (backlog_home / "mcp" / (old["key"] + ".log")).read_text()
+    assert structured(anyio.run(session))["session_id"] == SESSION_A
+    (_, new), = wait_for(lambda: residents(backlog_home), "the new resident").items()
+    assert new["key"] != old["key"] and new["served"] == "0", "the session after the upgrade was served cold"
