@@ -139,9 +139,10 @@ def _relay(conn, go: int) -> int | None:
                 line, buffered = buffered.split(b"\n", 1)
                 word, _, value = line.partition(b" ")
                 if word == b"ready" and child["pid"] is None:
-                    os.write(go, b"g")
+                    pid = int(value)
+                    os.write(go, b"g")  # fails only if the child is gone, before it touched the stdio
                     conn.settimeout(None)  # from here the session is the child's, however long it lasts
-                    child["pid"] = int(value)
+                    child["pid"] = pid
                     try:
                         child["pidfd"] = os.pidfd_open(child["pid"])  # signals then never reach a reused pid
                     except (AttributeError, OSError):
@@ -154,11 +155,32 @@ def _relay(conn, go: int) -> int | None:
                     return _exit_status(signal, int(value))
                 elif word == b"refused" and child["pid"] is None:
                     return None
+    except Exception:
+        if child["pid"] is None:
+            raise  # nothing handed over: the caller serves here
+        _wait_gone(child)  # the session is the child's: never a second server on its stdin
+        return 1
     finally:
         for name, handler in previous.items():
             signal.signal(getattr(signal, name), handler)
         if child["pidfd"] is not None:
             os.close(child["pidfd"])
+
+
+def _wait_gone(child: dict) -> None:
+    """Block until the child ends (its pidfd becomes readable; without one, poll its pid)."""
+    import select
+    import time
+
+    if child["pidfd"] is not None:
+        select.select([child["pidfd"]], [], [])
+        return
+    while True:
+        try:
+            os.kill(child["pid"], 0)
+        except OSError:
+            return
+        time.sleep(1.0)
 
 
 def _signal_child(signal, child: dict, signum: int) -> None:

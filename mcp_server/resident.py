@@ -266,8 +266,8 @@ class Resident:
                 return
             self._fork(conn, fds, fields)
             conn = None  # the child's now
-        except (OSError, ValueError) as exc:
-            _log(f"dropped a launcher's request: {exc.__class__.__name__}")
+        except Exception as exc:  # noqa: BLE001 - one launcher's trouble (it serves cold), never the resident's end
+            _log(f"dropped a launcher's request: {exc.__class__.__name__}")  # the name only: a message could quote its environment
         finally:
             for fd in fds:
                 os.close(fd)
