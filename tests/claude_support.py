@@ -114,7 +114,8 @@ def _installed_version(prefix: Path) -> str | None:
 
 def claude_env(home: Path, base_url: str, key: str, model: str, backlog_home: Path, bin_dir: Path) -> dict[str, str]:
     """The environment of one `claude -p` run against our proxy (FIELD-NOTES: Claude Code)."""
-    keep = ("PATH", "LANG", "LC_ALL", "TMPDIR", "SYSTEMROOT", "TERM")
+    # BACKLOG_MCP_PREFORK_IDLE (conftest): a resident `backlog-ops mcp` leaves behind ends soon after the test.
+    keep = ("PATH", "LANG", "LC_ALL", "TMPDIR", "SYSTEMROOT", "TERM", "BACKLOG_MCP_PREFORK_IDLE")
     env = {k: v for k, v in os.environ.items() if k in keep}
     env.update({
         "HOME": str(home),
