@@ -2,8 +2,9 @@
 
 Claude Code waits for this server before a session's first request, and the official `mcp` SDK's
 import alone takes longer than the 0.3 s goal. So this launcher imports nothing heavy (no mcp, no
-pydantic: `python -X importtime` shows it) and asks the resident (resident.py, backlog_ops/claude/mcp_prefork.py), which
-has imported the SDK and the server once, to fork a server for it: the child takes this process's
+pydantic: `python -X importtime` shows it) and asks the resident (resident.py; the socket, the
+code's fingerprint and the wire are in backlog_ops/claude/mcp_prefork.py), which has imported the
+SDK and the server once, to fork a server for it: the child takes this process's
 stdin/stdout/stderr, environment, directory, umask and parent pid (the caller resolver keys the
 Claude Code process by it), and serves exactly what the cold path serves. This process stays as
 Claude Code's handle on it: it relays SIGTERM/SIGINT/SIGHUP to the child and exits with its
@@ -199,7 +200,6 @@ def _exit_status(signal, wait_status: int) -> int:
     if code >= 0:
         return code
     signal.signal(-code, signal.SIG_DFL)
-    sys.stdout.flush()
     os.kill(os.getpid(), -code)
     return 128 - code
 
@@ -214,7 +214,7 @@ def _start_resident() -> None:
         from backlog_ops.common.home import ensure_dir
 
         fingerprint = mcp_prefork.fingerprint()
-        directory = ensure_dir(mcp_prefork.socket_dir())
+        directory = ensure_dir(os.path.abspath(mcp_prefork.socket_dir()))
         st = os.stat(directory)
         if st.st_uid != os.getuid() or st.st_mode & 0o077:
             return
@@ -223,6 +223,7 @@ def _start_resident() -> None:
         null = os.open(os.devnull, os.O_RDWR)
         env = {name: value for name, value in os.environ.items() if name in _RESIDENT_ENV or name.startswith("LC_")
                or name == mcp_prefork.IDLE_ENV}
+        env["BACKLOG_HOME"] = os.path.dirname(directory)  # absolute: the resident runs in that directory
         argv = [sys.executable, "-c", "from backlog_ops.mcp_server.resident import main; raise SystemExit(main())"]
         sys.stdout.flush()
         sys.stderr.flush()
