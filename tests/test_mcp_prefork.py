@@ -22,7 +22,7 @@ import anyio
 import pytest
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
-from mcp_support import BACKLOG_OPS, start_resident, wait_for
+from mcp_support import BACKLOG_OPS, start_resident, stop_residents, wait_for
 
 from backlog_ops.claude import sessions
 from backlog_ops.common.home import ensure_dir
@@ -335,3 +335,23 @@ def test_an_upgrade_of_the_sdks_directory_retires_the_resident(env, project_dir,
     assert structured(anyio.run(session))["session_id"] == SESSION_A
     (_, new), = wait_for(lambda: residents(backlog_home), "the new resident").items()
     assert new["key"] != old["key"] and new["served"] == "0", "the session after the upgrade was served cold"
+
+
+def test_a_relative_backlog_home_reaches_the_same_resident(env, project_dir) -> None:
+    """BACKLOG_HOME=state, relative to the session's directory: the resident (which runs elsewhere) uses the same one."""
+    env = {**env, "BACKLOG_HOME": "state", "CLAUDE_CODE_SESSION_ID": SESSION_A}
+    state = project_dir / "state"
+    try:
+        subprocess.run([BACKLOG_OPS, "mcp"], stdin=subprocess.DEVNULL, env=env, cwd=project_dir, timeout=120, check=True)
+        path = mcp_prefork.socket_path(environ={"BACKLOG_HOME": str(state)})
+        wait_for(lambda: mcp_prefork.status(path), "the resident")
+
+        async def session():
+            async with Client(params(env, project_dir), read_timeout_seconds=60) as client:
+                return await client.call_tool("set_context", CONTEXT)
+
+        assert structured(anyio.run(session))["session_id"] == SESSION_A
+        assert mcp_prefork.status(path)["served"] == "1"
+        assert ContextStore(state).get(Scope(SESSION_A))["ticket_id"] == "FEAT-21"
+    finally:
+        stop_residents(state)
