@@ -191,6 +191,19 @@ def test_the_socket_and_its_directory_are_private(resident, backlog_home) -> Non
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
 
 
+def test_the_resident_holds_nothing_of_the_session_that_started_it(resident, backlog_home) -> None:
+    """Detached: its own session, stdin and stdout /dev/null, stderr its log, no other descriptor of the launcher's."""
+    pid = int(resident["pid"])
+    with open(f"/proc/{pid}/stat") as fh:
+        session = int(fh.read().rsplit(")", 1)[1].split()[4])
+    assert session != os.getsid(0) and session != pid, "a session of its own, and not its leader: it can take no terminal"
+    fds = {int(fd): os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")}
+    assert fds[0] == fds[1] == os.devnull and fds[2] == str(backlog_home / "mcp" / (resident["key"] + ".log"))
+    others = sorted(target for fd, target in fds.items() if fd > 2)
+    assert all(t.startswith(("socket:", "pipe:", "anon_inode:")) or t.endswith(".lock") for t in others), others
+    assert sum(t.startswith("pipe:") for t in others) == 2, "its signal wakeup pipe only"
+
+
 def test_a_resident_of_other_code_is_never_used(env, project_dir, backlog_home, tmp_path) -> None:
     """An older version's resident answering on this version's socket path: the launcher serves cold."""
     ensure_dir(backlog_home / "mcp")
