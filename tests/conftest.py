@@ -20,6 +20,18 @@ os.environ.setdefault("LANGFUSE_SECRET_KEY", "sk-lf-none")
 os.environ.setdefault("BACKLOG_MCP_PREFORK_IDLE", "120")
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _no_resident_outlives_the_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Residents started under this run's temporary tree by a subprocess with its own home (a proxy's)."""
+    yield
+    import sys
+
+    if sys.platform == "linux":
+        from mcp_support import stop_residents_under
+
+        stop_residents_under(tmp_path_factory.getbasetemp())
+
+
 @pytest.fixture(autouse=True)
 def backlog_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     home = tmp_path / "backlog-home"

@@ -43,3 +43,25 @@ def stop_residents(home: str | os.PathLike) -> None:
                 os.kill(int(info["pid"]), signal.SIGTERM)
             except OSError:
                 pass
+
+
+def stop_residents_under(root: str | os.PathLike) -> None:
+    """SIGTERM each resident whose BACKLOG_HOME lies under `root` (a test run's temporary tree), by pid.
+
+    For the ones a test's subprocess started with a home of its own and an environment without
+    the short idle time (a proxy's home, a fake user's): found in /proc, not through their socket.
+    """
+    root = os.fsencode(os.path.join(os.path.abspath(root), ""))
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                if b"backlog_ops.mcp_server.resident" not in fh.read():
+                    continue
+            with open(f"/proc/{entry}/environ", "rb") as fh:
+                homes = [v[len(b"BACKLOG_HOME="):] for v in fh.read().split(b"\0") if v.startswith(b"BACKLOG_HOME=")]
+            if homes and os.path.join(homes[0], b"").startswith(root):
+                os.kill(int(entry), signal.SIGTERM)
+        except OSError:
+            continue
