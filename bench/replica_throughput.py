@@ -27,6 +27,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Callable
 
 import httpx
 import yaml
@@ -81,6 +82,77 @@ async def one_round(base: str, key: str, session: str, requests: int, concurrenc
     return requests / elapsed, ids
 
 
+# -- where the CPU goes: /proc/PID/stat utime + stime of every process the bench involves ------------
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _stat(pid: int) -> list[str] | None:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
+    except OSError:
+        return None
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of one process so far (0 once it is gone)."""
+    fields = _stat(pid)
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS if fields else 0.0
+
+
+def _all_pids() -> list[int]:
+    return [int(name) for name in os.listdir("/proc") if name.isdigit()]
+
+
+def descendants(root: int) -> list[int]:
+    parents = {pid: int(f[1]) for pid in _all_pids() if (f := _stat(pid))}
+    found, frontier = [], [root]
+    while frontier:
+        frontier = [pid for pid, ppid in parents.items() if ppid in frontier]
+        found += frontier
+    return found
+
+
+def named(command: str) -> list[int]:
+    """Processes whose command name starts with `command` (redis-server, postgres): the shared servers."""
+    pids = []
+    for pid in _all_pids():
+        try:
+            with open(f"/proc/{pid}/comm") as f:
+                if f.read().startswith(command):
+                    pids.append(pid)
+        except OSError:
+            pass
+    return pids
+
+
+def machine_busy_seconds() -> float:
+    """CPU time every core spent not idle since boot (all processes, this bench's and everyone else's)."""
+    with open("/proc/stat") as f:
+        values = [int(x) for x in f.readline().split()[1:]]
+    idle = values[3] + values[4]  # idle + iowait
+    return (sum(values[:8]) - idle) / CLOCK_TICKS
+
+
+class CpuAccount:
+    """CPU seconds per group of processes over one round: the proxy's workers, the apparatus, the rest."""
+
+    def __init__(self, groups: dict[str, Callable[[], list[int]]]) -> None:
+        self.groups = groups
+
+    def snapshot(self) -> dict[str, float]:
+        shot = {name: sum(cpu_seconds(pid) for pid in pids()) for name, pids in self.groups.items()}
+        shot["machine"] = machine_busy_seconds()
+        return shot
+
+    @staticmethod
+    def spent(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+        spent = {name: after[name] - before[name] for name in before}
+        spent["other"] = spent.pop("machine") - sum(spent.values())  # everything else on the machine
+        return spent
+
+
 def ledger_count(schema: str, ticket: str, expected: int, timeout: float = 60.0) -> int:
     from backlog_ops.ledger.postgres import PostgresLedger
 
@@ -91,6 +163,43 @@ def ledger_count(schema: str, ticket: str, expected: int, timeout: float = 60.0)
         if found >= expected or time.monotonic() > deadline:
             return found
         time.sleep(0.5)
+
+
+def apparatus_groups(proc: ProxyProcess, mock_pid: int) -> dict[str, Callable[[], list[int]]]:
+    """The processes one proxy's rounds involve, by role; pids looked up at each snapshot."""
+    pid = proc.process.pid
+    if proc.workers == 1:  # uvicorn serves in the proxy's own process
+        serving, supervisor = (lambda: [pid, *descendants(pid)]), (lambda: [])
+    else:  # the proxy's process supervises; its children serve
+        serving, supervisor = (lambda: descendants(pid)), (lambda: [pid])
+    return {"proxy workers": serving, "proxy supervisor": supervisor, "load generator": lambda: [os.getpid()],
+            "mock provider": lambda: [mock_pid], "redis (whole server)": lambda: named("redis-server"),
+            "postgres (whole server)": lambda: named("postgres")}
+
+
+def print_cpu(cpu: dict[str, dict[str, float]], walls: dict[str, float], requests: dict[str, int]) -> None:
+    """CPU per request by role, and the throughput 2 cores allow each proxy given what the rest takes."""
+    cores = os.cpu_count() or 1
+    print(f"CPU per request (ms) over the measured rounds, and cores busy on average ({cores} CPUs):")
+    groups = list(next(iter(cpu.values())))
+    print(f"{'':26}" + "".join(f"{name:>22}" for name in cpu))
+    for group in groups:
+        print(f"{group:26}" + "".join(
+            f"{1000 * cpu[name][group] / requests[name]:10.2f} ms {cpu[name][group] / walls[name]:5.2f} c  " for name in cpu))
+    ceilings = {}
+    for name in cpu:
+        n = requests[name]
+        serving = cpu[name]["proxy workers"] / n
+        rest = sum(v for g, v in cpu[name].items() if g not in ("proxy workers", "other")) / n
+        workers = 1 if name.startswith("1") else 2
+        # A worker cannot use more than one core; all of it shares the machine's cores.
+        ceilings[name] = min(workers / serving, cores / (serving + rest))
+        print(f"{name}: {1000 * serving:.2f} ms in the proxy's workers + {1000 * rest:.2f} ms in the apparatus "
+              f"(load generator, mock, supervisor, redis, postgres) a request: at most {ceilings[name]:.0f} req/s "
+              f"on {cores} cores with nothing else running")
+    one, two = ceilings.get("1 worker"), ceilings.get("2 workers")
+    if one and two:
+        print(f"ceiling of the ratio on this machine with this apparatus: {two / one:.2f}")
 
 
 def main() -> None:
@@ -120,6 +229,8 @@ def main() -> None:
     sessions: dict[str, str] = {}
     sent: dict[str, list[str]] = {}
     results: dict[str, list[float]] = {}
+    cpu: dict[str, dict[str, float]] = {"1 worker": {}, "2 workers": {}}  # group -> CPU seconds, measured rounds
+    walls = {"1 worker": 0.0, "2 workers": 0.0}
     loads = [os.getloadavg()[0]]
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
@@ -139,12 +250,18 @@ def main() -> None:
             for name, proc in proxies.items():  # warm-up: lazy imports, every worker's connections
                 _, ids = asyncio.run(one_round(proc.base_url, proc.master_key, sessions[name], 100, args.concurrency))
                 sent[name] += ids
+            accounts = {name: CpuAccount(apparatus_groups(proc, mock.pid)) for name, proc in proxies.items()}
             began = time.monotonic()
             for _ in range(args.rounds):
                 if time.monotonic() - began > args.max_seconds:
                     break
                 for name, proc in proxies.items():
+                    before, start = accounts[name].snapshot(), time.perf_counter()
                     rps, ids = asyncio.run(one_round(proc.base_url, proc.master_key, sessions[name], args.requests, args.concurrency))
+                    wall = time.perf_counter() - start
+                    for group, seconds in CpuAccount.spent(before, accounts[name].snapshot()).items():
+                        cpu[name][group] = cpu[name].get(group, 0.0) + seconds
+                    walls[name] += wall
                     results[name].append(rps)
                     sent[name] += ids
                     loads.append(os.getloadavg()[0])
@@ -169,6 +286,7 @@ def main() -> None:
         print(f"{name:10} {statistics.median(values):8.1f}   " + " ".join(f"{v:.1f}" for v in values))
     print(f"throughput ratio (2 workers / 1 worker): {two / one:.2f}")
     print(f"load average (1 min) during the run: min {min(loads):.1f}, max {max(loads):.1f}")
+    print_cpu(cpu, walls, {name: rounds * args.requests for name in cpu})
     print("rows lost: " + ", ".join(f"{name}: {n}" for name, n in lost.items()) + f" (of {sum(len(v) for v in sent.values())} answered)")
 
 
