@@ -43,6 +43,7 @@ from proxy_support import write_config  # noqa: E402
 REDIS = "redis://127.0.0.1:6379/0"
 POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
 POLICY = "backlog_ops.callbacks.ticket_policy.ticket_policy"
+IDLE_SECONDS = 5.0
 
 
 def serve_mock(port: int) -> None:
@@ -317,6 +318,11 @@ def main() -> None:
                                                args.concurrency))
                 sent[name] += ids
             accounts = {name: CpuAccount(apparatus_groups(proc, mock.pid)) for name, proc in proxies.items()}
+            # What each proxy's workers spend with no request at all (LiteLLM's and our background work).
+            idle_before = {name: account.snapshot() for name, account in accounts.items()}
+            time.sleep(IDLE_SECONDS)
+            idle = {name: (account.snapshot()["proxy workers"] - idle_before[name]["proxy workers"]) / IDLE_SECONDS
+                    for name, account in accounts.items()}
             began = time.monotonic()
             for _ in range(args.rounds):
                 if time.monotonic() - began > args.max_seconds:
@@ -354,6 +360,8 @@ def main() -> None:
     print(f"throughput ratio (2 workers / 1 worker): {two / one:.2f}")
     print(f"load average (1 min) during the run: min {min(loads):.1f}, max {max(loads):.1f}")
     print_cpu(cpu, walls, {name: rounds * args.requests for name in cpu})
+    print("idle proxy workers (no requests, after the warm-up): " + ", ".join(
+        f"{name}: {value:.3f} cores" for name, value in idle.items()) + f" over {IDLE_SECONDS:.0f} s")
     print("rows lost: " + ", ".join(f"{name}: {n}" for name, n in lost.items()) + f" (of {sum(len(v) for v in sent.values())} answered)")
 
 
