@@ -137,6 +137,14 @@ def descendants(root: int) -> list[int]:
     return found
 
 
+def command_line(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
 def named(command: str) -> list[int]:
     """Processes whose command name starts with `command` (redis-server, postgres): the shared servers."""
     pids = []
@@ -182,11 +190,7 @@ def postgres_backends(clients: list[int]) -> list[int]:
     ports = local_ports(clients)
     found = []
     for pid in named("postgres"):
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                title = f.read().decode(errors="replace")
-        except OSError:
-            continue
+        title = command_line(pid)
         start = title.find("127.0.0.1(")
         if start >= 0 and title[start + 10:].split(")", 1)[0].isdigit() and int(title[start + 10:].split(")", 1)[0]) in ports:
             found.append(pid)
@@ -212,6 +216,10 @@ class CpuAccount:
         shot["machine"] = machine_busy_seconds()
         return shot
 
+    def per_worker(self) -> dict[int, float]:
+        """CPU seconds of each serving process: how evenly the kernel spread the connections."""
+        return {pid: cpu_seconds(pid) for pid in self.groups["proxy workers"]()}
+
     @staticmethod
     def spent(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
         spent = {name: after[name] - before[name] for name in before}
@@ -236,8 +244,8 @@ def apparatus_groups(proc: ProxyProcess, mock_pid: int) -> dict[str, Callable[[]
     pid = proc.process.pid
     if proc.workers == 1:  # uvicorn serves in the proxy's own process
         serving, supervisor = (lambda: [pid, *descendants(pid)]), (lambda: [])
-    else:  # the proxy's process supervises; its children serve
-        serving, supervisor = (lambda: descendants(pid)), (lambda: [pid])
+    else:  # the proxy's process supervises; its children serve (and multiprocessing's resource tracker idles)
+        serving, supervisor = (lambda: [p for p in descendants(pid) if "spawn_main" in command_line(p)]), (lambda: [pid])
     return {"proxy workers": serving, "proxy supervisor": supervisor, "load generator": lambda: [os.getpid()],
             "mock provider": lambda: [mock_pid], "redis (whole server)": lambda: named("redis-server"),
             "postgres (its backends)": lambda: postgres_backends([pid, *descendants(pid)])}
@@ -297,6 +305,7 @@ def main() -> None:
     results: dict[str, list[float]] = {}
     cpu: dict[str, dict[str, float]] = {"1 worker": {}, "2 workers": {}}  # group -> CPU seconds, measured rounds
     walls = {"1 worker": 0.0, "2 workers": 0.0}
+    splits: dict[str, list[str]] = {"1 worker": [], "2 workers": []}  # each round: the workers' shares of its CPU
     loads = [os.getloadavg()[0]]
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
@@ -330,8 +339,12 @@ def main() -> None:
                 for name, proc in proxies.items():
                     requests = encoded_requests(proc.port, proc.master_key, sessions[name], args.requests)
                     before, start = accounts[name].snapshot(), time.perf_counter()
+                    each = accounts[name].per_worker()
                     rps, ids = asyncio.run(one_round(proc.port, requests, args.concurrency))
                     wall = time.perf_counter() - start
+                    each = sorted((seconds - each.get(pid, 0.0) for pid, seconds in accounts[name].per_worker().items()),
+                                  reverse=True)
+                    splits[name].append(" / ".join(f"{100 * x / (sum(each) or 1):.0f}%" for x in each))
                     for group, seconds in CpuAccount.spent(before, accounts[name].snapshot()).items():
                         cpu[name][group] = cpu[name].get(group, 0.0) + seconds
                     walls[name] += wall
@@ -360,6 +373,7 @@ def main() -> None:
     print(f"throughput ratio (2 workers / 1 worker): {two / one:.2f}")
     print(f"load average (1 min) during the run: min {min(loads):.1f}, max {max(loads):.1f}")
     print_cpu(cpu, walls, {name: rounds * args.requests for name in cpu})
+    print("2 workers: share of each worker in the workers' CPU, per round: " + ", ".join(splits["2 workers"]))
     print("idle proxy workers (no requests, after the warm-up): " + ", ".join(
         f"{name}: {value:.3f} cores" for name, value in idle.items()) + f" over {IDLE_SECONDS:.0f} s")
     print("rows lost: " + ", ".join(f"{name}: {n}" for name, n in lost.items()) + f" (of {sum(len(v) for v in sent.values())} answered)")
