@@ -8,9 +8,17 @@ Two real `backlog-ops proxy` processes on 127.0.0.1, one with --workers 1 and on
 own), the ticket-policy callback on with a budget on the ticket (large enough never to refuse),
 so every call takes the shared reservation path. One mock provider in a process of its own.
 Rounds alternate between the two proxies so load from elsewhere on the machine hits both alike;
-each round sends a fixed number of /v1/chat/completions requests at fixed concurrency. Prints
-each proxy's throughput (median over rounds), the ratio, the machine's load average, and rows
-lost: requests answered minus rows in the ledger, per proxy (each has a ticket of its own).
+each round sends a fixed number of /v1/chat/completions requests at fixed concurrency, over
+keep-alive connections opened at the round's start. Prints each proxy's throughput (median over
+rounds), the ratio, the machine's load average, and rows lost: requests answered minus rows in
+the ledger, per proxy (each has a ticket of its own).
+
+Where the CPU goes: each round's CPU time (/proc/PID/stat utime + stime) of the proxy's workers,
+its supervisor, the load generator (this process), the mock provider, Redis (the whole server:
+shared) and the PostgreSQL backends serving the proxies, and the rest of the machine; per request,
+and the ceiling 2 cores allow each proxy given the apparatus' share (a worker uses at most one
+core). Also each worker's share of the 2-worker proxy's CPU per round, and the workers' CPU with
+no requests at all.
 
 Bounded in count (rounds x requests) and time (--max-seconds for the measured rounds).
 """
@@ -305,7 +313,7 @@ def main() -> None:
     results: dict[str, list[float]] = {}
     cpu: dict[str, dict[str, float]] = {"1 worker": {}, "2 workers": {}}  # group -> CPU seconds, measured rounds
     walls = {"1 worker": 0.0, "2 workers": 0.0}
-    splits: dict[str, list[str]] = {"1 worker": [], "2 workers": []}  # each round: the workers' shares of its CPU
+    splits: dict[str, list[list[float]]] = {"1 worker": [], "2 workers": []}  # each round: the workers' CPU shares
     loads = [os.getloadavg()[0]]
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
@@ -344,7 +352,7 @@ def main() -> None:
                     wall = time.perf_counter() - start
                     each = sorted((seconds - each.get(pid, 0.0) for pid, seconds in accounts[name].per_worker().items()),
                                   reverse=True)
-                    splits[name].append(" / ".join(f"{100 * x / (sum(each) or 1):.0f}%" for x in each))
+                    splits[name].append([x / (sum(each) or 1) for x in each])
                     for group, seconds in CpuAccount.spent(before, accounts[name].snapshot()).items():
                         cpu[name][group] = cpu[name].get(group, 0.0) + seconds
                     walls[name] += wall
@@ -373,7 +381,17 @@ def main() -> None:
     print(f"throughput ratio (2 workers / 1 worker): {two / one:.2f}")
     print(f"load average (1 min) during the run: min {min(loads):.1f}, max {max(loads):.1f}")
     print_cpu(cpu, walls, {name: rounds * args.requests for name in cpu})
-    print("2 workers: share of each worker in the workers' CPU, per round: " + ", ".join(splits["2 workers"]))
+    # uvicorn's workers accept on one shared socket, and whichever wakes first accepts every
+    # connection waiting: a burst of new keep-alive connections can all land on one worker.
+    print("per round, 2 workers vs. 1, and how the 2-worker proxy's CPU fell to its workers (connections stay "
+          "with the worker that accepted them):")
+    for i, (r1, r2, split) in enumerate(zip(results["1 worker"], results["2 workers"], splits["2 workers"]), 1):
+        print(f"  round {i}: {r2 / r1:.2f}  ({r2:.1f} vs. {r1:.1f} req/s)  workers " +
+              " / ".join(f"{100 * x:.0f}%" for x in split))
+    spread = [r2 / r1 for r1, r2, split in zip(results["1 worker"], results["2 workers"], splits["2 workers"])
+              if min(split) >= 0.25]
+    print(f"rounds with both workers serving (each >= 25% of the CPU): {len(spread)} of {rounds}" +
+          (f", median ratio {statistics.median(spread):.2f}" if spread else ""))
     print("idle proxy workers (no requests, after the warm-up): " + ", ".join(
         f"{name}: {value:.3f} cores" for name, value in idle.items()) + f" over {IDLE_SECONDS:.0f} s")
     print("rows lost: " + ", ".join(f"{name}: {n}" for name, n in lost.items()) + f" (of {sum(len(v) for v in sent.values())} answered)")
