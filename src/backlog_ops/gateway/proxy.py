@@ -40,7 +40,7 @@ from backlog_ops.ledger.backend import describe_ledger
 from backlog_ops.project.file import CONFIG_FILE
 from backlog_ops.project.schema import load_backlog_config
 
-__all__ = ["DEV_CONFIG", "DOTENV", "MAX_WORKERS", "WORKER_CONFIG_ENV", "WORKER_MOCK_ENV", "WORKER_PROBLEMS_ENV", "read_dotenv", "read_proxy_config", "run_proxy", "serve_status", "startup_text", "worker_environment"]
+__all__ = ["DEV_CONFIG", "DOTENV", "MAX_WORKERS", "WORKER_CONFIG_ENV", "WORKER_MOCK_ENV", "WORKER_PROBLEMS_ENV", "read_dotenv", "read_proxy_config", "report_start_problems", "run_proxy", "serve_status", "startup_text", "worker_environment"]
 
 DEV_CONFIG = "dev.yaml"
 DOTENV = ".env"
@@ -147,9 +147,7 @@ def run_proxy(*, config: str | None, host: str, port: int, workers: int = 1) -> 
         found = load_problems(config_path, proxy_config, outcome, os.environ)
         if not found:
             return
-        for problem in found:
-            print(f"backlog-ops: error: cannot start the proxy: {problem}", file=sys.stderr)
-        sys.stderr.flush()
+        report_start_problems(found)
         if mock is not None:
             mock.stop()
         # Inside uvicorn's start-up any exception ends in a traceback; nothing was served or
@@ -178,13 +176,19 @@ def run_proxy(*, config: str | None, host: str, port: int, workers: int = 1) -> 
             mock.stop()
         found = _worker_problems(problems_file)
     # A worker that could not load the config stopped the proxy with a SIGTERM: not a clean stop.
-    for problem in found:
-        print(f"backlog-ops: error: cannot start the proxy: {problem}", file=sys.stderr)
     if found:
+        report_start_problems(found)
         return 1
     if stopped is not None:
         raise stopped
     return 0
+
+
+def report_start_problems(problems: list[str]) -> None:
+    """One error line per reason the proxy cannot start, on stderr (its log)."""
+    for problem in problems:
+        print(f"backlog-ops: error: cannot start the proxy: {problem}", file=sys.stderr)
+    sys.stderr.flush()
 
 
 def _worker_problems(problems_file: Path | None) -> list[str]:

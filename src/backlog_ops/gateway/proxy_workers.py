@@ -20,7 +20,6 @@ from __future__ import annotations
 import atexit
 import os
 import signal
-import sys
 from pathlib import Path
 from typing import NoReturn
 
@@ -61,7 +60,7 @@ def stop_the_proxy(problems: list[str]) -> NoReturn:
     as from any stop: the problems go to the file the parent named (WORKER_PROBLEMS_ENV), which
     it reports, once however many workers failed, before it exits 1.
     """
-    from backlog_ops.gateway.proxy import WORKER_PROBLEMS_ENV
+    from backlog_ops.gateway.proxy import WORKER_PROBLEMS_ENV, report_start_problems
 
     text = "".join(f"{problem}\n" for problem in problems).encode()
     target = os.environ.get(WORKER_PROBLEMS_ENV)
@@ -75,9 +74,7 @@ def stop_the_proxy(problems: list[str]) -> NoReturn:
     except FileExistsError:
         pass
     except (OSError, TypeError):  # no file to write to: say it here, in the log both share
-        for problem in problems:
-            print(f"backlog-ops: error: cannot start the proxy: {problem}", file=sys.stderr)
-        sys.stderr.flush()
+        report_start_problems(problems)
     os.kill(os.getppid(), signal.SIGTERM)
     os._exit(1)
 
