@@ -182,9 +182,10 @@ def project(tmp_path_factory) -> Path:
     return make_project(tmp_path_factory.mktemp("refusals"), "backlog-unused")
 
 
-def refused(project: Path, env: dict[str, str], config: str = "litellm.yaml", port: int | None = None) -> list[str]:
+def refused(project: Path, env: dict[str, str], config: str = "litellm.yaml", port: int | None = None,
+            workers: int = 1) -> list[str]:
     port = port or free_port()
-    done = cli(["proxy", "--config", config, "--port", str(port)], project,
+    done = cli(["proxy", "--config", config, "--port", str(port), "--workers", str(workers)], project,
                clean_env(BACKLOG_HOME=str(project / "home"), **env))
     assert done.returncode != 0, done.stderr[-3000:]
     assert "Traceback" not in done.stderr, done.stderr[-3000:]
@@ -212,6 +213,14 @@ def test_start_is_refused_when_the_redis_cache_has_no_host(project) -> None:
     assert len(errors) == 1, errors
     assert "LiteLLM cannot start the Redis response cache" in errors[0] and "REDIS_HOST" in errors[0]
     assert "responseCache.type" in errors[0]
+
+
+def test_start_with_workers_is_refused_when_the_redis_cache_has_no_host(project) -> None:
+    # Found by each worker as LiteLLM loads the config, not by the parent: the parent still exits
+    # non-zero (it used to exit 0) and says why once, however many workers failed.
+    errors = refused(project, {"ANTHROPIC_API_KEY": STAND_IN_KEY}, workers=2)
+    assert len(errors) == 1, errors
+    assert "LiteLLM cannot start the Redis response cache" in errors[0] and "REDIS_HOST" in errors[0]
 
 
 def test_start_is_refused_when_litellm_would_drop_the_aliases(project) -> None:

@@ -15,8 +15,10 @@ it starts in supplies variables the environment does not set.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import sys
+import tempfile
 from pathlib import Path
 
 import yaml
@@ -38,7 +40,7 @@ from backlog_ops.ledger.backend import describe_ledger
 from backlog_ops.project.file import CONFIG_FILE
 from backlog_ops.project.schema import load_backlog_config
 
-__all__ = ["DEV_CONFIG", "DOTENV", "MAX_WORKERS", "WORKER_CONFIG_ENV", "WORKER_MOCK_ENV", "read_dotenv", "read_proxy_config", "run_proxy", "serve_status", "startup_text", "worker_environment"]
+__all__ = ["DEV_CONFIG", "DOTENV", "MAX_WORKERS", "WORKER_CONFIG_ENV", "WORKER_MOCK_ENV", "WORKER_PROBLEMS_ENV", "read_dotenv", "read_proxy_config", "report_start_problems", "run_proxy", "serve_status", "startup_text", "worker_environment"]
 
 DEV_CONFIG = "dev.yaml"
 DOTENV = ".env"
@@ -47,6 +49,7 @@ MAX_WORKERS = 64
 WORKER_HOOK = "backlog_ops.gateway.proxy_workers:in_worker"
 WORKER_CONFIG_ENV = "BACKLOG_PROXY_WORKER_CONFIG"  # the config the parent checked, for each worker
 WORKER_MOCK_ENV = "BACKLOG_PROXY_WORKER_MOCK"  # "1": the offline mock config
+WORKER_PROBLEMS_ENV = "BACKLOG_PROXY_WORKER_PROBLEMS"  # where a worker that cannot serve writes why
 
 
 def dev_config_path() -> Path:
@@ -128,8 +131,11 @@ def run_proxy(*, config: str | None, host: str, port: int, workers: int = 1) -> 
     for line in startup_text(config_path if config else None, proxy_config, host=host, port=port,
                              key_source=key_source, from_dotenv=from_dotenv, workers=workers):
         print(f"backlog-ops: {line}", file=sys.stderr)
+    problems_file = None
     if workers > 1:
-        os.environ.update(worker_environment(config_path, mock=mock is not None))
+        # A private directory: the file a worker that cannot load the config writes its problems to.
+        problems_file = Path(tempfile.mkdtemp(prefix="backlog-ops-proxy-")) / "worker-problems"
+        os.environ.update(worker_environment(config_path, mock=mock is not None, problems_file=problems_file))
         # uvicorn kills a worker that does not answer its health ping within 5 s and starts another:
         # on a busy machine a worker importing LiteLLM can take longer, and would be killed forever.
         os.environ.setdefault("TIMEOUT_WORKER_HEALTHCHECK", "60")
@@ -141,9 +147,7 @@ def run_proxy(*, config: str | None, host: str, port: int, workers: int = 1) -> 
         found = load_problems(config_path, proxy_config, outcome, os.environ)
         if not found:
             return
-        for problem in found:
-            print(f"backlog-ops: error: cannot start the proxy: {problem}", file=sys.stderr)
-        sys.stderr.flush()
+        report_start_problems(found)
         if mock is not None:
             mock.stop()
         # Inside uvicorn's start-up any exception ends in a traceback; nothing was served or
@@ -157,25 +161,55 @@ def run_proxy(*, config: str | None, host: str, port: int, workers: int = 1) -> 
     # with the default one the process dies before atexit, and the ledger's last rows with it.
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
 
+    stopped = None
     try:
         run_server.main(
             args=["--config", str(config_path), "--host", host, "--port", str(port), "--num_workers", str(workers)],
             standalone_mode=False,
         )
+    except SystemExit as exc:  # a SIGTERM (_exit_on_sigterm), once uvicorn has stopped its workers
+        stopped = exc
     except Exception as exc:  # noqa: BLE001 - LiteLLM reads the config again before serving
         raise ProxyStartError(f"the LiteLLM proxy stopped: {type(exc).__name__}: {exc}") from None
     finally:
         if mock is not None:
             mock.stop()
+        found = _worker_problems(problems_file)
+    # A worker that could not load the config stopped the proxy with a SIGTERM: not a clean stop.
+    if found:
+        report_start_problems(found)
+        return 1
+    if stopped is not None:
+        raise stopped
     return 0
 
 
-def worker_environment(config_path: Path, *, mock: bool) -> dict[str, str]:
+def report_start_problems(problems: list[str]) -> None:
+    """One error line per reason the proxy cannot start, on stderr (its log)."""
+    for problem in problems:
+        print(f"backlog-ops: error: cannot start the proxy: {problem}", file=sys.stderr)
+    sys.stderr.flush()
+
+
+def _worker_problems(problems_file: Path | None) -> list[str]:
+    """What a worker that could not load the config wrote (gateway/proxy_workers.stop_the_proxy); the file goes."""
+    if problems_file is None:
+        return []
+    try:
+        text = problems_file.read_text(errors="replace")
+    except FileNotFoundError:
+        text = ""
+    finally:
+        shutil.rmtree(problems_file.parent, ignore_errors=True)
+    return [line for line in text.splitlines() if line.strip()]
+
+
+def worker_environment(config_path: Path, *, mock: bool, problems_file: Path | None = None) -> dict[str, str]:
     """What each LiteLLM worker needs to run gateway/proxy_workers.in_worker (LiteLLM's own hooks kept)."""
     hooks = [h.strip() for h in (os.environ.get("LITELLM_WORKER_STARTUP_HOOKS") or "").split(",")]
     hooks = [h for h in hooks if h and h != WORKER_HOOK]
     return {"LITELLM_WORKER_STARTUP_HOOKS": ",".join([*hooks, WORKER_HOOK]), WORKER_CONFIG_ENV: str(config_path),
-            WORKER_MOCK_ENV: "1" if mock else ""}
+            WORKER_MOCK_ENV: "1" if mock else "", WORKER_PROBLEMS_ENV: str(problems_file or "")}
 
 
 def startup_text(config_path: Path | None, proxy_config: dict, *, host: str, port: int, key_source: str,

@@ -20,10 +20,12 @@ from __future__ import annotations
 import atexit
 import os
 import signal
-import sys
 from pathlib import Path
+from typing import NoReturn
 
-__all__ = ["in_worker"]
+from backlog_ops.errors import BacklogOpsError
+
+__all__ = ["in_worker", "stop_the_proxy"]
 
 
 def in_worker() -> None:
@@ -36,22 +38,45 @@ def in_worker() -> None:
     if not path:
         return
     config_path = Path(path)
-    proxy_config = read_proxy_config(config_path)
+    try:
+        proxy_config = read_proxy_config(config_path)
+    except BacklogOpsError as exc:  # the file changed or went away since the parent read it
+        stop_the_proxy([str(exc)])
 
     def stop_on_problems(outcome: dict) -> None:
         found = load_problems(config_path, proxy_config, outcome, os.environ)
-        if not found:
-            return
-        for problem in found:
-            print(f"backlog-ops: error: cannot start the proxy: {problem}", file=sys.stderr)
-        sys.stderr.flush()
-        # The parent would start this worker again and again: stop the parent, which stops them all.
-        os.kill(os.getppid(), signal.SIGTERM)
-        os._exit(1)
+        if found:
+            stop_the_proxy(found)
 
     guard_startup_load(stop_on_problems)
     serve_status(config_path, mock=os.environ.get(WORKER_MOCK_ENV) == "1")
     _flush_after_shutdown()
+
+
+def stop_the_proxy(problems: list[str]) -> NoReturn:
+    """This worker cannot serve: hand the problems to the parent, stop it (which stops every worker), leave.
+
+    uvicorn's parent would start a failed worker again and again, and after a SIGTERM it exits 0
+    as from any stop: the problems go to the file the parent named (WORKER_PROBLEMS_ENV), which
+    it reports, once however many workers failed, before it exits 1.
+    """
+    from backlog_ops.gateway.proxy import WORKER_PROBLEMS_ENV, report_start_problems
+
+    text = "".join(f"{problem}\n" for problem in problems).encode()
+    target = os.environ.get(WORKER_PROBLEMS_ENV)
+    try:
+        # O_EXCL: the first worker to fail writes them; the others would only repeat them.
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.write(fd, text)
+        finally:
+            os.close(fd)
+    except FileExistsError:
+        pass
+    except (OSError, TypeError):  # no file to write to: say it here, in the log both share
+        report_start_problems(problems)
+    os.kill(os.getppid(), signal.SIGTERM)
+    os._exit(1)
 
 
 def _flush_after_shutdown() -> None:

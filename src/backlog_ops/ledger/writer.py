@@ -76,6 +76,7 @@ class LedgerWriter:
         self._ledger = None
         self._closed = False
         self._in_flight = 0
+        self._last_write = float("-inf")  # when the thread last started writing a batch
         # Retry warnings at most every 30 s: a broken ledger must not flood the proxy log.
         self._warnings = Warnings(log, interval=30)
         self._failing_since: float | None = None
@@ -206,9 +207,17 @@ class LedgerWriter:
                     self._cond.wait(1.0 if (self._early or self._spilled) else None)
                 if not self._pending and self._closed:
                     return
+                # While rows keep coming, write at most every `interval` s: a busy proxy then writes
+                # a batch a transaction instead of a row or two (each row is in the journal meanwhile).
+                # A row after a quiet spell is written at once.
+                while (self._pending and not self._closed and len(self._pending) < self._batch_size
+                       and (gather := self._last_write + self._interval - time.monotonic()) > 0):
+                    self._cond.wait(gather)
                 batch = [self._pending.popleft() for _ in range(min(self._batch_size, len(self._pending)))]
                 self._in_flight = len(batch)
             first = False
+            if batch:
+                self._last_write = time.monotonic()
             try:
                 self._write(batch)
                 self._recovered()
