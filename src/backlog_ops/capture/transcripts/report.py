@@ -51,6 +51,22 @@ class ImportReport(dict):
         if len(bucket["examples"]) < EXAMPLES:
             bucket["examples"].append(example() if callable(example) else example)
 
+    def absorb(self, part: dict) -> None:
+        """Add the counts and examples of `part`, the report of one file read on its own."""
+        self["lines"] += part["lines"]
+        for name, count in part["skipped"].items():
+            self["skipped"][name] += count
+        for kind, theirs in part["unattributed"].items():
+            if not theirs["count"]:
+                continue
+            bucket = self["unattributed"][kind]
+            bucket["count"] += theirs["count"]
+            if "cost_usd" in bucket:
+                bucket["cost_usd"] = round(bucket["cost_usd"] + theirs["cost_usd"], 6)
+            for model, count in theirs.get("models", {}).items():
+                bucket["models"][model] = bucket["models"].get(model, 0) + count
+            bucket["examples"].extend(theirs["examples"][:EXAMPLES - len(bucket["examples"])])
+
     def malformed(self, where: str, why: str) -> None:
         self.problem("malformed", f"{where}: {why}")
 
