@@ -90,7 +90,9 @@ def import_transcripts(
         keys.append(key)
         total += size
     groups = RequestGroups(report)
-    done = read_files(tasks, worker_count(jobs, len(tasks), total))
+    workers = worker_count(jobs, len(tasks), total)
+    report["reading_processes"] = workers or 1
+    done = read_files(tasks, workers)
     with closing(done):  # stopped early (an error, Ctrl-C): the workers stop too
         for key, read in zip(keys, _ticking(done, progress, [file for file, _ in tasks])):
             report.absorb(read.report)

@@ -85,8 +85,11 @@ def read_file(path: Path, prior: dict | None) -> FileRead:
 def worker_count(jobs: int | None, files: int, total_bytes: int) -> int:
     """How many worker processes read `files` files of `total_bytes` bytes (0: read them here).
 
-    `jobs` None chooses: one per core from PARALLEL_MIN_BYTES on; a number is taken as given.
+    `jobs` None chooses: one per core from PARALLEL_MIN_BYTES on; a number is taken as given
+    (when there is anything to parse: files that only need to be looked at are looked at here).
     """
+    if total_bytes <= 0:
+        return 0
     if jobs is None:
         if total_bytes < PARALLEL_MIN_BYTES:
             return 0
@@ -102,6 +105,7 @@ def read_files(tasks: list[tuple[Path, dict | None]], workers: int) -> Iterator[
             yield read_file(path, prior)
         return
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=_start_method(), initializer=_ignore_interrupts)
+    finished = False
     try:
         # All submitted at once (a task is a path and a small dict); results are taken in order, so
         # at most the files read ahead of the oldest one still being read wait here.
@@ -112,12 +116,14 @@ def read_files(tasks: list[tuple[Path, dict | None]], workers: int) -> Iterator[
             except BrokenProcessPool:
                 # A worker died: what was not returned is read here, in the same order.
                 yield from (read_file(p, pr) for p, pr in tasks[index:])
-                return
+                break
             futures[index] = None  # type: ignore[call-overload]  # its rows are not kept twice
             yield _received(path, sent)
+        finished = True
     finally:
-        # Interrupted or done: queued files are dropped, and no worker outlives the import.
-        pool.shutdown(wait=True, cancel_futures=True)
+        # Done: the workers are gone when the import goes on. Interrupted (Ctrl-C, an error): queued
+        # files are dropped and each worker ends after its file, without the import waiting for it.
+        pool.shutdown(wait=finished, cancel_futures=True)
 
 
 def _read_in_worker(path: str, prior: dict | None) -> tuple:

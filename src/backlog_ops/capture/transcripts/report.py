@@ -24,6 +24,7 @@ class ImportReport(dict):
             root=root,
             dry_run=dry_run,
             files={"found": 0, "read": 0, "unchanged": 0},
+            reading_processes=1,  # the import's own, or this many workers
             lines=0,
             lines_merged=0,
             imported={"requests": 0, "subagent_requests": 0, "inferred_from_branch": 0, "tokens": 0, "cost_usd": 0.0},
@@ -98,7 +99,9 @@ def render_report(report: dict) -> str:
     verb = "would import" if report["dry_run"] else "imported"
     out = [
         f"transcripts: {printable(report['root'])}",
-        f"  files: {f['found']} found, {f['read']} read, {f['unchanged']} unchanged since the last import",
+        f"  files: {f['found']} found, {f['read']} read"
+        + (f" (by {report['reading_processes']} processes)" if report.get("reading_processes", 1) > 1 else "")
+        + f", {f['unchanged']} unchanged since the last import",
         f"  {verb} {_n(imp['requests'], 'request')} ({imp['subagent_requests']} from subagents), "
         f"{imp['tokens']:,} tokens, ${imp['cost_usd']:.4f}"
         + (f", {imp['inferred_from_branch']:,} on tickets inferred from the git branch" if imp.get("inferred_from_branch") else "")

@@ -48,8 +48,7 @@ class BatchWriter:
 
     def _raise_error(self) -> None:
         if self._error is not None:
-            error, self._error = self._error, None
-            raise error
+            raise self._error  # kept: the thread drops every batch put after it
 
     def _run(self) -> None:
         while True:
