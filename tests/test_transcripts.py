@@ -531,24 +531,3 @@ def test_a_worker_that_dies_loses_no_file(projects, backlog_home, monkeypatch) -
     report = import_transcripts(projects, jobs=2)
     assert report["imported"] == expected and len(ledger_rows(backlog_home)) == expected["requests"]
     assert "00000003-1111-4000-8000-000000000000.jsonl" in read_here  # the dead worker's file, read again here
-
-
-def test_the_batch_writer_raises_a_write_error_and_writes_nothing_after_it() -> None:
-    from backlog_ops.capture.transcripts.writing import BatchWriter
-    from backlog_ops.errors import LedgerError
-
-    class FullDisk:
-        def __init__(self):
-            self.written: list = []
-
-        def record_many(self, batch):
-            if batch == ["b"]:
-                raise LedgerError("cannot write to ledger: database or disk is full")
-            self.written.append(batch)
-
-    ledger = FullDisk()
-    with pytest.raises(LedgerError, match="disk is full"):
-        with BatchWriter(ledger) as writer:
-            for batch in (["a"], ["b"], ["c"], ["d"], ["e"]):
-                writer.put(batch)
-    assert ledger.written == [["a"]]
