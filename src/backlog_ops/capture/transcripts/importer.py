@@ -33,6 +33,7 @@ from backlog_ops.capture.transcripts.matching import (
 from backlog_ops.capture.transcripts.parse import Request, RequestGroups
 from backlog_ops.capture.transcripts.reading import read_files, worker_count
 from backlog_ops.capture.transcripts.report import ImportReport
+from backlog_ops.common.prices import price_usage  # light: litellm is imported only for a model it alone prices
 from backlog_ops.common.times import format_time, parse_time
 from backlog_ops.context.fields import is_inferred
 from backlog_ops.errors import BacklogOpsError
@@ -242,7 +243,5 @@ def _existing(ledger, call_ids: list[str]) -> dict[str, dict]:
 
 
 def _price(req: Request, provider: str | None) -> float | None:
-    from backlog_ops.common.prices import price_usage
-
     return price_usage([req.model] if req.model else [], provider, req.prompt_tokens, req.output_tokens,
                        req.cache_read, req.cache_write)
