@@ -38,9 +38,11 @@ from backlog_ops.errors import TranscriptFileError
 
 __all__ = ["FileRead", "PARALLEL_MIN_BYTES", "read_file", "read_files", "worker_count"]
 
-# Below this many bytes to read an import stays in one process (measured: bench/transcript_import.py
-# --files 40 --mb 8 reads as fast either way on 2 cores; the pool's start and the rows' trip back cost
-# about what a second core saves).
+# Below this many bytes to read an import stays in one process: starting the pool and sending the
+# rows back cost a few hundredths of a second, as much as a second core saves on a few MB (measured
+# with --jobs 1 and 2 on 2 cores at a load average of 6-7: 2.2 MB in 10 files 0.68 / 0.61 s,
+# 8.3 MB in 40 files 1.07 / 1.15 s, 32 MB in 80 files 2.90 / 3.05 s; on a busy machine the workers
+# only add their own cost, so the threshold is a guess to re-take on a quiet one).
 PARALLEL_MIN_BYTES = 8 * 2**20
 MAX_AUTO_JOBS = 8  # more workers than this mostly wait on the disk and on the one writer
 
