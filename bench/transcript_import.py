@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/transcript_import.py [--ccusage PATH] [--rounds 1] [--files 400] [--mb 186]
                                                 [--requests 97500] [--seed 13] [--corpus DIR] [--one-process]
+                                                [--jobs N]
 
 Writes a Claude Code-shaped corpus (bench/transcript_corpus.py; by default the shape of issue
 13's: 400 files, ~290k lines, 97,500 requests, subagent transcripts, responses over several lines
@@ -11,6 +12,8 @@ with that CLAUDE_CONFIG_DIR:
   ccusage   `ccusage session --json --offline`
   ours      `backlog-ops import transcripts --json` into a fresh BACKLOG_HOME (a new ledger)
   re-import the same command again, nothing changed
+  (ours runs with the command's default, which starts worker processes only with an idle core;
+  --jobs N passes --jobs N to it)
   one process (with --one-process) the import with `--jobs 1`, into another fresh BACKLOG_HOME: what
             the worker processes gain over reading every file in the importer
 
@@ -118,6 +121,7 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=13)
     parser.add_argument("--corpus", type=Path, help="an existing CLAUDE_CONFIG_DIR to use instead of writing one")
     parser.add_argument("--one-process", action="store_true", help="also time the import with --jobs 1")
+    parser.add_argument("--jobs", type=int, help="--jobs for ours (default: the command's own choice)")
     args = parser.parse_args()
     if not 1 <= args.rounds <= 10 or not 1 <= args.files <= 10_000 or not 1 <= args.requests <= 2_000_000:
         parser.error("--rounds 1..10, --files 1..10000, --requests 1..2000000")
@@ -141,13 +145,13 @@ def main() -> int:
             home = tmp_path / f"home{round_}"
             home.mkdir(mode=0o700)
             ours_env = {**env, "BACKLOG_HOME": str(home)}
-            ours_argv = [str(BIN), "import", "transcripts", "--json"]
+            ours_argv = [str(BIN), "import", "transcripts", "--json"] + (["--jobs", str(args.jobs)] if args.jobs else [])
             steps = [("ours", ours_argv, ours_env, home / "report.json"),
                      ("again", ours_argv, ours_env, home / "again.json")]
             if args.one_process:
                 serial_home = tmp_path / f"serial{round_}"
                 serial_home.mkdir(mode=0o700)
-                serial = ("serial", ours_argv + ["--jobs", "1"], {**env, "BACKLOG_HOME": str(serial_home)},
+                serial = ("serial", [str(BIN), "import", "transcripts", "--json", "--jobs", "1"], {**env, "BACKLOG_HOME": str(serial_home)},
                           serial_home / "report.json")
                 steps = steps + [serial] if round_ % 2 == 0 else [serial] + steps
             if ccusage:

@@ -10,7 +10,7 @@ A streaming importer's peak grows with the number of requests (kept to be merged
 not with the file's size.
 
 A large import of many files is read by worker processes: the same --mb spread over --spread files
-is imported too, and for every run the peak of the whole process tree is sampled every 20 ms
+is imported too (with --jobs 2), and for every run the peak of the whole process tree is sampled every 20 ms
 from /proc: the sum of the processes' RSS (an upper bound: pages a forked worker shares with the
 importer count twice) and of their PSS (shared pages split between the processes sharing them).
 """
@@ -68,13 +68,13 @@ def _rss_pss_kb(pid: int) -> tuple[int, int]:
         return 0, 0
 
 
-def peak_rss_mb(path: Path, home: Path, dry_run: bool) -> tuple[float, float, float, int, dict]:
+def peak_rss_mb(path: Path, home: Path, dry_run: bool, extra: list[str]) -> tuple[float, float, float, int, dict]:
     """Run the import as its own process; (its peak RSS, the tree's peak summed RSS and PSS in MB,
     the most processes seen at once, its JSON report)."""
     home.mkdir(mode=0o700)
     out = home / "report.json"
     env = {**os.environ, "BACKLOG_HOME": str(home), "LITELLM_LOCAL_MODEL_COST_MAP": "True", "BACKLOG_PROGRESS": "0"}
-    argv = [str(BIN), "import", "transcripts", str(path), "--json"] + (["--dry-run"] if dry_run else [])
+    argv = [str(BIN), "import", "transcripts", str(path), "--json"] + (["--dry-run"] if dry_run else []) + extra
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child
         try:
@@ -115,7 +115,10 @@ def main() -> int:
         results = {}
         for label, size, files in cases:
             path, requests = write_transcripts(root / label / "claude", size, files)
-            own, tree_rss, tree_pss, procs, report = peak_rss_mb(path, root / label / "home", args.dry_run)
+            # --jobs 2 for the spread: its workers are what it measures, whatever the load (the default
+            # starts them only with an idle core).
+            extra = ["--jobs", "2"] if files > 1 else []
+            own, tree_rss, tree_pss, procs, report = peak_rss_mb(path, root / label / "home", args.dry_run, extra)
             assert report["imported"]["requests"] == requests, (report["imported"], requests)
             mb = sum(f.stat().st_size for f in Path(path).rglob("*.jsonl")) if files > 1 else path.stat().st_size
             results[label] = (mb / 1e6, files, requests, own, tree_rss, tree_pss, report["reading_processes"])

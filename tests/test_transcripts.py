@@ -531,3 +531,18 @@ def test_a_worker_that_dies_loses_no_file(projects, backlog_home, monkeypatch) -
     report = import_transcripts(projects, jobs=2)
     assert report["imported"] == expected and len(ledger_rows(backlog_home)) == expected["requests"]
     assert "00000003-1111-4000-8000-000000000000.jsonl" in read_here  # the dead worker's file, read again here
+
+
+def test_workers_are_chosen_for_a_large_import_with_idle_cores(monkeypatch) -> None:
+    from backlog_ops.capture.transcripts import reading
+
+    monkeypatch.setattr(reading, "_cores", lambda: 4)
+    large = reading.PARALLEL_MIN_BYTES
+    for load, workers in ((0.2, 4), (1.5, 3), (2.9, 2), (3.5, 0), (12.0, 0)):
+        monkeypatch.setattr(reading, "_load_average", lambda load=load: load)
+        assert reading.worker_count(None, 100, large) == workers, load
+    monkeypatch.setattr(reading, "_load_average", lambda: 0.0)
+    assert reading.worker_count(None, 100, large - 1) == 0  # small: one process
+    assert reading.worker_count(None, 1, large * 10) == 0  # one file: one process
+    assert reading.worker_count(2, 100, 1) == 2 and reading.worker_count(1, 100, large) == 0  # as asked
+    assert reading.worker_count(2, 100, 0) == 0  # nothing to parse (FIFOs, dangling links): looked at here

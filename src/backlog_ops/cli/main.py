@@ -188,7 +188,7 @@ def _parser(argparse):
     p.add_argument("--dry-run", action="store_true", help="report what would be imported, write nothing")
     p.add_argument("--json", action="store_true", help="print the import report as JSON")
     p.add_argument("--jobs", type=_positive, metavar="N",
-                   help="processes reading the files (default: one per core for a large import; 1: no others)")
+                   help="processes reading the files (default: one per idle core for a large import; 1: no others)")
     p.set_defaults(run=_import_transcripts)
 
     p = sub.add_parser("check-direct-calls", help="warn about LLM provider calls that bypass the gateway and track_llm_call")

@@ -9,9 +9,10 @@ One file at a time
 
 In parallel
     An import with PARALLEL_MIN_BYTES or more to read, in two files or more, reads them in a pool
-    of worker processes, one per core (`jobs` chooses how many; 1 reads everything here). Below
-    that a pool costs more than it saves (starting it, sending the rows back), and a single file
-    cannot be shared between processes. A worker sends back plain tuples, not objects, with the
+    of worker processes, one per idle core (`worker_count`; `jobs` chooses how many, 1 reads
+    everything here). Below that a pool costs more than it saves (starting it, sending the rows
+    back), a single file cannot be shared between processes, and on a machine with no idle core
+    workers only add their own cost. A worker sends back plain tuples, not objects, with the
     strings a file repeats (its path, sessions, models, branches) sent once; it never touches
     the ledger: the importer alone writes it. A worker that dies (killed, out of memory) loses
     nothing: the files it had not returned are read here.
@@ -39,11 +40,11 @@ from backlog_ops.errors import TranscriptFileError
 __all__ = ["FileRead", "PARALLEL_MIN_BYTES", "read_file", "read_files", "worker_count"]
 
 # Below this many bytes to read an import stays in one process: starting the pool and sending the
-# rows back cost a few hundredths of a second, as much as a second core saves on a few MB (measured
-# with --jobs 1 and 2 on 2 cores at a load average of 6-7: 2.2 MB in 10 files 0.68 / 0.61 s,
-# 8.3 MB in 40 files 1.07 / 1.15 s, 32 MB in 80 files 2.90 / 3.05 s; on a busy machine the workers
-# only add their own cost, so the threshold is a guess to re-take on a quiet one).
-PARALLEL_MIN_BYTES = 8 * 2**20
+# rows back cost about 0.05 s of CPU and up to 0.15 s of wall time, more than a second core saves on
+# a few MB (measured on 2 cores, --jobs 2 vs. 1: 10 MB in 20 files 0.52 / 0.37 s at a load average
+# of 3.5; 32 MB in 80 files 3.05 / 2.90 s at 6-7; at 212 MB the workers save ~1 s of parsing when a
+# core is idle). A guess to re-take on a quiet machine.
+PARALLEL_MIN_BYTES = 32 * 2**20
 MAX_AUTO_JOBS = 8  # more workers than this mostly wait on the disk and on the one writer
 
 _ROW = attrgetter(*(f.name for f in fields(Request)))  # a Request as a tuple, in the order Request(*row) takes
@@ -87,17 +88,30 @@ def read_file(path: Path, prior: dict | None) -> FileRead:
 def worker_count(jobs: int | None, files: int, total_bytes: int) -> int:
     """How many worker processes read `files` files of `total_bytes` bytes (0: read them here).
 
-    `jobs` None chooses: one per core from PARALLEL_MIN_BYTES on; a number is taken as given
-    (when there is anything to parse: files that only need to be looked at are looked at here).
+    `jobs` None chooses: from PARALLEL_MIN_BYTES on, one per idle core and one for the importer's
+    own (it only waits while they read), so none on a machine whose cores are all busy: there a
+    worker gets no more CPU than the importer would, and pickling the rows back costs ~8% more CPU
+    (measured at a load average of 5 on 2 cores: 5.94 s vs. 5.44 s, wall 0.99x). A number is taken
+    as given (when there is anything to parse: files that only need looking at are looked at here).
     """
     if total_bytes <= 0:
         return 0
     if jobs is None:
         if total_bytes < PARALLEL_MIN_BYTES:
             return 0
-        jobs = min(_cores(), MAX_AUTO_JOBS)
+        cores = _cores()
+        idle = cores - _load_average()
+        jobs = min(cores, MAX_AUTO_JOBS, int(idle) + 1) if idle >= 1 else 0
     workers = min(jobs, files)
     return workers if workers > 1 else 0
+
+
+def _load_average() -> float:
+    """The last minute's load average (0.0 where the system does not say)."""
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return 0.0
 
 
 def read_files(tasks: list[tuple[Path, dict | None]], workers: int) -> Iterator[FileRead]:
