@@ -1,7 +1,8 @@
 """`backlog-ops import transcripts` vs. ccusage 15 `session --json`, same corpus, same run.
 
     .venv/bin/python bench/transcript_import.py [--ccusage PATH] [--rounds 1] [--files 400] [--mb 186]
-                                                [--requests 97500] [--seed 13] [--corpus DIR]
+                                                [--requests 97500] [--seed 13] [--corpus DIR] [--one-process]
+                                                [--jobs N]
 
 Writes a Claude Code-shaped corpus (bench/transcript_corpus.py; by default the shape of issue
 13's: 400 files, ~290k lines, 97,500 requests, subagent transcripts, responses over several lines
@@ -11,10 +12,14 @@ with that CLAUDE_CONFIG_DIR:
   ccusage   `ccusage session --json --offline`
   ours      `backlog-ops import transcripts --json` into a fresh BACKLOG_HOME (a new ledger)
   re-import the same command again, nothing changed
+  (ours runs with the command's default, which starts worker processes only with an idle core;
+  --jobs N passes --jobs N to it)
+  one process (with --one-process) the import with `--jobs 1`, into another fresh BACKLOG_HOME: what
+            the worker processes gain over reading every file in the importer
 
 `--rounds N` alternates the order round after round and reports medians. For each: wall time,
-CPU time (user + system of the process: the fairer figure when the machine is shared) and peak
-RSS. Then every session's token totals in our ledger (input, output, cache creation, cache read)
+CPU time (user + system of the process and of its worker processes: the fairer figure when the
+machine is shared) and peak RSS (of the importing process). Then every session's token totals in our ledger (input, output, cache creation, cache read)
 are compared with ccusage's — grouped as ccusage 15 groups them: a project directory's main
 transcripts together, and each session's subagents together — and the bench fails if any differs.
 
@@ -115,6 +120,8 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=97_500)
     parser.add_argument("--seed", type=int, default=13)
     parser.add_argument("--corpus", type=Path, help="an existing CLAUDE_CONFIG_DIR to use instead of writing one")
+    parser.add_argument("--one-process", action="store_true", help="also time the import with --jobs 1")
+    parser.add_argument("--jobs", type=int, help="--jobs for ours (default: the command's own choice)")
     args = parser.parse_args()
     if not 1 <= args.rounds <= 10 or not 1 <= args.files <= 10_000 or not 1 <= args.requests <= 2_000_000:
         parser.error("--rounds 1..10, --files 1..10000, --requests 1..2000000")
@@ -133,14 +140,20 @@ def main() -> int:
                   f"{corpus.requests:,} requests (written in {time.perf_counter() - started:.0f} s)")
         env = {**os.environ, "CLAUDE_CONFIG_DIR": str(config), "LITELLM_LOCAL_MODEL_COST_MAP": "True",
                "BACKLOG_PROGRESS": "0"}
-        runs: dict[str, list[dict]] = {"ccusage": [], "ours": [], "again": []}
+        runs: dict[str, list[dict]] = {"ccusage": [], "ours": [], "again": [], "serial": []}
         for round_ in range(args.rounds):
             home = tmp_path / f"home{round_}"
             home.mkdir(mode=0o700)
             ours_env = {**env, "BACKLOG_HOME": str(home)}
-            ours_argv = [str(BIN), "import", "transcripts", "--json"]
+            ours_argv = [str(BIN), "import", "transcripts", "--json"] + (["--jobs", str(args.jobs)] if args.jobs else [])
             steps = [("ours", ours_argv, ours_env, home / "report.json"),
                      ("again", ours_argv, ours_env, home / "again.json")]
+            if args.one_process:
+                serial_home = tmp_path / f"serial{round_}"
+                serial_home.mkdir(mode=0o700)
+                serial = ("serial", [str(BIN), "import", "transcripts", "--json", "--jobs", "1"], {**env, "BACKLOG_HOME": str(serial_home)},
+                          serial_home / "report.json")
+                steps = steps + [serial] if round_ % 2 == 0 else [serial] + steps
             if ccusage:
                 theirs = ("ccusage", [ccusage, "session", "--json", "--offline"], env, tmp_path / "ccusage.json")
                 steps = steps + [theirs] if round_ % 2 else [theirs] + steps
@@ -153,8 +166,12 @@ def main() -> int:
 
         print(f"import of {report['files']['found']} files, {report['imported']['requests']:,} requests "
               f"({report['lines']:,} lines), median of {args.rounds} round(s):")
-        ours = show("backlog-ops import transcripts", runs["ours"])
+        ours = show(f"backlog-ops import transcripts ({report['reading_processes']} readers)", runs["ours"])
         again = show("  re-import, nothing changed", runs["again"])
+        if runs["serial"]:
+            serial = show("  --jobs 1 (one process)", runs["serial"])
+            print(f"  workers vs. --jobs 1: x{serial['wall'] / ours['wall']:.2f} wall, "
+                  f"x{serial['cpu'] / ours['cpu']:.2f} CPU")
         failed = False
         if ccusage:
             theirs = show("ccusage session --json --offline", runs["ccusage"])

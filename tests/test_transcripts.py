@@ -443,3 +443,106 @@ def test_bulk_writes_defer_checkpoints_and_restore_them(tmp_path) -> None:
         assert ledger.db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 1000
     with SqliteLedger(tmp_path / "ledger.db") as ledger:
         assert len(ledger.rows()) == 3
+
+
+# -- read by worker processes ---------------------------------------------------------------------
+
+
+def _busy_projects(projects: Path) -> Path:
+    """The `projects` fixture and more: a dozen sessions whose responses span lines, one copied into a
+    resumed session's transcript, a FIFO, a dangling link and a file of broken lines."""
+    proj = projects / "-home-dev-other"
+    for n in range(12):
+        sid = f"{n:08d}-1111-4000-8000-000000000000"
+        write_jsonl(proj / f"{sid}.jsonl", [
+            user(sid, T0 + n, "go"),
+            *(assistant(sid, T0 + n * 10 + k, f"req_b{n}_{k // 2}", f"msg_b{n}_{k // 2}", usage(5 + k, 10 * k, 100, 7),
+                        block="text" if k % 2 else "thinking") for k in range(8)),
+        ])
+    first = json.loads((proj / "00000000-1111-4000-8000-000000000000.jsonl").read_text().splitlines()[1])
+    write_jsonl(proj / "ffffffff-1111-4000-8000-000000000000.jsonl", [first])  # a resumed session's copy
+    os.mkfifo(proj / "fifo.jsonl")
+    (proj / "dangling.jsonl").symlink_to(projects / "nowhere")
+    write_jsonl(proj / "broken.jsonl", ['{"type": "assistant", "message": {"id"', "[1]"])
+    return projects
+
+
+def test_workers_and_one_process_write_the_same_rows_and_report(projects, history, proxy_rows, backlog_home,
+                                                                tmp_path, monkeypatch) -> None:
+    import shutil
+
+    _busy_projects(projects)
+    other_home = tmp_path / "other-home"
+    shutil.copytree(backlog_home, other_home)  # the same context history and proxy rows
+    alone = import_transcripts(projects, jobs=1)
+    monkeypatch.setenv("BACKLOG_HOME", str(other_home))
+    workers = import_transcripts(projects, jobs=3)
+
+    assert alone["reading_processes"] == 1 and workers["reading_processes"] == 3
+    assert {**workers, "reading_processes": 1} == alone
+    with SqliteLedger(backlog_home / "ledger.db") as a, SqliteLedger(other_home / "ledger.db") as b:
+        rows_alone, rows_workers = a.rows("ORDER BY call_id", ()), b.rows("ORDER BY call_id", ())
+    assert rows_workers == rows_alone and len(rows_alone) == 12 * 4 + 8 + 4  # the new sessions, the fixture's, the proxy's
+    assert alone["skipped"]["duplicate"] == 1 and alone["lines_merged"] >= 12 * 4
+
+
+def test_a_bad_file_read_by_a_worker_is_counted_and_named(projects, backlog_home) -> None:
+    _busy_projects(projects)
+    report = import_transcripts(projects, jobs=2)
+    assert report["reading_processes"] == 2
+    un = report["unattributed"]
+    assert un["not_regular"]["count"] == 1 and un["not_regular"]["examples"][0].endswith(
+        "fifo.jsonl: not a regular file (a FIFO)")
+    assert un["unreadable"]["count"] == 1 and "dangling.jsonl: " in un["unreadable"]["examples"][0]
+    broken = [e for e in un["malformed"]["examples"] if "broken.jsonl" in e]
+    assert [e.split("broken.jsonl:")[1] for e in broken] == ["1: not JSON", "2: not a JSON object"]
+    text = render_report(report)
+    assert "read (by 2 processes)" in text and "fifo.jsonl" in text
+    # Nothing changed: nothing read again, no process started (the FIFO and the link are only
+    # looked at, and said again), nothing imported twice.
+    again = import_transcripts(projects, jobs=2)
+    assert again["imported"]["requests"] == 0 and again["files"]["read"] == 0 and again["reading_processes"] == 1
+    assert again["unattributed"]["not_regular"]["count"] == again["unattributed"]["unreadable"]["count"] == 1
+
+
+_READ_IN_WORKER = None  # the real one, while a test has workers die
+
+
+def _dies_on_one_file(path: str, prior):
+    if path.endswith("00000003-1111-4000-8000-000000000000.jsonl"):
+        os._exit(3)  # killed: out of memory, or by the user
+    return _READ_IN_WORKER(path, prior)
+
+
+def test_a_worker_that_dies_loses_no_file(projects, backlog_home, monkeypatch) -> None:
+    import multiprocessing
+
+    from backlog_ops.capture.transcripts import reading
+
+    _busy_projects(projects)
+    expected = import_transcripts(projects, jobs=1, dry_run=True)["imported"]
+    monkeypatch.setattr(sys.modules[__name__], "_READ_IN_WORKER", reading._read_in_worker)
+    monkeypatch.setattr(reading, "_read_in_worker", _dies_on_one_file)
+    # fork: the workers run the modules as patched here
+    monkeypatch.setattr(reading, "_start_method", lambda: multiprocessing.get_context("fork"))
+    read_here: list[str] = []  # files this process read itself (a worker's list is its own)
+    real_read_file = reading.read_file
+    monkeypatch.setattr(reading, "read_file", lambda path, prior: read_here.append(path.name) or real_read_file(path, prior))
+    report = import_transcripts(projects, jobs=2)
+    assert report["imported"] == expected and len(ledger_rows(backlog_home)) == expected["requests"]
+    assert "00000003-1111-4000-8000-000000000000.jsonl" in read_here  # the dead worker's file, read again here
+
+
+def test_workers_are_chosen_for_a_large_import_with_idle_cores(monkeypatch) -> None:
+    from backlog_ops.capture.transcripts import reading
+
+    monkeypatch.setattr(reading, "_cores", lambda: 4)
+    large = reading.PARALLEL_MIN_BYTES
+    for load, workers in ((0.2, 4), (1.5, 3), (2.9, 2), (3.5, 0), (12.0, 0)):
+        monkeypatch.setattr(reading, "_load_average", lambda load=load: load)
+        assert reading.worker_count(None, 100, large) == workers, load
+    monkeypatch.setattr(reading, "_load_average", lambda: 0.0)
+    assert reading.worker_count(None, 100, large - 1) == 0  # small: one process
+    assert reading.worker_count(None, 1, large * 10) == 0  # one file: one process
+    assert reading.worker_count(2, 100, 1) == 2 and reading.worker_count(1, 100, large) == 0  # as asked
+    assert reading.worker_count(2, 100, 0) == 0  # nothing to parse (FIFOs, dangling links): looked at here

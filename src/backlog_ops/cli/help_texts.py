@@ -186,7 +186,8 @@ example:
         """\
 examples:
   backlog-ops import transcripts                  ~/.claude/projects
-  backlog-ops import transcripts ~/.claude/projects/-home-me-my-api --json""",
+  backlog-ops import transcripts ~/.claude/projects/-home-me-my-api --json
+  backlog-ops import transcripts --jobs 1         every file read in this one process""",
     ),
     "backlog-ops check-direct-calls": (
         "Warn about LLM provider calls that bypass both the gateway and track_llm_call.",

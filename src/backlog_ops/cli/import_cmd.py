@@ -20,9 +20,9 @@ TTY_FORMAT = "  [{bar:30}] {n_fmt}/{total_fmt} files"
 LOG_FORMAT = "  {n_fmt}/{total_fmt} files ({percentage:.0f}%)"
 
 
-def run_import(path: str | None, dry_run: bool, as_json: bool) -> int:
+def run_import(path: str | None, dry_run: bool, as_json: bool, jobs: int | None = None) -> int:
     """Import, print the report (text or JSON); 0 on success."""
-    report = import_transcripts(path, dry_run=dry_run, progress=file_progress())
+    report = import_transcripts(path, dry_run=dry_run, progress=file_progress(), jobs=jobs)
     if as_json:
         print(json.dumps(report, indent=2))
     else:

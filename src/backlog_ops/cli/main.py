@@ -188,6 +188,8 @@ def _parser(argparse):
     p.add_argument("path", nargs="?", help="a transcripts directory or one .jsonl file")
     p.add_argument("--dry-run", action="store_true", help="report what would be imported, write nothing")
     p.add_argument("--json", action="store_true", help="print the import report as JSON")
+    p.add_argument("--jobs", type=_positive, metavar="N",
+                   help="processes reading the files (default: one per idle core for a large import; 1: no others)")
     p.set_defaults(run=_import_transcripts)
 
     p = sub.add_parser("check-direct-calls", help="warn about LLM provider calls that bypass the gateway and track_llm_call")
@@ -358,7 +360,7 @@ def _config_check(args) -> int:
 def _import_transcripts(args) -> int:
     from backlog_ops.cli.import_cmd import run_import
 
-    return run_import(path=args.path, dry_run=args.dry_run, as_json=args.json)
+    return run_import(path=args.path, dry_run=args.dry_run, as_json=args.json, jobs=args.jobs)
 
 
 def _check_direct_calls(args) -> int:

@@ -32,6 +32,9 @@ MAX_DURATION = 100 * 365 * 86400
 DURATION_HELP = "a number and a unit: s, m, h, d, w or mo (e.g. 90m, 8h, 7d, 1mo)"
 
 
+_MINUTE_PREFIXES: dict[int, str] = {}  # minutes since the epoch -> 'YYYY-MM-DDTHH:MM:'
+
+
 def format_time(epoch: float) -> str:
     """UTC ISO 8601 with milliseconds, '2026-12-03T07:05:01.123+00:00' (what datetime's
     isoformat(timespec="milliseconds") gives): history is used to attribute usage by time."""
@@ -39,11 +42,18 @@ def format_time(epoch: float) -> str:
     micro = round((epoch - whole) * 1_000_000)  # datetime.fromtimestamp rounds half to even, as round() does
     if micro >= 1_000_000:
         whole, micro = whole + 1, micro - 1_000_000
-    t = time.gmtime(whole)
-    if not 1 <= t.tm_year <= 9999:
-        raise OverflowError(f"{epoch!r} is outside the years 1 to 9999")
-    return (f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}T{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}"
-            f".{micro // 1000:03d}+00:00")
+    # The date and the minute are made once per minute: an import formats ~100k times of a few thousand minutes.
+    minute, second = divmod(whole, 60)
+    prefix = _MINUTE_PREFIXES.get(minute)
+    if prefix is None:
+        t = time.gmtime(minute * 60)
+        if not 1 <= t.tm_year <= 9999:
+            raise OverflowError(f"{epoch!r} is outside the years 1 to 9999")
+        prefix = f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}T{t.tm_hour:02d}:{t.tm_min:02d}:"
+        if len(_MINUTE_PREFIXES) >= 65536:
+            _MINUTE_PREFIXES.clear()
+        _MINUTE_PREFIXES[minute] = prefix
+    return f"{prefix}{second:02d}.{micro // 1000:03d}+00:00"
 
 
 def _days_from_civil(y: int, m: int, d: int) -> int:

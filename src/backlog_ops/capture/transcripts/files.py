@@ -32,8 +32,8 @@ from typing import Iterator
 from backlog_ops.common.home import home, write_atomic
 from backlog_ops.errors import TranscriptFileError
 
-__all__ = ["MAX_LINE_BYTES", "NewLines", "default_roots", "find_transcripts", "load_state", "special_kind",
-           "read_new_lines", "save_state", "state_path"]
+__all__ = ["MAX_LINE_BYTES", "NewLines", "bytes_to_read", "default_roots", "find_transcripts", "load_state",
+           "special_kind", "read_new_lines", "save_state", "state_path"]
 
 STATE_FILE = "transcripts-import.json"
 HEAD_BYTES = 4096
@@ -151,6 +151,33 @@ def _skip_line(fh, position: int, end: int) -> int | None:
     return None
 
 
+def _signature(st: os.stat_result) -> dict:
+    return {"inode": st.st_ino, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def _unchanged(prior: dict | None, signature: dict) -> bool:
+    return bool(prior) and all(prior.get(k) == v for k, v in signature.items())
+
+
+def bytes_to_read(path: Path, prior: dict | None) -> int | None:
+    """About how many bytes `path` gained since `prior`; None if it is unchanged (not even opened).
+
+    0 when that cannot be told without opening it (not a regular file, or not there): reading it
+    (`read_new_lines`) says why.
+    """
+    try:
+        st = os.stat(path)
+    except OSError:
+        return 0
+    if special_kind(st.st_mode):
+        return 0
+    signature = _signature(st)
+    if _unchanged(prior, signature):
+        return None
+    offset = _whole(prior.get("offset")) if prior and prior.get("inode") == st.st_ino else None
+    return st.st_size - offset if offset is not None and offset <= st.st_size else st.st_size
+
+
 def read_new_lines(path: Path, prior: dict | None) -> NewLines | None:
     """What `path` gained since `prior` (its state after the last import); None if it is unchanged.
 
@@ -171,9 +198,9 @@ def read_new_lines(path: Path, prior: dict | None) -> NewLines | None:
     except BaseException:
         os.close(fd)
         raise
-    signature = {"inode": st.st_ino, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    signature = _signature(st)
     try:
-        if prior and all(prior.get(k) == v for k, v in signature.items()):
+        if _unchanged(prior, signature):
             fh.close()
             return None
         offset, line_no = 0, 0

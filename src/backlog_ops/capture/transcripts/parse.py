@@ -13,6 +13,7 @@ are not assistant messages are ignored.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -50,10 +51,16 @@ class Request:
     output_tokens: int
     cache_read: int
     cache_write: int
-    where: str  # file:line of its first line
-    lines: int = 1
+    path: str  # the file of its first line (one string object per file)
+    line: int  # ... and that line's number
+    lines: int = 1  # how many lines it was merged from
     git_branch: str | None = None  # the line's gitBranch: the ticket when no context applied
     cwd: str | None = None  # the line's cwd: whose backlog.config.json says how to read the branch
+
+    @property
+    def where(self) -> str:
+        """file:line of its first line, as the report names it."""
+        return f"{self.path}:{self.line}"
 
     @property
     def prompt_tokens(self) -> int:
@@ -70,6 +77,7 @@ def parse_lines(path: Path, lines: Iterable[bytes | None], line_no: int, report:
     only checked to look like one JSON object (a line torn by a crash is still reported).
     """
     fallback_session, fallback_agent = _ids_from_path(path)
+    shown = str(path)
     counted = 0
     try:
         for raw in lines:
@@ -77,8 +85,8 @@ def parse_lines(path: Path, lines: Iterable[bytes | None], line_no: int, report:
             if raw is None:
                 counted += 1
                 limit = files.MAX_LINE_BYTES
-                shown = f"{limit // 2**20} MiB" if limit >= 2**20 else f"{limit:,} bytes"
-                report.malformed(f"{path}:{line_no}", f"longer than {shown}, not read")
+                limit_shown = f"{limit // 2**20} MiB" if limit >= 2**20 else f"{limit:,} bytes"
+                report.malformed(f"{path}:{line_no}", f"longer than {limit_shown}, not read")
                 continue
             if _USAGE not in raw and _ASSISTANT not in raw and raw[:1] == b"{" and raw.endswith(_OBJECT_ENDS):
                 counted += 1  # no usage in it: nothing to read
@@ -96,7 +104,7 @@ def parse_lines(path: Path, lines: Iterable[bytes | None], line_no: int, report:
                 continue
             if entry.get("type") != "assistant":
                 continue
-            request = _request(entry, f"{path}:{line_no}", fallback_session, fallback_agent, report)
+            request = _request(entry, shown, line_no, fallback_session, fallback_agent, report)
             if request is not None:
                 yield request
     finally:
@@ -104,20 +112,21 @@ def parse_lines(path: Path, lines: Iterable[bytes | None], line_no: int, report:
 
 
 def _text(mapping: dict, key: str) -> str | None:
-    """mapping[key] if it is a non-empty string."""
+    """mapping[key] if it is a non-empty string, interned: the few sessions, agents, branches and
+    directories of a file are each kept (and sent from a worker process) once, not once per line."""
     value = mapping.get(key)
-    return value if isinstance(value, str) and value else None
+    return sys.intern(value) if isinstance(value, str) and value else None
 
 
-def _request(entry: dict, where: str, fallback_session: str | None, fallback_agent: str | None,
+def _request(entry: dict, path: str, line_no: int, fallback_session: str | None, fallback_agent: str | None,
              report: ImportReport) -> Request | None:
     message = entry.get("message")
     if not isinstance(message, dict):
-        report.malformed(where, "assistant entry without a message object")
+        report.malformed(f"{path}:{line_no}", "assistant entry without a message object")
         return None
     usage = message.get("usage")
     if not isinstance(usage, dict):
-        report.malformed(where, "assistant message without usage")
+        report.malformed(f"{path}:{line_no}", "assistant message without usage")
         return None
     counts = [usage.get(name) for name in USAGE_FIELDS]
     if not all(type(value) is int and value >= 0 for value in counts):  # the usual case, at C speed
@@ -126,16 +135,15 @@ def _request(entry: dict, where: str, fallback_session: str | None, fallback_age
             if value is None:
                 counts[i] = value = 0
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                report.malformed(where, f"usage.{name} is not a token count: {value!r}"[:120])
+                report.malformed(f"{path}:{line_no}", f"usage.{name} is not a token count: {value!r}"[:120])
                 return None
     try:
         at = _line_time(entry.get("timestamp"))
     except ValueError as exc:
-        report.malformed(where, str(exc))
+        report.malformed(f"{path}:{line_no}", str(exc))
         return None
     model = message.get("model")
-    if type(model) is not str:
-        model = None
+    model = sys.intern(model) if type(model) is str else None
     if model in SYNTHETIC_MODELS or not any(counts):
         report["skipped"]["synthetic"] += 1
         return None
@@ -144,10 +152,10 @@ def _request(entry: dict, where: str, fallback_session: str | None, fallback_age
     request_id = request_id if type(request_id) is str and request_id else None
     session = _text(entry, "sessionId") or fallback_session
     if not (message_id or request_id):
-        report.malformed(where, "assistant message with neither message.id nor requestId")
+        report.malformed(f"{path}:{line_no}", "assistant message with neither message.id nor requestId")
         return None
     if not session:
-        report.malformed(where, "no sessionId")
+        report.malformed(f"{path}:{line_no}", "no sessionId")
         return None
     return Request(
         key=message_id or request_id,
@@ -156,7 +164,8 @@ def _request(entry: dict, where: str, fallback_session: str | None, fallback_age
         agent_id=_text(entry, "agentId") or fallback_agent,
         at=at,
         model=model,
-        where=where,
+        path=path,
+        line=line_no,
         git_branch=_text(entry, "gitBranch"),
         cwd=_text(entry, "cwd"),
         input_tokens=counts[0], output_tokens=counts[1], cache_read=counts[2], cache_write=counts[3],
@@ -194,7 +203,10 @@ def _ids_from_path(path: Path) -> tuple[str | None, str | None]:
 class RequestGroups:
     """The lines of each request merged into one (largest counts, earliest time), as they are read.
 
-    Memory grows with the number of requests, not with the number of lines or their size.
+    Memory grows with the number of requests, not with the number of lines or their size. The
+    items added may be lines (parse_lines) or requests already merged within one file (a file's
+    own groups, `in_file_order`): adding a file's merged requests, file after file, gives what
+    adding their lines would.
     """
 
     def __init__(self, report: ImportReport) -> None:
@@ -204,18 +216,17 @@ class RequestGroups:
         self._items = 0
 
     def add(self, item: Request) -> None:
-        self._items += 1
+        self._items += item.lines
         found = self._requests.get(item.key)
         if found is None:
             self._requests[item.key] = item  # taken over: parse_lines makes a new one per line
             return
-        file = item.where.rpartition(":")[0]
-        if file != found.where.rpartition(":")[0]:
+        if item.path != found.path:
             others = self._other_files.setdefault(item.key, set())
-            if file not in others:
-                others.add(file)
+            if item.path not in others:
+                others.add(item.path)
                 self._report["skipped"]["duplicate"] += 1  # the request copied into another transcript (a resumed session)
-        found.lines += 1
+        found.lines += item.lines
         found.input_tokens = max(found.input_tokens, item.input_tokens)
         found.output_tokens = max(found.output_tokens, item.output_tokens)
         found.cache_read = max(found.cache_read, item.cache_read)
@@ -226,6 +237,10 @@ class RequestGroups:
         found.cwd = found.cwd or item.cwd
         if found.call_id == f"transcript:{item.key}" and item.call_id != found.call_id:
             found.call_id = item.call_id  # a requestId seen on a later line of the same message
+
+    def in_file_order(self) -> list[Request]:
+        """The merged requests in the order their first lines were read."""
+        return list(self._requests.values())
 
     def requests(self) -> list[Request]:
         """The merged requests, in time order (and the count of merged lines in the report)."""

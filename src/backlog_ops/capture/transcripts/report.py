@@ -24,6 +24,7 @@ class ImportReport(dict):
             root=root,
             dry_run=dry_run,
             files={"found": 0, "read": 0, "unchanged": 0},
+            reading_processes=1,  # the import's own, or this many workers
             lines=0,
             lines_merged=0,
             imported={"requests": 0, "subagent_requests": 0, "inferred_from_branch": 0, "tokens": 0, "cost_usd": 0.0},
@@ -50,6 +51,22 @@ class ImportReport(dict):
             bucket["cost_usd"] = round(bucket["cost_usd"] + cost, 6)
         if len(bucket["examples"]) < EXAMPLES:
             bucket["examples"].append(example() if callable(example) else example)
+
+    def absorb(self, part: dict) -> None:
+        """Add the counts and examples of `part`, the report of one file read on its own."""
+        self["lines"] += part["lines"]
+        for name, count in part["skipped"].items():
+            self["skipped"][name] += count
+        for kind, theirs in part["unattributed"].items():
+            if not theirs["count"]:
+                continue
+            bucket = self["unattributed"][kind]
+            bucket["count"] += theirs["count"]
+            if "cost_usd" in bucket:
+                bucket["cost_usd"] = round(bucket["cost_usd"] + theirs["cost_usd"], 6)
+            for model, count in theirs.get("models", {}).items():
+                bucket["models"][model] = bucket["models"].get(model, 0) + count
+            bucket["examples"].extend(theirs["examples"][:EXAMPLES - len(bucket["examples"])])
 
     def malformed(self, where: str, why: str) -> None:
         self.problem("malformed", f"{where}: {why}")
@@ -82,7 +99,9 @@ def render_report(report: dict) -> str:
     verb = "would import" if report["dry_run"] else "imported"
     out = [
         f"transcripts: {printable(report['root'])}",
-        f"  files: {f['found']} found, {f['read']} read, {f['unchanged']} unchanged since the last import",
+        f"  files: {f['found']} found, {f['read']} read"
+        + (f" (by {report['reading_processes']} processes)" if report.get("reading_processes", 1) > 1 else "")
+        + f", {f['unchanged']} unchanged since the last import",
         f"  {verb} {_n(imp['requests'], 'request')} ({imp['subagent_requests']} from subagents), "
         f"{imp['tokens']:,} tokens, ${imp['cost_usd']:.4f}"
         + (f", {imp['inferred_from_branch']:,} on tickets inferred from the git branch" if imp.get("inferred_from_branch") else "")
