@@ -18,7 +18,8 @@ Printed per backend:
 - ingest: rows/s through LedgerWriter with the rollups kept, and the same writer with the
   rollup upkeep switched off, alternating rounds in the same run, for two shapes of traffic:
   "random" (every call of a 2,000-call batch on a ticket drawn at random: ~750 tickets a batch,
-  the worst case) and "sessions" (calls in runs of 500 on one ticket, as agents work).
+  the worst case) and "sessions" (calls in runs of 500 on one ticket, as agents work); and the
+  mean time of one submit(), what the request side pays.
 Every figure is printed with the load average at the time.
 PostgreSQL: BACKLOG_BENCH_PG_URL (default postgresql://postgres@127.0.0.1:5432/test), a schema of
 its own dropped at the end, VACUUM ANALYZE after the load (as autovacuum would).
@@ -140,12 +141,17 @@ def fresh(start: int, n: int, run: int) -> list[CallRecord]:
     return out
 
 
-def ingest(open_ledger, records: list[CallRecord]) -> float:
+def ingest(open_ledger, records: list[CallRecord]) -> tuple[float, float]:
+    """Rows/s from the first submit to the last row committed (the writer thread's rate), and
+    the mean time of one submit() (what the request side pays), in seconds."""
     writer = LedgerWriter(open_ledger, spool_path=Path(tempfile.gettempdir()) / f"ledger-bench-spool-{os.getpid()}.jsonl",
                           batch_size=2000)
     t0 = time.perf_counter()
+    submitting = 0.0
     for i, r in enumerate(records):
+        s0 = time.perf_counter()
         writer.submit(r)
+        submitting += time.perf_counter() - s0
         if i % 10_000 == 0:
             while writer.pending() > 50_000:
                 time.sleep(0.01)
@@ -153,22 +159,25 @@ def ingest(open_ledger, records: list[CallRecord]) -> float:
         raise SystemExit("the writer did not drain")
     rate = len(records) / (time.perf_counter() - t0)
     writer.close()
-    return rate
+    return rate, submitting / len(records)
 
 
 def compare_ingest(name: str, open_ledger, switch, n: int) -> None:
     """Alternating rounds: rollups kept, rollups off (switch(False)), same writer, same ledger."""
     for shape, run in SHAPES.items():
         rates = {True: [], False: []}
+        submits = []
         for round_ in range(2):
             for keep in (True, False):
                 switch(keep)
-                rates[keep].append(ingest(open_ledger, fresh(round_ * 2 + keep + 100 + run, n // 2, run)))
+                rate, submit = ingest(open_ledger, fresh(round_ * 2 + keep + 100 + run, n // 2, run))
+                rates[keep].append(rate)
+                submits.append(submit)
         switch(True)
         kept, off = statistics.mean(rates[True]), statistics.mean(rates[False])
         print(f"  ingest through LedgerWriter onto the full ledger, {shape} ({run} call(s) in a row per ticket): "
-              f"{kept:,.0f} rows/s with the rollups kept, {off:,.0f} rows/s without ({kept / off:.2f}x)  "
-              f"[{n:,} rows, alternating rounds, {load_average()}]", flush=True)
+              f"{kept:,.0f} rows/s with the rollups kept, {off:,.0f} rows/s without ({kept / off:.2f}x); "
+              f"submit() on the request side {statistics.mean(submits) * 1e6:.1f} us  [{n:,} rows, alternating rounds, {load_average()}]", flush=True)
 
 
 # The bulk load only: memory for sorting while the indexes are built after it.
