@@ -26,7 +26,6 @@ bench: $(BIN)/.installed
 	$(BIN)/python bench/context_lookup.py
 	$(BIN)/python bench/proxy_overhead.py
 	$(BIN)/python bench/ledger_scale.py
-	$(BIN)/python bench/report_scale.py
 	$(BIN)/python bench/hook_walltime.py
 	$(BIN)/python bench/mcp_roundtrip.py
 	$(BIN)/python bench/guardrails_eval.py

@@ -1,16 +1,28 @@
-"""Ledger at scale: ingest rate off the request path, and spend queries over 1,000,000 rows.
+"""Ledger at scale: every view of `backlog-ops spend` over N ledger rows, ingest with the rollups kept, size on disk.
 
-    .venv/bin/python bench/ledger_scale.py [--rows 1000000] [--backend sqlite|postgres|both]
+    .venv/bin/python bench/ledger_scale.py [--rows 1000000] [--backend sqlite|postgres|both] [--ingest 50000]
 
-Builds a ledger of N synthetic calls (2,000 tickets with a long tail: the biggest has ~5% of all
-rows), through the same LedgerWriter the proxy uses, and reports:
-- ingest: rows/s from the first submit to the last row committed (the writer thread's rate);
-- `spend TICKET --by gate` (what `ticket_spend` runs) for the biggest ticket and a typical one,
-  and the all-tickets summary, median of 15 runs each, in ms.
-Baseline in the same run: the same ticket query with the ledger's indexes dropped (a full scan).
-PostgreSQL uses BACKLOG_BENCH_PG_URL (default postgresql://postgres@127.0.0.1:5432/test) in a
-schema of its own that is dropped at the end; after the load it runs VACUUM ANALYZE, as
-autovacuum would shortly after (without it the planner cannot use index-only scans yet).
+The ledger is N synthetic calls: 2,000 tickets over 90 days with a long tail (the biggest has ~8%
+of the rows), gate, agent and model drawn at random for every call: the worst case for per-day
+rollups, which compress real work — one ticket a few days at a time — far more. It is bulk-loaded
+(SQLite: one transaction; PostgreSQL: COPY; the calls' secondary indexes are dropped for the load
+and built again after it, as a bulk load would) and the rollups are then built with the
+migration's own backfill, so 10,000,000 rows load in minutes; ingest is measured after that, on
+top of the full ledger, through the proxy's LedgerWriter.
+
+Printed per backend:
+- the load: seconds, and size on disk per million rows (calls, their indexes and the rollups);
+- every view (reports.views.spend_view, what the CLI and MCP run), median of 5 runs, in ms, and
+  for each the same view summed from the calls alone (use_rollups=False: the baseline, what the
+  views cost without rollups), once;
+- ingest: rows/s through LedgerWriter with the rollups kept, and the same writer with the
+  rollup upkeep switched off, alternating rounds in the same run, for two shapes of traffic:
+  "random" (every call of a 2,000-call batch on a ticket drawn at random: ~750 tickets a batch,
+  the worst case) and "sessions" (calls in runs of 500 on one ticket, as agents work); and the
+  mean time of one submit(), what the request side pays.
+Every figure is printed with the load average at the time.
+PostgreSQL: BACKLOG_BENCH_PG_URL (default postgresql://postgres@127.0.0.1:5432/test), a schema of
+its own dropped at the end, VACUUM ANALYZE after the load (as autovacuum would).
 """
 
 from __future__ import annotations
@@ -25,20 +37,24 @@ import time
 from pathlib import Path
 
 from backlog_ops.common.times import format_time
-from backlog_ops.ledger import CallRecord, LedgerWriter
+from backlog_ops.ledger import COLUMNS, CallRecord, LedgerWriter
+from backlog_ops.ledger.rollup import TABLES, Deltas, backfill_sql
+from backlog_ops.reports.views import spend_view
 
 GATES = ["plan", "implement", "lint", "review", "commit"]
 MODELS = ["anthropic/claude-haiku-4-5", "anthropic/claude-sonnet-4-6", "anthropic/claude-opus-4-6"]
 AGENTS = ["planner", "backend", "linter", "reviewer", "security-reviewer"]
 
 
-def synthetic(n: int, seed: int = 7):
+def synthetic(n: int, seed: int = 7, run: int = 1):
+    """n calls over the last 90 days; each ticket drawn at random for `run` calls in a row."""
     rng = random.Random(seed)
     weights = [1 / (i + 1) ** 0.9 for i in range(2000)]
     tickets = [f"FEAT-{i:04d}" for i in range(2000)]
-    chosen = rng.choices(tickets, weights=weights, k=n)
+    chosen = rng.choices(tickets, weights=weights, k=-(-n // run))
     start = time.time() - 90 * 86400
-    for i, ticket in enumerate(chosen):
+    for i in range(n):
+        ticket = chosen[i // run]
         gate = rng.choice(GATES)
         yield CallRecord(
             call_id=f"bench-{i}", started_at=format_time(start + i * (90 * 86400 / n)), status="success",
@@ -49,8 +65,43 @@ def synthetic(n: int, seed: int = 7):
         )
 
 
-def median_ms(fn, runs: int = 15) -> float:
-    fn()  # warm the page cache like a second query would
+# Shapes of ingested traffic: calls in a row on one ticket.
+SHAPES = {"random": 1, "sessions": 500}
+
+
+def load_average() -> str:
+    return f"load average {os.getloadavg()[0]:.1f}"
+
+
+BIGGEST, TYPICAL = "FEAT-0000", "FEAT-1000"
+# (label, spend_view arguments); "month" = the last 30 days, the all-ticket daily view of issue 13
+VIEWS = [
+    (f"spend {BIGGEST} (by gate: a ticket's report)", dict(ticket=BIGGEST, by="gate")),
+    (f"spend {BIGGEST} --by model", dict(ticket=BIGGEST, by="model")),
+    (f"spend {BIGGEST} --by day,model", dict(ticket=BIGGEST, by="day,model")),
+    (f"spend {TYPICAL}", dict(ticket=TYPICAL, by="gate")),
+    ("spend --by day --since 30d (all tickets, a month)", dict(by="day", since="30d")),
+    ("spend --by day --since 30d --until 1d", dict(by="day", since="30d", until="1d")),
+    ("spend (by ticket, all time)", dict(by="ticket")),
+    ("spend --since 7d --top 10", dict(by="ticket", since="7d", top=10)),
+    ("spend --by week", dict(by="week")),
+    ("spend --by month", dict(by="month")),
+    ("spend --by project", dict(by="project")),
+    ("spend --by model", dict(by="model")),
+    ("spend --by gate", dict(by="gate")),
+    ("spend --by agent", dict(by="agent")),
+    ("spend --by skill", dict(by="skill")),
+    ("spend --by source", dict(by="source")),
+    ("spend --by model --since 30d", dict(by="model", since="30d")),
+    ("spend --by ticket,day --since 7d", dict(by="ticket,day", since="7d")),
+    ("spend --by ticket,model", dict(by="ticket,model")),
+    ("spend --by session --since 7d", dict(by="session", since="7d")),
+    ("spend --by session (all time)", dict(by="session")),
+]
+
+
+def median_ms(fn, runs: int = 5) -> float:
+    fn()
     times = []
     for _ in range(runs):
         t0 = time.perf_counter()
@@ -59,101 +110,203 @@ def median_ms(fn, runs: int = 15) -> float:
     return statistics.median(times)
 
 
-def bench(name: str, open_ledger, rows: int, drop_indexes, settle=None) -> None:
-    writer = LedgerWriter(open_ledger, spool_path=Path(tempfile.gettempdir()) / f"bench-spool-{os.getpid()}.jsonl", batch_size=2000)
+def once_ms(fn) -> float:
     t0 = time.perf_counter()
-    submit_time = 0.0
-    for i, record in enumerate(synthetic(rows)):
+    fn()
+    return (time.perf_counter() - t0) * 1000
+
+
+def baseline(ledger, args: dict) -> None:
+    """The same view summed from the calls alone."""
+    spend_view(ledger=ledger, use_rollups=False, **args)
+
+
+def run_views(name: str, ledger, rows: int) -> None:
+    print(f"\n[{name}] {rows:,} rows: views (median of 5; baseline: the same view from the calls alone, once)")
+    for label, args in VIEWS:
+        ms = median_ms(lambda: spend_view(ledger=ledger, **args))
+        base = once_ms(lambda: baseline(ledger, args))
+        print(f"  {label:<52} {ms:9.1f} ms   baseline {base:9.1f} ms  ({base / ms:6.1f}x)  [{load_average()}]",
+              flush=True)
+
+
+def fresh(start: int, n: int, run: int) -> list[CallRecord]:
+    """n calls of today (new ids), each ticket for `run` calls in a row."""
+    now = time.time()
+    out = []
+    for i, r in enumerate(synthetic(n, seed=start, run=run)):
+        r.call_id = f"ingest-{start}-{i}"
+        r.started_at = format_time(now - 3600 + i * 3600 / n)
+        out.append(r)
+    return out
+
+
+def ingest(open_ledger, records: list[CallRecord]) -> tuple[float, float]:
+    """Rows/s from the first submit to the last row committed (the writer thread's rate), and
+    the mean time of one submit() (what the request side pays), in seconds."""
+    writer = LedgerWriter(open_ledger, spool_path=Path(tempfile.gettempdir()) / f"ledger-bench-spool-{os.getpid()}.jsonl",
+                          batch_size=2000)
+    t0 = time.perf_counter()
+    submitting = 0.0
+    for i, r in enumerate(records):
         s0 = time.perf_counter()
-        writer.submit(record)
-        submit_time += time.perf_counter() - s0
+        writer.submit(r)
+        submitting += time.perf_counter() - s0
         if i % 10_000 == 0:
-            while writer.pending() > 50_000:  # stay under the writer's bound: measure its drain rate
+            while writer.pending() > 50_000:
                 time.sleep(0.01)
-    if not writer.flush(1800):
+    if not writer.flush(3600):
         raise SystemExit("the writer did not drain")
-    ingest = time.perf_counter() - t0
+    rate = len(records) / (time.perf_counter() - t0)
     writer.close()
-    if settle is not None:
-        settle()
-
-    ledger = open_ledger()
-    biggest = ledger.tickets(project="bench")[0]
-    typical = "FEAT-1000"
-    big_ms = median_ms(lambda: ledger.ticket(biggest["ticket_id"], by="gate"))
-    typ_ms = median_ms(lambda: ledger.ticket(typical, by="gate"))
-    model_ms = median_ms(lambda: ledger.ticket(biggest["ticket_id"], by="model"))
-    all_ms = median_ms(lambda: ledger.tickets(), runs=5)
-    drop_indexes(ledger)
-    scan_ms = median_ms(lambda: ledger.ticket(biggest["ticket_id"], by="gate"), runs=5)
-    ledger.close()
-
-    print(f"\n[{name}] {rows:,} rows")
-    print(f"  ingest through LedgerWriter: {rows / ingest:,.0f} rows/s  (submit() alone: {submit_time / rows * 1e6:.1f} us per row)")
-    print(f"  spend {biggest['ticket_id']} --by gate ({biggest['calls']:,} rows): {big_ms:.1f} ms   --by model: {model_ms:.1f} ms")
-    print(f"  spend {typical} --by gate: {typ_ms:.2f} ms")
-    print(f"  spend (all {len(ledger_tickets_cache(open_ledger)):,} tickets): {all_ms:.0f} ms")
-    print(f"  baseline, same query with no index (full scan): {scan_ms:.1f} ms  -> index speed-up {scan_ms / big_ms:.1f}x")
+    return rate, submitting / len(records)
 
 
-def ledger_tickets_cache(open_ledger):
-    ledger = open_ledger()
-    try:
-        return ledger.tickets()
-    finally:
+def compare_ingest(name: str, open_ledger, switch, n: int) -> None:
+    """Alternating rounds: rollups kept, rollups off (switch(False)), same writer, same ledger."""
+    for shape, run in SHAPES.items():
+        rates = {True: [], False: []}
+        submits = []
+        for round_ in range(2):
+            for keep in (True, False):
+                switch(keep)
+                rate, submit = ingest(open_ledger, fresh(round_ * 2 + keep + 100 + run, n // 2, run))
+                rates[keep].append(rate)
+                submits.append(submit)
+        switch(True)
+        kept, off = statistics.mean(rates[True]), statistics.mean(rates[False])
+        print(f"  ingest through LedgerWriter onto the full ledger, {shape} ({run} call(s) in a row per ticket): "
+              f"{kept:,.0f} rows/s with the rollups kept, {off:,.0f} rows/s without ({kept / off:.2f}x); "
+              f"submit() on the request side {statistics.mean(submits) * 1e6:.1f} us  [{n:,} rows, alternating rounds, {load_average()}]", flush=True)
+
+
+# The bulk load only: memory for sorting while the indexes are built after it.
+LOAD_CACHE_KIB = -262144  # SQLite PRAGMA cache_size (negative: KiB)
+LOAD_WORK_MEM = "256MB"  # PostgreSQL maintenance_work_mem
+
+
+# -- SQLite ------------------------------------------------------------------------------------------
+
+
+def bench_sqlite(rows: int, ingest_rows: int) -> None:
+    from backlog_ops.ledger import SqliteLedger
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "ledger.db"
+        ledger = SqliteLedger(path)
+        t0 = time.perf_counter()
+        insert = f"INSERT INTO calls ({', '.join(COLUMNS)}) VALUES ({', '.join('?' for _ in COLUMNS)})"
+        batch = []
+        ledger.db.execute(f"PRAGMA cache_size={LOAD_CACHE_KIB}")
+        ledger.db.execute("BEGIN")
+        indexes = [sql for (sql,) in ledger.db.execute(
+            "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'calls' AND sql IS NOT NULL")]
+        for (name,) in ledger.db.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'calls' AND sql IS NOT NULL").fetchall():
+            ledger.db.execute(f"DROP INDEX {name}")
+        for r in synthetic(rows):
+            batch.append(r.as_tuple())
+            if len(batch) == 50_000:
+                ledger.db.executemany(insert, batch)
+                batch = []
+        ledger.db.executemany(insert, batch)
+        for sql in indexes:
+            ledger.db.execute(sql)
+        for table in TABLES:
+            for sql in backfill_sql(table):
+                ledger.db.execute(sql)
+        ledger.db.execute("COMMIT")
+        ledger.db.execute("ANALYZE")
+        load = time.perf_counter() - t0
+        ledger.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        size = path.stat().st_size
+        print(f"\n[sqlite] bulk load of {rows:,} rows, their indexes and the rollup backfill: {load:.0f} s; "
+              f"{size / rows * 1e6 / 2**20:,.0f} MiB on disk per million rows  [{load_average()}]", flush=True)
+        counts = {t: ledger.db.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in TABLES}
+        print("  rollup rows: " + ", ".join(f"{t} {n:,}" for t, n in counts.items()))
+        run_views("sqlite", ledger, rows)
         ledger.close()
+
+        real = SqliteLedger._rollup_deltas
+
+        def switch(keep: bool) -> None:
+            SqliteLedger._rollup_deltas = real if keep else (lambda self, rows: Deltas())
+
+        compare_ingest("sqlite", lambda: SqliteLedger(path), switch, ingest_rows)
+
+
+# -- PostgreSQL --------------------------------------------------------------------------------------
+
+
+def bench_postgres(rows: int, ingest_rows: int) -> None:
+    import psycopg
+
+    from backlog_ops.ledger.postgres import PostgresLedger
+
+    url = os.environ.get("BACKLOG_BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+    schema = f"ledger_bench_{os.getpid()}"
+    try:
+        PostgresLedger(url, schema=schema).close()
+        t0 = time.perf_counter()
+        with psycopg.connect(url, autocommit=False) as db:
+            db.execute(f'SET search_path TO "{schema}"')
+            db.execute("ALTER TABLE calls DISABLE TRIGGER USER")
+            indexes = db.execute(
+                "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = %s AND tablename = 'calls' "
+                "AND indexname <> 'calls_pkey'", (schema,)).fetchall()
+            for name, _ in indexes:
+                db.execute(f'DROP INDEX "{name}"')
+            with db.cursor() as cur, cur.copy(f"COPY calls ({', '.join(COLUMNS)}) FROM STDIN") as copy:
+                for r in synthetic(rows):
+                    row = list(r.as_tuple())
+                    row[COLUMNS.index("cache_hit")] = int(bool(row[COLUMNS.index("cache_hit")]))
+                    copy.write_row(row)
+            db.execute(f"SET maintenance_work_mem = '{LOAD_WORK_MEM}'")
+            for _, sql in indexes:
+                db.execute(sql)
+            for table in TABLES:
+                for sql in backfill_sql(table):
+                    db.execute(sql)
+            db.execute("ALTER TABLE calls ENABLE TRIGGER USER")
+            db.commit()
+        with psycopg.connect(url, autocommit=True) as db:
+            db.execute(f'VACUUM ANALYZE "{schema}".calls')
+            for table in TABLES:
+                db.execute(f'VACUUM ANALYZE "{schema}".{table}')
+            load = time.perf_counter() - t0
+            sizes = {t: db.execute("SELECT pg_total_relation_size(%s)", (f'"{schema}".{t}',)).fetchone()[0]
+                     for t in ("calls", *TABLES)}
+            counts = {t: db.execute(f'SELECT COUNT(*) FROM "{schema}".{t}').fetchone()[0] for t in TABLES}
+        total = sum(sizes.values())
+        print(f"\n[postgres] COPY of {rows:,} rows, their indexes, the rollup backfill and VACUUM ANALYZE: {load:.0f} s; "
+              f"{total / rows * 1e6 / 2**20:,.0f} MiB on disk per million rows "
+              f"(calls with indexes {sizes['calls'] / rows * 1e6 / 2**20:,.0f}, rollups "
+              f"{sum(sizes[t] for t in TABLES) / rows * 1e6 / 2**20:,.0f})  [{load_average()}]", flush=True)
+        print("  rollup rows: " + ", ".join(f"{t} {n:,}" for t, n in counts.items()))
+        ledger = PostgresLedger(url, schema=schema)
+        run_views("postgres", ledger, rows)
+        ledger.close()
+
+        def switch(keep: bool) -> None:
+            with psycopg.connect(url, autocommit=True) as db:
+                db.execute(f'ALTER TABLE "{schema}".calls {"ENABLE" if keep else "DISABLE"} TRIGGER USER')
+
+        compare_ingest("postgres", lambda: PostgresLedger(url, schema=schema), switch, ingest_rows)
+    finally:
+        PostgresLedger.drop_schema(url, schema)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--backend", choices=["sqlite", "postgres", "both"], default="both")
+    parser.add_argument("--ingest", type=int, default=50_000, help="rows written through LedgerWriter after the load")
     args = parser.parse_args()
-    print(f"ledger scale benchmark (python {sys.version.split()[0]})")
-
+    print(f"ledger at scale: {args.rows:,} rows (python {sys.version.split()[0]}, {load_average()})", flush=True)
     if args.backend in ("sqlite", "both"):
-        from backlog_ops.ledger import SqliteLedger
-
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "ledger.db"
-
-            def drop(ledger):
-                for (name,) in ledger.db.execute("SELECT name FROM sqlite_master WHERE type='index' AND name LIKE 'calls_%'").fetchall():
-                    ledger.db.execute(f"DROP INDEX {name}")
-
-            bench("sqlite", lambda: SqliteLedger(path), args.rows, drop)
-
+        bench_sqlite(args.rows, args.ingest)
     if args.backend in ("postgres", "both"):
-        try:
-            from backlog_ops.ledger.postgres import PostgresLedger
-        except ImportError as exc:
-            print(f"\n[postgres] skipped: {exc}")
-            return
-        url = os.environ.get("BACKLOG_BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
-        schema = f"bench_{os.getpid()}"
-
-        def drop(ledger):
-            with ledger.db.cursor() as cur:
-                cur.execute(
-                    "SELECT indexname FROM pg_indexes WHERE schemaname = %s AND tablename = 'calls' AND indexname LIKE 'calls_%%' AND indexname <> 'calls_pkey'",
-                    (schema,),
-                )
-                for (name,) in cur.fetchall():
-                    cur.execute(f'DROP INDEX "{schema}"."{name}"')
-            ledger.db.commit()
-
-        def vacuum():
-            # What autovacuum does shortly after a bulk load: statistics and the visibility map
-            # that lets the planner answer from the covering index alone.
-            import psycopg
-
-            with psycopg.connect(url, autocommit=True) as db:
-                db.execute(f'VACUUM ANALYZE "{schema}".calls')
-
-        try:
-            bench("postgres", lambda: PostgresLedger(url, schema=schema), args.rows, drop, settle=vacuum)
-        finally:
-            PostgresLedger.drop_schema(url, schema)
+        bench_postgres(args.rows, args.ingest)
 
 
 if __name__ == "__main__":

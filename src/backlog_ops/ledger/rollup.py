@@ -26,6 +26,8 @@ update changed their ticket) keeps zeros, and readers leave it out (HAVING SUM(r
 
 from __future__ import annotations
 
+from operator import itemgetter
+
 from backlog_ops.ledger.record import COLUMNS
 
 __all__ = ["DIM_COLUMNS", "DIM_TABLE", "DIM_TABLES", "M007_ROLLUPS", "MEASURES", "ROLLUPS", "TABLES", "TICKET_DIM_TABLE", "Deltas",
@@ -133,28 +135,30 @@ class Deltas:
                 total[j] += value
 
     def rows(self, table: str) -> list[tuple]:
-        """Parameters for upsert_sql(table), one per key that changed."""
-        sums: dict[tuple, list] = {}
+        """Parameters for upsert_sql(table), one per key that changed, in key order.
 
-        def put(key: tuple, figures: list) -> None:
-            total = sums.get(key)
-            if total is None:
-                sums[key] = list(figures)
-            else:
-                for j, value in enumerate(figures):
-                    total[j] += value
-
+        The finest sums are gathered per rollup key first and added column by column once
+        per key (C loops: zip and sum), not one addition per value in Python; key order makes
+        the upserts walk the rollup's B-tree in order.
+        """
+        groups: dict[tuple, list] = {}
         if table in DIM_TABLES:
-            at = _DIM_AT[table]
+            prefix_of = itemgetter(*_DIM_AT[table])
             for fine, figures in self.fine.items():
-                prefix = tuple(fine[i] for i in at)
+                prefix = prefix_of(fine)
                 for dim, i in _DIMS_AT:
-                    put((*prefix, dim, fine[i] if i is not None else ""), figures)
+                    groups.setdefault((*prefix, dim, fine[i] if i is not None else ""), []).append(figures)
         else:
-            at = _KEY_AT[table]
+            key_of = itemgetter(*_KEY_AT[table])
             for fine, figures in self.fine.items():
-                put(tuple(fine[i] for i in at), figures)
-        return [(*key, *figures) for key, figures in sums.items() if any(figures)]
+                groups.setdefault(key_of(fine), []).append(figures)
+        out = []
+        for key, summed in groups.items():
+            figures = summed[0] if len(summed) == 1 else [sum(column) for column in zip(*summed)]
+            if any(figures):
+                out.append((*key, *figures))
+        out.sort()
+        return out
 
 
 # The rollups migration m007 created (and its call of create_rollups still creates).
