@@ -38,7 +38,7 @@ from backlog_ops.ledger.backend import describe_ledger
 from backlog_ops.project.file import CONFIG_FILE
 from backlog_ops.project.schema import load_backlog_config
 
-__all__ = ["DEV_CONFIG", "DOTENV", "MAX_WORKERS", "WORKER_CONFIG_ENV", "WORKER_MOCK_ENV", "read_dotenv", "read_proxy_config", "run_proxy", "serve_status", "startup_text", "worker_environment"]
+__all__ = ["DEV_CONFIG", "DOTENV", "MAX_WORKERS", "WORKER_CONFIG_ENV", "WORKER_MOCK_ENV", "print_load_problems", "read_dotenv", "read_proxy_config", "run_proxy", "serve_status", "startup_text", "worker_environment"]
 
 DEV_CONFIG = "dev.yaml"
 DOTENV = ".env"
@@ -138,12 +138,8 @@ def run_proxy(*, config: str | None, host: str, port: int, workers: int = 1) -> 
     from backlog_ops.gateway.litellm_load import guard_startup_load
 
     def stop_on_problems(outcome: dict) -> None:
-        found = load_problems(config_path, proxy_config, outcome, os.environ)
-        if not found:
+        if not print_load_problems(config_path, proxy_config, outcome):
             return
-        for problem in found:
-            print(f"backlog-ops: error: cannot start the proxy: {problem}", file=sys.stderr)
-        sys.stderr.flush()
         if mock is not None:
             mock.stop()
         # Inside uvicorn's start-up any exception ends in a traceback; nothing was served or
@@ -168,6 +164,18 @@ def run_proxy(*, config: str | None, host: str, port: int, workers: int = 1) -> 
         if mock is not None:
             mock.stop()
     return 0
+
+
+def print_load_problems(config_path: Path, proxy_config: dict, outcome: dict) -> bool:
+    """Print why LiteLLM's start-up load of the config would not serve, if it would not; True when printed.
+
+    The proxy process and each of its workers (gateway/proxy_workers) check the same load.
+    """
+    found = load_problems(config_path, proxy_config, outcome, os.environ)
+    for problem in found:
+        print(f"backlog-ops: error: cannot start the proxy: {problem}", file=sys.stderr)
+    sys.stderr.flush()
+    return bool(found)
 
 
 def worker_environment(config_path: Path, *, mock: bool) -> dict[str, str]:

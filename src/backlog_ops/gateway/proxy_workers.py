@@ -20,7 +20,6 @@ from __future__ import annotations
 import atexit
 import os
 import signal
-import sys
 from pathlib import Path
 
 __all__ = ["in_worker"]
@@ -30,7 +29,7 @@ def in_worker() -> None:
     """In a worker, before LiteLLM loads its config: the load check, the status route, the last flush."""
     from backlog_ops.gateway.litellm_load import guard_startup_load
     from backlog_ops.gateway.proxy import WORKER_CONFIG_ENV, WORKER_MOCK_ENV, read_proxy_config, serve_status
-    from backlog_ops.gateway.serving import load_problems
+    from backlog_ops.gateway.proxy import print_load_problems
 
     path = os.environ.get(WORKER_CONFIG_ENV)
     if not path:
@@ -39,12 +38,8 @@ def in_worker() -> None:
     proxy_config = read_proxy_config(config_path)
 
     def stop_on_problems(outcome: dict) -> None:
-        found = load_problems(config_path, proxy_config, outcome, os.environ)
-        if not found:
+        if not print_load_problems(config_path, proxy_config, outcome):
             return
-        for problem in found:
-            print(f"backlog-ops: error: cannot start the proxy: {problem}", file=sys.stderr)
-        sys.stderr.flush()
         # The parent would start this worker again and again: stop the parent, which stops them all.
         os.kill(os.getppid(), signal.SIGTERM)
         os._exit(1)
