@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+import uuid
 from pathlib import Path
 
 import pytest
@@ -71,6 +72,18 @@ def require_service(name: str, host: str, port: int) -> None:
         pytest.skip(message)
 
 
+def run_spawned(target, arg_tuples: list[tuple], timeout: float) -> None:
+    """target(*args) in one fresh process per tuple, all at once (replicas racing); each must exit 0."""
+    import multiprocessing
+
+    procs = [multiprocessing.get_context("spawn").Process(target=target, args=args) for args in arg_tuples]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout)
+        assert p.exitcode == 0
+
+
 @pytest.fixture
 def redis_url() -> str:
     require_service("Redis", "127.0.0.1", 6379)
@@ -81,3 +94,30 @@ def redis_url() -> str:
 def postgres_url() -> str:
     require_service("PostgreSQL", "127.0.0.1", 5432)
     return "postgresql://postgres@127.0.0.1:5432/test"
+
+
+@pytest.fixture
+def pg(postgres_url: str, monkeypatch: pytest.MonkeyPatch):
+    """The ledger in a fresh schema of the local PostgreSQL (BACKLOG_LEDGER_URL set): (url, schema).
+
+    The schema is dropped after the test.
+    """
+    from backlog_ops.ledger.postgres import PostgresLedger
+
+    schema = f"test_{uuid.uuid4().hex[:10]}"
+    monkeypatch.setenv("BACKLOG_LEDGER_URL", postgres_url)
+    monkeypatch.setenv("BACKLOG_LEDGER_SCHEMA", schema)
+    yield postgres_url, schema
+    PostgresLedger.drop_schema(postgres_url, schema)
+
+
+@pytest.fixture(scope="module")
+def upstream():
+    """The mock provider, one per test module; every call is 1000 prompt + 200 completion tokens.
+
+    A module that needs other figures defines its own `upstream`.
+    """
+    from backlog_ops.testing.mock_upstream import MockUpstream
+
+    with MockUpstream(prompt_tokens=1000, completion_tokens=200) as up:
+        yield up

@@ -33,15 +33,15 @@ from backlog_ops.context.file_store import ContextStore  # noqa: E402
 from backlog_ops.context.scope import Scope  # noqa: E402
 from backlog_ops.gateway.process import ProxyProcess  # noqa: E402
 from backlog_ops.ledger import SqliteLedger  # noqa: E402
-from backlog_ops.testing.mock_upstream import MockUpstream  # noqa: E402
 
 from conftest import in_ci  # noqa: E402
+from proxy_support import admin_client  # noqa: E402
 from test_quota_events import SHARED_NATS, delete_stream, unique  # noqa: E402
 
 pytestmark = pytest.mark.proxy
 
 BIN = Path(sys.executable).parent
-PROMPT, COMPLETION = 1000, 200
+PROMPT, COMPLETION = 1000, 200  # what the mock provider (conftest's `upstream`) reports for each call
 CALLBACKS = [
     "backlog_ops.callbacks.ticket_tagger.ticket_tagger",
     "backlog_ops.callbacks.ticket_policy.ticket_policy",
@@ -77,12 +77,6 @@ def require_nats() -> None:
 
 
 @pytest.fixture(scope="module")
-def upstream():
-    with MockUpstream(prompt_tokens=PROMPT, completion_tokens=COMPLETION) as up:
-        yield up
-
-
-@pytest.fixture(scope="module")
 def proxy(tmp_path_factory, upstream):
     root = tmp_path_factory.mktemp("feedback")
     stream, subject = unique()
@@ -115,7 +109,7 @@ def proxy(tmp_path_factory, upstream):
 
 @pytest.fixture(scope="module")
 def client(proxy):
-    with httpx.Client(base_url=proxy.base_url, headers={"authorization": f"Bearer {proxy.master_key}"}, timeout=60) as c:
+    with admin_client(proxy) as c:
         yield c
 
 

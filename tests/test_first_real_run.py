@@ -24,10 +24,9 @@ from backlog_ops.context.file_store import ContextStore
 from backlog_ops.context.scope import Scope
 from backlog_ops.gateway.process import ProxyProcess, free_port
 from backlog_ops.ledger import SqliteLedger
-from backlog_ops.testing.mock_upstream import MockUpstream
 
 from conftest import require_service
-from proxy_support import wait_for_rows
+from proxy_support import drop_redis_keys, wait_for_rows
 
 pytestmark = [pytest.mark.proxy, pytest.mark.services]
 
@@ -63,12 +62,6 @@ def make_project(root: Path, namespace: str) -> Path:
 
 
 @pytest.fixture(scope="module")
-def upstream():
-    with MockUpstream(prompt_tokens=1000, completion_tokens=200) as up:
-        yield up
-
-
-@pytest.fixture(scope="module")
 def quick_start(tmp_path_factory, upstream):
     require_service("Redis", "127.0.0.1", 6379)
     root = tmp_path_factory.mktemp("quick-start")
@@ -83,12 +76,7 @@ def quick_start(tmp_path_factory, upstream):
     proc.project = project
     yield proc
     proc.stop()
-    import redis
-
-    client = redis.Redis(host="127.0.0.1", port=6379)
-    keys = list(client.scan_iter(match=f"{namespace}*", count=1000))
-    if keys:
-        client.delete(*keys)
+    drop_redis_keys(namespace)
 
 
 def test_the_rendered_config_serves_every_alias_on_both_routes(quick_start, upstream) -> None:

@@ -18,20 +18,15 @@ from __future__ import annotations
 
 import json
 import secrets
-import uuid
 
 import httpx
 import pytest
 import yaml
 
-from backlog_ops.gateway.process import ProxyProcess
-from backlog_ops.gateway.render import render_proxy_config
 from backlog_ops.ledger import SqliteLedger
-from backlog_ops.project.schema import load_backlog_config
-from backlog_ops.testing.mock_upstream import MockUpstream
 
-from proxy_support import wait_for_rows
-from test_gateway_proxy import chat, ok, point_at_mock, redis_or_skip, upstream_models
+from conftest import require_service
+from proxy_support import admin_client, chat, ok, rendered_gateway, upstream_models, wait_for_rows
 
 pytestmark = [pytest.mark.proxy, pytest.mark.services]
 
@@ -61,43 +56,15 @@ def backlog_config(namespace: str) -> dict:
 
 
 @pytest.fixture(scope="module")
-def upstream():
-    with MockUpstream(prompt_tokens=1000, completion_tokens=200) as up:
-        yield up
-
-
-@pytest.fixture(scope="module")
 def gateway(tmp_path_factory, upstream):
-    redis_or_skip()
-    root = tmp_path_factory.mktemp("gwrows")
-    namespace = "backlog-test-" + uuid.uuid4().hex[:12]
-    project_config = root / "backlog.config.json"
-    project_config.write_text(json.dumps(backlog_config(namespace)))
-    rendered = render_proxy_config(load_backlog_config(project_config), source=project_config)
-    config_path = root / "litellm.yaml"
-    config_path.write_text(yaml.safe_dump(point_at_mock(rendered, upstream.base_url), sort_keys=False))
-    home = root / "home"
-    proc = ProxyProcess(home, config=config_path, env={
-        "LITELLM_MASTER_KEY": "sk-test-" + secrets.token_hex(16), "REDIS_HOST": "127.0.0.1", "REDIS_PORT": "6379",
-    })
-    for var in ("DATABASE_URL", "REDIS_PASSWORD", "BACKLOG_POLICY_FILE", "LITELLM_ENVIRONMENT"):
-        proc.env.pop(var, None)
-    proc.start()
-    proc.config_path, proc.project_config, proc.namespace = config_path, project_config, namespace
-    proc.ledger_path = home / "ledger.db"
-    yield proc
-    proc.stop()
-    import redis
-
-    client = redis.Redis(host="127.0.0.1", port=6379)
-    keys = list(client.scan_iter(match=f"{namespace}*", count=1000))
-    if keys:
-        client.delete(*keys)
+    require_service("Redis", "127.0.0.1", 6379)
+    with rendered_gateway(tmp_path_factory.mktemp("gwrows"), backlog_config, upstream.base_url) as proc:
+        yield proc
 
 
 @pytest.fixture(scope="module")
 def client(gateway):
-    with httpx.Client(base_url=gateway.base_url, headers={"authorization": f"Bearer {gateway.master_key}"}, timeout=60) as c:
+    with admin_client(gateway) as c:
         yield c
 
 

@@ -8,9 +8,6 @@ production routing, fallbacks, cooldowns, tag routing, Redis cache, callbacks an
 
 from __future__ import annotations
 
-import json
-import os
-import secrets
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -21,36 +18,21 @@ import pytest
 import yaml
 
 from backlog_ops.context.scope import Scope
-from backlog_ops.gateway.render import render_proxy_config
-from backlog_ops.project.schema import load_backlog_config
 from backlog_ops.ledger import SqliteLedger
-from backlog_ops.testing.mock_upstream import MockUpstream, Reply
-from backlog_ops.gateway.process import ProxyProcess
+from backlog_ops.testing.mock_upstream import Reply
 from backlog_ops.context.file_store import ContextStore
 
-from conftest import in_ci
-from proxy_support import wait_for_rows
+from conftest import require_service
+from proxy_support import admin_client, chat, ok, rendered_gateway, upstream_models, wait_for_rows
 
 pytestmark = [pytest.mark.proxy, pytest.mark.services]
 
 PROJECT = "gw-test"
 HAIKU, SONNET, OPUS = "claude-haiku-4-5", "claude-sonnet-4-6", "claude-opus-4-6"
-PROMPT, COMPLETION = 1000, 200
+PROMPT, COMPLETION = 1000, 200  # what the mock provider (conftest's `upstream`) reports for each call
 # LiteLLM's list prices for 1000 prompt + 200 completion tokens
 COST = {HAIKU: 1000 * 1e-6 + 200 * 5e-6, SONNET: 1000 * 3e-6 + 200 * 15e-6, OPUS: 1000 * 5e-6 + 200 * 25e-6}
 MAX_ESCALATIONS = 2
-
-
-def redis_or_skip() -> None:
-    import redis
-
-    try:
-        redis.Redis(host="127.0.0.1", port=6379, socket_connect_timeout=2).ping()
-    except Exception as exc:  # noqa: BLE001
-        message = f"Redis is not answering on 127.0.0.1:6379 ({type(exc).__name__}: {exc}); start redis-server"
-        if in_ci():
-            pytest.fail(message + " (CI=true: service tests must run, not skip)")
-        pytest.skip(message)
 
 
 def backlog_config(namespace: str) -> dict:
@@ -65,63 +47,18 @@ def backlog_config(namespace: str) -> dict:
     }
 
 
-def point_at_mock(config: dict, upstream_url: str) -> dict:
-    """The rendered config with every deployment answered by the mock provider."""
-    for dep in config["model_list"]:
-        dep["litellm_params"]["api_base"] = upstream_url
-        dep["litellm_params"]["api_key"] = "mock"
-    return config
-
-
-@pytest.fixture(scope="module")
-def upstream():
-    with MockUpstream(prompt_tokens=PROMPT, completion_tokens=COMPLETION) as up:
-        yield up
-
-
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory, upstream):
-    redis_or_skip()
-    root = tmp_path_factory.mktemp("gateway")
-    namespace = "backlog-test-" + uuid.uuid4().hex[:12]
-    project_config = root / "backlog.config.json"
-    project_config.write_text(json.dumps(backlog_config(namespace)))
-    rendered = render_proxy_config(load_backlog_config(project_config), source=project_config)
-    config_path = root / "proxy.yaml"
-    config_path.write_text(yaml.safe_dump(point_at_mock(rendered, upstream.base_url), sort_keys=False))
-
-    home = root / "home"
-    proc = ProxyProcess(
-        home,
-        config=config_path,
-        env={
-            "LITELLM_MASTER_KEY": "sk-test-" + secrets.token_hex(16),
-            "REDIS_HOST": "127.0.0.1",
-            "REDIS_PORT": "6379",
-        },
-    )
-    # No LITELLM_ENVIRONMENT: the rendered aliases must load without it, as a user starts them.
-    for var in ("DATABASE_URL", "REDIS_PASSWORD", "BACKLOG_POLICY_FILE", "LITELLM_ENVIRONMENT"):
-        proc.env.pop(var, None)  # no database here; Redis on loopback has no password
-    proc.start()
-    proc.config_path = config_path
-    proc.project_config = project_config
-    proc.namespace = namespace
-    proc.store = ContextStore(home)
-    proc.ledger_path = home / "ledger.db"
-    yield proc
-    proc.stop()
-    import redis
-
-    client = redis.Redis(host="127.0.0.1", port=6379)
-    keys = list(client.scan_iter(match=f"{namespace}*", count=1000))
-    if keys:
-        client.delete(*keys)
+    require_service("Redis", "127.0.0.1", 6379)
+    with rendered_gateway(tmp_path_factory.mktemp("gateway"), backlog_config, upstream.base_url,
+                          config_name="proxy.yaml") as proc:
+        proc.store = ContextStore(proc.home)
+        yield proc
 
 
 @pytest.fixture(scope="module")
 def client(gateway):
-    with httpx.Client(base_url=gateway.base_url, headers={"authorization": f"Bearer {gateway.master_key}"}, timeout=60) as c:
+    with admin_client(gateway) as c:
         yield c
 
 
@@ -134,20 +71,6 @@ def working_on(gateway, ticket: str) -> dict:
     return {"x-claude-code-session-id": sid}
 
 
-def chat(client, model: str, headers: dict | None = None, content: str | None = None, **body) -> httpx.Response:
-    payload = {
-        "model": model,
-        "max_tokens": 100,
-        "messages": [{"role": "user", "content": content or f"unique {uuid.uuid4()}"}],
-        **body,
-    }
-    return client.post("/v1/chat/completions", headers=headers or {}, json=payload)
-
-
-def upstream_models(upstream, since: int = 0) -> list[str]:
-    return [r.body.get("model") for r in upstream.requests[since:] if isinstance(r.body, dict)]
-
-
 def wait_for_success(ledger_path: Path, call_ids: list[str], timeout: float = 15.0) -> dict[str, dict]:
     """Rows once each is a success: after a fallback, LiteLLM logs the failed attempt first."""
     deadline = time.monotonic() + timeout
@@ -156,11 +79,6 @@ def wait_for_success(ledger_path: Path, call_ids: list[str], timeout: float = 15
         if all(r["status"] == "success" for r in rows.values()) or time.monotonic() > deadline:
             return rows
         time.sleep(0.1)
-
-
-def ok(r: httpx.Response) -> str:
-    assert r.status_code == 200, r.text
-    return r.headers["x-litellm-call-id"]
 
 
 # -- routing, fallbacks, tag routing -----------------------------------------------------------------

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import multiprocessing as mp
 import os
 import subprocess
 import sys
@@ -16,6 +15,8 @@ from backlog_ops.errors import LedgerError
 from backlog_ops.ledger import CallRecord, LedgerWriter, open_ledger
 from backlog_ops.ledger.migrations import MIGRATIONS, MigrationConnection
 
+from conftest import run_spawned
+
 pytestmark = pytest.mark.services
 
 
@@ -23,17 +24,6 @@ def rec(call_id: str, **kw) -> CallRecord:
     base = dict(started_at="2026-11-20T10:00:00.000+00:00", status="success", ticket_id="FEAT-1", gate="plan",
                 project="p", agent_type="planner", model="m", prompt_tokens=100, completion_tokens=10, cost_usd=0.01)
     return CallRecord(call_id=call_id, **{**base, **kw})
-
-
-@pytest.fixture
-def pg(postgres_url: str, monkeypatch: pytest.MonkeyPatch):
-    from backlog_ops.ledger.postgres import PostgresLedger
-
-    schema = f"test_{uuid.uuid4().hex[:10]}"
-    monkeypatch.setenv("BACKLOG_LEDGER_URL", postgres_url)
-    monkeypatch.setenv("BACKLOG_LEDGER_SCHEMA", schema)
-    yield postgres_url, schema
-    PostgresLedger.drop_schema(postgres_url, schema)
 
 
 def test_open_ledger_selects_postgres_and_migrates(pg) -> None:
@@ -114,13 +104,7 @@ def _replica(url: str, schema: str, index: int, n: int) -> None:
 def test_several_replicas_writing_at_once_lose_and_duplicate_nothing(pg) -> None:
     url, schema = pg
     open_ledger().close()  # create the schema once, as the first replica would
-    ctx = mp.get_context("spawn")
-    procs = [ctx.Process(target=_replica, args=(url, schema, i, 300)) for i in range(4)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(180)
-        assert p.exitcode == 0
+    run_spawned(_replica, [(url, schema, i, 300) for i in range(4)], timeout=180)
     with open_ledger() as ledger:
         rows = ledger.rows()
     ids = [r["call_id"] for r in rows]
@@ -135,13 +119,7 @@ def ledger_total(rows: list[dict]) -> float:
 def test_migrations_race_from_fresh(pg) -> None:
     """Replicas starting at once on an empty database each see a fully migrated ledger."""
     url, schema = pg
-    ctx = mp.get_context("spawn")
-    procs = [ctx.Process(target=_replica, args=(url, schema, i, 5)) for i in range(4)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(120)
-        assert p.exitcode == 0
+    run_spawned(_replica, [(url, schema, i, 5) for i in range(4)], timeout=120)
     with open_ledger() as ledger:
         assert ledger.applied_migrations() == [n for n, _ in MIGRATIONS]
 

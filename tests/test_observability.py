@@ -27,19 +27,13 @@ from backlog_ops.gateway.observability import LabelLimiter, context_labels  # no
 from backlog_ops.gateway.process import ProxyProcess  # noqa: E402
 from backlog_ops.context.file_store import ContextStore
 
-from proxy_support import OUR_CALLBACKS, write_config  # noqa: E402
+from proxy_support import OUR_CALLBACKS, admin_client, write_config  # noqa: E402
 from conftest import require_service  # noqa: E402
 from test_quota_events import consume, delete_stream  # noqa: E402
 
 NATS_URL = "nats://127.0.0.1:4222"
 
 MAX_TICKETS = 4
-
-
-@pytest.fixture(scope="module")
-def upstream():
-    with MockUpstream(prompt_tokens=1000, completion_tokens=200) as up:
-        yield up
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +71,7 @@ def proxy(tmp_path_factory, upstream):
 
 @pytest.fixture(scope="module")
 def client(proxy):
-    with httpx.Client(base_url=proxy.base_url, headers={"authorization": f"Bearer {proxy.master_key}"}, timeout=60) as c:
+    with admin_client(proxy) as c:
         yield c
 
 

@@ -11,13 +11,11 @@ import csv
 import io
 import itertools
 import json
-import multiprocessing as mp
 import os
 import random
 import sqlite3
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 
 import pytest
@@ -26,6 +24,8 @@ from backlog_ops.common.times import format_time, iso_to_epoch
 from backlog_ops.ledger import COLUMNS, CallRecord, LedgerWriter, SqliteLedger, open_ledger
 from backlog_ops.ledger.migrations import MIGRATIONS, MigrationConnection
 from backlog_ops.reports.views import FIELDS, GROUPS, OTHERS, spend_view
+
+from conftest import run_spawned
 
 BIN = Path(sys.executable).parent
 T0 = iso_to_epoch("2026-11-02T00:00:00.000+00:00")  # a Monday
@@ -318,17 +318,6 @@ def test_spend_bad_arguments_are_one_line(small_ledger, args, needle) -> None:
 # -- PostgreSQL ------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def pg(postgres_url: str, monkeypatch: pytest.MonkeyPatch):
-    from backlog_ops.ledger.postgres import PostgresLedger
-
-    schema = f"test_views_{uuid.uuid4().hex[:10]}"
-    monkeypatch.setenv("BACKLOG_LEDGER_URL", postgres_url)
-    monkeypatch.setenv("BACKLOG_LEDGER_SCHEMA", schema)
-    yield postgres_url, schema
-    PostgresLedger.drop_schema(postgres_url, schema)
-
-
 def _replica(index: int) -> None:
     """One proxy replica's writer: its own calls, and calls every replica writes (retries, replays)."""
     writer = LedgerWriter(open_ledger, spool_path=Path(os.environ["SPOOL_DIR"]) / f"spool{index}.jsonl", batch_size=40)
@@ -343,12 +332,7 @@ def test_concurrent_writers_keep_the_rollups_exact(pg, tmp_path: Path, monkeypat
     monkeypatch.setenv("SPOOL_DIR", str(tmp_path))
     with open_ledger():
         pass  # migrated once, before the replicas start
-    procs = [mp.get_context("spawn").Process(target=_replica, args=(i,)) for i in range(3)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(180)
-        assert p.exitcode == 0
+    run_spawned(_replica, [(i,) for i in range(3)], timeout=180)
     with open_ledger() as ledger:
         assert len(ledger.rows()) == 250
         check_every_view(ledger)

@@ -82,9 +82,7 @@ def _parser(argparse):
 
     from backlog_ops.cli import context_cmd
 
-    ctx = sub.add_parser("context", help="set, clear or show the active ticket context")
-    ctx.set_defaults(help_parser=ctx)
-    ctx_sub = ctx.add_subparsers(metavar="ACTION")
+    ctx_sub = _command_group(sub, "context", "set, clear or show the active ticket context", metavar="ACTION")
 
     p = ctx_sub.add_parser("set", help="set the context for the global, session or agent scope")
     p.add_argument("ticket", metavar="TICKET", help="ticket id such as FEAT-001 ('' for work on no ticket)")
@@ -127,8 +125,7 @@ def _parser(argparse):
 
     p.add_argument("--by", metavar="GROUP[,GROUP]",
                    help=f"one or two of {', '.join(GROUPS)} (default: ticket; gate for one TICKET)")
-    p.add_argument("--since", type=_since, metavar="WHEN", help="YYYY-MM-DD, an ISO time, or a span back from now such as 24h, 7d (default: all time)")
-    p.add_argument("--until", type=_until, metavar="WHEN", help="the same forms; a date includes that whole day (default: now)")
+    _add_window(p)
     p.add_argument("--project", help="only this project's calls (default: every project)")
     p.add_argument("--top", type=_positive, metavar="N", help="the N most expensive first groups, the rest summed as (others)")
     fmt = p.add_mutually_exclusive_group()
@@ -139,8 +136,7 @@ def _parser(argparse):
 
     p = sub.add_parser("report", help="spend per ticket as a self-contained HTML page with charts")
     p.add_argument("--project", help="only this project's calls (default: every project)")
-    p.add_argument("--since", type=_since, metavar="WHEN", help="YYYY-MM-DD, an ISO time, or a span back from now such as 24h, 7d (default: all time)")
-    p.add_argument("--until", type=_until, metavar="WHEN", help="the same forms; a date includes that whole day (default: now)")
+    _add_window(p)
     from backlog_ops.cli.report_cmd import add_report_args
 
     add_report_args(p)
@@ -170,9 +166,7 @@ def _parser(argparse):
     p.add_argument("--uninstall", action="store_true", help="remove exactly what install added")
     p.set_defaults(run=_install)
 
-    cfg = sub.add_parser("config", help="render and check backlog.config.json and LiteLLM proxy configs")
-    cfg.set_defaults(help_parser=cfg)
-    cfg_sub = cfg.add_subparsers(metavar="ACTION")
+    cfg_sub = _command_group(sub, "config", "render and check backlog.config.json and LiteLLM proxy configs", metavar="ACTION")
     p = cfg_sub.add_parser("render", help="write the LiteLLM proxy config from backlog.config.json")
     p.add_argument("--input", default="backlog.config.json", help="the project's backlog.config.json")
     p.add_argument("--output", "-o", default="-", help="file to write ('-' for stdout)")
@@ -181,9 +175,7 @@ def _parser(argparse):
     p.add_argument("files", nargs="*", metavar="FILE", help="files to check (backlog.config.json, proxy configs, virtual_keys.yaml)")
     p.set_defaults(run=_config_check)
 
-    imp = sub.add_parser("import", help="import usage recorded outside the proxy into the ledger")
-    imp.set_defaults(help_parser=imp)
-    imp_sub = imp.add_subparsers(metavar="SOURCE")
+    imp_sub = _command_group(sub, "import", "import usage recorded outside the proxy into the ledger", metavar="SOURCE")
     p = imp_sub.add_parser("transcripts", help="Claude Code JSONL transcripts (default ~/.claude/projects)")
     p.add_argument("path", nargs="?", help="a transcripts directory or one .jsonl file")
     p.add_argument("--dry-run", action="store_true", help="report what would be imported, write nothing")
@@ -197,44 +189,40 @@ def _parser(argparse):
     p.add_argument("--strict", action="store_true", help="exit 1 when any direct call is found")
     p.set_defaults(run=_check_direct_calls)
 
-    keys = sub.add_parser("keys", help="LiteLLM virtual keys per environment or tenant (needs the proxy's database)")
-    keys.set_defaults(help_parser=keys)
-    keys_sub = keys.add_subparsers(metavar="ACTION")
+    keys_sub = _command_group(sub, "keys", "LiteLLM virtual keys per environment or tenant (needs the proxy's database)", metavar="ACTION")
     p = keys_sub.add_parser("setup", help="create the keys described in a virtual_keys.yaml (idempotent)")
     p.add_argument("file", nargs="?", default="config/virtual_keys.yaml", help="the keys to create")
-    p.add_argument("--url", type=_url, default=None, help=_URL_HELP)
+    _add_url(p)
     p.add_argument("--wait", type=_seconds, default=60.0, metavar="DURATION",
                    help="how long to wait for the proxy to be ready: seconds, or 90s, 2m (default: 60 s)")
     p.set_defaults(run=_keys, action="setup")
     p = keys_sub.add_parser("list", help="list the virtual keys")
-    p.add_argument("--url", type=_url, default=None, help=_URL_HELP)
+    _add_url(p)
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(run=_keys, action="list")
     p = keys_sub.add_parser("revoke", help="revoke keys by alias")
     p.add_argument("aliases", nargs="+", metavar="ALIAS", help="key_alias of each key to revoke")
-    p.add_argument("--url", type=_url, default=None, help=_URL_HELP)
+    _add_url(p)
     p.set_defaults(run=_keys, action="revoke")
 
-    fallbacks = sub.add_parser("fallbacks", help="show or change the running proxy's fallbacks (changes need its database)")
-    fallbacks.set_defaults(help_parser=fallbacks)
-    fb_sub = fallbacks.add_subparsers(metavar="ACTION")
+    fb_sub = _command_group(sub, "fallbacks", "show or change the running proxy's fallbacks (changes need its database)", metavar="ACTION")
     fb_types = ("general", "context_window", "content_policy")
     p = fb_sub.add_parser("show", help="each model's fallbacks, as the running router has them")
     p.add_argument("models", nargs="*", metavar="MODEL", help="model names (default: cheap balanced frontier)")
     p.add_argument("--type", choices=(*fb_types, "all"), default="all", help="which fallbacks")
-    p.add_argument("--url", type=_url, default=None, help=_URL_HELP)
+    _add_url(p)
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(run=_fallbacks, action="show")
     p = fb_sub.add_parser("set", help="make MODEL fall back to TARGET... (needs the proxy's database)")
     p.add_argument("model", metavar="MODEL", help="the model name that fails, e.g. cheap")
     p.add_argument("targets", nargs="+", metavar="TARGET", help="model names to try next, in order")
     p.add_argument("--type", choices=fb_types, default="general", help="on which errors")
-    p.add_argument("--url", type=_url, default=None, help=_URL_HELP)
+    _add_url(p)
     p.set_defaults(run=_fallbacks, action="set")
     p = fb_sub.add_parser("remove", help="remove MODEL's fallbacks (needs the proxy's database)")
     p.add_argument("model", metavar="MODEL", help="the model name, e.g. cheap")
     p.add_argument("--type", choices=fb_types, default="general", help="which fallbacks")
-    p.add_argument("--url", type=_url, default=None, help=_URL_HELP)
+    _add_url(p)
     p.set_defaults(run=_fallbacks, action="remove")
 
     p = sub.add_parser("demo", help="run a scripted two-ticket scenario through a local proxy and print spend")
@@ -250,7 +238,24 @@ def _parser(argparse):
     return parser
 
 
-_URL_HELP = "proxy base URL (default: $LITELLM_BASE_URL, else http://127.0.0.1:4000)"
+def _command_group(sub, name: str, summary: str, *, metavar: str):
+    """A command whose actions are subcommands (`backlog-ops context set`); alone it prints its help."""
+    group = sub.add_parser(name, help=summary)
+    group.set_defaults(help_parser=group)
+    return group.add_subparsers(metavar=metavar)
+
+
+def _add_url(p) -> None:
+    p.add_argument("--url", type=_url, default=None,
+                   help="proxy base URL (default: $LITELLM_BASE_URL, else http://127.0.0.1:4000)")
+
+
+def _add_window(p) -> None:
+    """--since and --until, as `spend` and `report` read them."""
+    p.add_argument("--since", type=_since, metavar="WHEN",
+                   help="YYYY-MM-DD, an ISO time, or a span back from now such as 24h, 7d (default: all time)")
+    p.add_argument("--until", type=_until, metavar="WHEN",
+                   help="the same forms; a date includes that whole day (default: now)")
 
 
 def _duration(text: str) -> int:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import stat
+from types import ModuleType
+from typing import Any, Callable
 from urllib.parse import quote
 
 from backlog_ops.common.extras import require
@@ -87,20 +89,20 @@ def _ledger(conf) -> Check:
 
 
 def _postgres_ledger(url: str, schema: str) -> Check:
-    where = describe_dsn(url)
-    facts = {"backend": "postgres", "where": where, "schema": schema}
-    try:
-        psycopg = require("psycopg", "postgres", "The PostgreSQL ledger (BACKLOG_LEDGER_URL)")
-    except BacklogOpsError as exc:
-        return Check("state", "ledger", PROBLEM, f"PostgreSQL {where}: {exc}", fix="pip install 'backlog-ops[postgres]'", facts=facts)
-    try:
+    facts = {"backend": "postgres", "where": describe_dsn(url), "schema": schema}
+
+    def schema_table(psycopg):
         with psycopg.connect(url, connect_timeout=CONNECT_TIMEOUT, autocommit=True) as db:
-            found = db.execute("SELECT to_regclass(%s)", (f'"{schema}".calls',)).fetchone()[0]
-    except (psycopg.Error, ValueError) as exc:
-        return Check("state", "ledger", PROBLEM, f"PostgreSQL {where} does not answer: {redact(str(exc), url)}",
-                     fix="make BACKLOG_LEDGER_URL reachable (start PostgreSQL, create the database), "
-                         "or unset it to keep the ledger in SQLite under the home",
-                     facts=facts)
+            return db.execute("SELECT to_regclass(%s)", (f'"{schema}".calls',)).fetchone()[0]
+
+    found, problem = _ask_service(
+        "ledger", "PostgreSQL", url, facts, schema_table, lambda psycopg: (psycopg.Error, ValueError),
+        module="psycopg", extra="postgres", needed_by="The PostgreSQL ledger (BACKLOG_LEDGER_URL)",
+        fix="make BACKLOG_LEDGER_URL reachable (start PostgreSQL, create the database), "
+            "or unset it to keep the ledger in SQLite under the home")
+    if problem:
+        return problem
+    where = facts["where"]
     facts["schema_exists"] = found is not None
     if found is None:
         return Check("state", "ledger", OK, f"PostgreSQL {where} answers; schema {schema} not created yet (the proxy creates it)", facts=facts)
@@ -128,20 +130,36 @@ def _contexts(conf) -> Check:
 
 
 def _redis_contexts(url: str, prefix: str) -> Check:
-    where = describe_dsn(url)
-    facts = {"backend": "redis", "where": where, "prefix": prefix}
-    try:
-        redis = require("redis", "redis", "The Redis context store (BACKLOG_CONTEXT_URL)")
-    except BacklogOpsError as exc:
-        return Check("state", "contexts", PROBLEM, f"Redis {where}: {exc}", fix="pip install 'backlog-ops[redis]'", facts=facts)
-    try:
+    facts = {"backend": "redis", "where": describe_dsn(url), "prefix": prefix}
+
+    def ping(redis):
         client = redis.Redis.from_url(url, socket_timeout=CONNECT_TIMEOUT, socket_connect_timeout=CONNECT_TIMEOUT)
         try:
             client.ping()
         finally:
             client.close()
-    except (redis.RedisError, ValueError, OSError) as exc:
-        return Check("state", "contexts", PROBLEM, f"Redis {where} does not answer: {redact(str(exc), url)}",
-                     fix="make BACKLOG_CONTEXT_URL reachable (start Redis there), or unset it to keep contexts in files under the home",
-                     facts=facts)
-    return Check("state", "contexts", OK, f"Redis {where} (prefix {prefix})", facts=facts)
+
+    _, problem = _ask_service(
+        "contexts", "Redis", url, facts, ping, lambda redis: (redis.RedisError, ValueError, OSError),
+        module="redis", extra="redis", needed_by="The Redis context store (BACKLOG_CONTEXT_URL)",
+        fix="make BACKLOG_CONTEXT_URL reachable (start Redis there), or unset it to keep contexts in files under the home")
+    return problem or Check("state", "contexts", OK, f"Redis {facts['where']} (prefix {prefix})", facts=facts)
+
+
+def _ask_service(part: str, service: str, url: str, facts: dict, ask: Callable[[ModuleType], Any],
+                 failures: Callable[[ModuleType], tuple[type[Exception], ...]], *, module: str, extra: str,
+                 needed_by: str, fix: str) -> tuple[Any, Check | None]:
+    """(what `ask(client module)` found at `url`, None), or (None, the PROBLEM check of `part`) when
+    the client `module` (from the `extra`) is not installed or the service does not answer: raises
+    one of the module's `failures`. No error text keeps the URL's secrets."""
+    where = facts["where"]
+    try:
+        found_module = require(module, extra, needed_by)
+    except BacklogOpsError as exc:
+        return None, Check("state", part, PROBLEM, f"{service} {where}: {exc}", fix=f"pip install 'backlog-ops[{extra}]'",
+                           facts=facts)
+    try:
+        return ask(found_module), None
+    except failures(found_module) as exc:
+        return None, Check("state", part, PROBLEM, f"{service} {where} does not answer: {redact(str(exc), url)}",
+                           fix=fix, facts=facts)

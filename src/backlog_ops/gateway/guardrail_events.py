@@ -1,9 +1,9 @@
 """guardrail.alert events on NATS JetStream: the design's `custom_alert_callback` role.
 
 The alert-only guardrails (backlog_ops.callbacks.guardrail_alerts) hand each alert to
-`GuardrailAlertPublisher.enqueue`, which only appends it to a bounded buffer; the quota-event
-publisher's thread machinery (gateway/quota_publisher.py: own asyncio loop, reconnects, capped
-back-off, Nats-Msg-Id de-duplication, a spool for what is unpublished at exit) publishes it.
+`GuardrailAlertPublisher.enqueue`, which only appends it to a bounded buffer; the publisher
+machinery the quota events use too (gateway/jetstream_publisher.py: own asyncio loop, reconnects,
+capped back-off, Nats-Msg-Id de-duplication, a spool for what is unpublished at exit) publishes it.
 A slow or down NATS never slows or fails a call.
 
 The event says who and what, never the matched text:
@@ -29,7 +29,7 @@ from datetime import datetime, timezone
 
 from backlog_ops.common.home import home_dir
 from backlog_ops.common.settings import env_str
-from backlog_ops.gateway.quota_publisher import QuotaEventPublisher
+from backlog_ops.gateway.jetstream_publisher import JetStreamPublisher
 
 __all__ = ["DEFAULT_STREAM", "DEFAULT_SUBJECT", "GuardrailAlertPublisher", "build_alert_event"]
 
@@ -61,8 +61,14 @@ def build_alert_event(alert: dict) -> dict:
     }
 
 
-class GuardrailAlertPublisher(QuotaEventPublisher):
-    """The quota publisher's buffer and thread, on the guardrail subject, stream and spool."""
+class GuardrailAlertPublisher(JetStreamPublisher):
+    """guardrail.alert events: the shared publisher on the guardrail subject, stream and spool."""
+
+    noun = "guardrail alert"
+    purpose = "guardrail.alert events on NATS"
+    logger_name = "backlog_ops.guardrail_events"
+    thread_name = "backlog-guardrail-alerts"
+    subject_env = "BACKLOG_GUARDRAIL_NATS_SUBJECT"
 
     def _configure(self) -> None:
         s = self._settings
@@ -78,7 +84,3 @@ class GuardrailAlertPublisher(QuotaEventPublisher):
 
     def spool_path(self) -> str:
         return env_str("BACKLOG_GUARDRAIL_NATS_SPOOL") or os.path.join(home_dir(), "guardrail-alerts-spool.jsonl")
-
-    def _warn(self, kind: str, message: str) -> None:
-        # The shared machinery words its warnings for quota events.
-        super()._warn(kind, message.replace("quota event", "guardrail alert"))

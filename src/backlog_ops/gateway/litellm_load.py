@@ -15,6 +15,7 @@ plain dict that gateway.serving turns into problems:
 from __future__ import annotations
 
 import contextlib
+import gc
 import io
 import json
 import logging
@@ -168,4 +169,8 @@ def _main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(_main(sys.argv[1:]))
+    code = _main(sys.argv[1:])
+    # The outcome is written. The collections at interpreter exit would walk every object LiteLLM
+    # made for seconds before the parent hears back: frozen, they are skipped (as in gateway/proxy).
+    gc.freeze()
+    sys.exit(code)

@@ -78,6 +78,9 @@ class LedgerQueries:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
+    # tickets() and ticket() sum the calls table itself. What users see (`spend`, `report`, the MCP
+    # server) goes through reports/views.spend_view, which reads the rollups; these two stay for
+    # bench/ledger_scale.py, which measures the calls table's indexes with them, and its tests.
     def tickets(self, *, project: str | None = None, since: str | None = None) -> list[dict]:
         """Spend per (ticket, project), most expensive first; calls with no ticket have ticket_id None."""
         where, params = _filters(project=project, since=since)

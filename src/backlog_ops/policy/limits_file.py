@@ -13,7 +13,7 @@ import logging
 import os
 import threading
 import time
-from typing import Callable
+from typing import Callable, TypeVar
 
 from backlog_ops.common.settings import env_str
 from backlog_ops.common.warnings import Warnings
@@ -30,6 +30,8 @@ log = logging.getLogger("backlog_ops.policy")
 
 POLICY_FILE_ENV = "BACKLOG_POLICY_FILE"
 SECTION = "backlog_ops"
+
+T = TypeVar("T")
 
 
 class PolicyFile:
@@ -141,37 +143,28 @@ class PolicyFile:
             self._policies = parse_policy_section(section)
             self._routing = parse_routing_section(section)
             self._signature = signature
-            self._load_runaway(path, section)
-            self._load_gateway(path, section)
-            self._load_semantic(path, section)
+            self._load_apart(path, section)
             if self._policies:
                 log.info("backlog-ops: ticket policy for %s from %s", ", ".join(sorted(self._policies)), path)
         except Exception as exc:  # noqa: BLE001 - keep the last good limits
             self._warn(f"ignoring the policy in {path}: {type(exc).__name__}: {exc}; keeping the last limits read")
 
-    def _load_runaway(self, path: str, section: object) -> None:
-        # Apart from the limits: a bad runaway entry must not hold back a new budget.
+    def _load_apart(self, path: str, section: object) -> None:
+        # Apart from the limits: a bad runaway, gateway or semantic cache entry must not hold back a
+        # ticket's budget. Each keeps its last good settings when its entry is bad.
+        from backlog_ops.gateway.semantic_cache.settings import parse_semantic_section
+        from backlog_ops.policy.gateway_budget import parse_gateway_budgets
         from backlog_ops.policy.runaway import parse_runaway_section
 
+        self._runaway = self._parsed(path, "runaway alert settings", parse_runaway_section, section, self._runaway)
+        self._gateway = self._parsed(path, "gateway budgets", parse_gateway_budgets, section, self._gateway)
+        self._semantic = self._parsed(path, "semantic cache settings", parse_semantic_section, section,
+                                      self._semantic)
+
+    def _parsed(self, path: str, what: str, parse: Callable[[object], T], section: object, last: T) -> T:
+        """`parse(section)`, or `last` with a warning naming `what` when the entry is bad."""
         try:
-            self._runaway = parse_runaway_section(section)
+            return parse(section)
         except Exception as exc:  # noqa: BLE001 - keep the last good settings
-            self._warn(f"ignoring the runaway alert settings in {path}: {type(exc).__name__}: {exc}")
-
-    def _load_gateway(self, path: str, section: object) -> None:
-        # Apart from the limits too: a bad gateway entry must not hold back a ticket's budget.
-        from backlog_ops.policy.gateway_budget import parse_gateway_budgets
-
-        try:
-            self._gateway = parse_gateway_budgets(section)
-        except Exception as exc:  # noqa: BLE001 - keep the last good settings
-            self._warn(f"ignoring the gateway budgets in {path}: {type(exc).__name__}: {exc}")
-
-    def _load_semantic(self, path: str, section: object) -> None:
-        # Apart from the limits, like the runaway settings: a bad entry must not hold back a budget.
-        from backlog_ops.gateway.semantic_cache.settings import parse_semantic_section
-
-        try:
-            self._semantic = parse_semantic_section(section)
-        except Exception as exc:  # noqa: BLE001 - keep the last good settings
-            self._warn(f"ignoring the semantic cache settings in {path}: {type(exc).__name__}: {exc}")
+            self._warn(f"ignoring the {what} in {path}: {type(exc).__name__}: {exc}")
+            return last
