@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import shutil
 import time
@@ -81,3 +82,19 @@ def wait_for_probe(probe_file: Path, call_ids: list[str], timeout: float = 15.0)
                 return found
         time.sleep(0.1)
     raise AssertionError(f"LiteLLM logged {len(found)} of {len(set(call_ids))} calls after {timeout} s")
+
+
+def worker_pids(parent: int) -> list[int]:
+    """The proxy's workers: its children running multiprocessing's spawn entry."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == parent and b"spawn_main" in cmdline:
+            found.append(int(entry))
+    return found
