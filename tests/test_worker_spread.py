@@ -13,7 +13,6 @@ over 2 workers, all on one happens with probability 2 / 2**16.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import uuid
@@ -25,36 +24,17 @@ import pytest
 
 from backlog_ops.gateway.process import ProxyProcess
 from backlog_ops.testing.mock_upstream import MockUpstream
+from backlog_ops.testing.tcp_sockets import ESTABLISHED, LISTEN, tcp_sockets
 from proxy_support import worker_pids, write_config
 
 pytestmark = [pytest.mark.proxy]
 
 CONNECTIONS = 16
-ESTABLISHED, LISTEN = "01", "0A"  # the state column of /proc/net/tcp
 
 
 def sockets_on(port: int, pid: int, state: str) -> set[str]:
     """The inodes of the sockets on local `port` in `state` that process `pid` holds."""
-    inodes = set()
-    for fd in os.listdir(f"/proc/{pid}/fd"):
-        try:
-            target = os.readlink(f"/proc/{pid}/fd/{fd}")
-        except OSError:
-            continue
-        if target.startswith("socket:["):
-            inodes.add(target[len("socket:["):-1])
-    found = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            lines = Path(table).read_text().splitlines()[1:]
-        except FileNotFoundError:
-            continue
-        for line in lines:
-            fields = line.split()
-            local_port = int(fields[1].rsplit(":", 1)[1], 16)
-            if local_port == port and fields[3] == state and fields[9] in inodes:
-                found.add(fields[9])
-    return found
+    return {sock.inode for sock in tcp_sockets(pid) if sock.local_port == port and sock.state == state}
 
 
 def test_two_workers_both_serve_concurrent_keep_alive_connections(tmp_path: Path) -> None:
