@@ -68,8 +68,12 @@ def serve_one(host: str, port: int, uvicorn_args: dict[str, Any], ready: Connect
     """The body of one worker process: set up ours, then serve LiteLLM's app on a socket of its own."""
     import uvicorn
 
-    from backlog_ops.gateway.proxy_workers import in_worker
+    from backlog_ops.gateway.proxy_workers import in_worker, stop_the_proxy
 
+    try:
+        sock = listening_socket(host, port)
+    except OSError as exc:  # taken since the parent looked (check_port_free)
+        stop_the_proxy([f"cannot listen on {host}:{port}: {exc.strerror or exc}"])
     in_worker()
     config = uvicorn.Config(**uvicorn_args)
 
@@ -84,7 +88,7 @@ def serve_one(host: str, port: int, uvicorn_args: dict[str, Any], ready: Connect
                     pass
 
     server = Server(config)
-    server.run(sockets=[listening_socket(host, port)])
+    server.run(sockets=[sock])
     if not server.started:
         sys.exit(3)  # uvicorn's STARTUP_FAILURE
 
