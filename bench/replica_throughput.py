@@ -1,4 +1,4 @@
-"""Proxy throughput with 2 LiteLLM workers vs 1, budgets shared through Redis, same run.
+"""Proxy throughput with 2 proxy workers vs 1, budgets shared through Redis, same run.
 
     .venv/bin/python bench/replica_throughput.py [--rounds 4] [--requests 300] [--concurrency 16]
 
@@ -46,6 +46,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from backlog_ops.context.redis_store import RedisContextStore  # noqa: E402
 from backlog_ops.context.scope import Scope  # noqa: E402
 from backlog_ops.gateway.process import ProxyProcess, free_port  # noqa: E402
+from backlog_ops.testing.tcp_sockets import tcp_sockets  # noqa: E402
 from proxy_support import write_config  # noqa: E402
 
 REDIS = "redis://127.0.0.1:6379/0"
@@ -168,29 +169,7 @@ def named(command: str) -> list[int]:
 
 def local_ports(pids: list[int]) -> set[int]:
     """The local TCP ports of the sockets these processes hold."""
-    inodes = set()
-    for pid in pids:
-        try:
-            for fd in os.listdir(f"/proc/{pid}/fd"):
-                try:
-                    link = os.readlink(f"/proc/{pid}/fd/{fd}")
-                except OSError:
-                    continue
-                if link.startswith("socket:["):
-                    inodes.add(link[8:-1])
-        except OSError:
-            pass
-    ports = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            with open(table) as f:
-                for line in f.readlines()[1:]:
-                    cols = line.split()
-                    if cols[9] in inodes:
-                        ports.add(int(cols[1].rsplit(":", 1)[1], 16))
-        except OSError:
-            pass
-    return ports
+    return {sock.local_port for pid in pids for sock in tcp_sockets(pid)}
 
 
 def postgres_backends(clients: list[int]) -> list[int]:
@@ -381,8 +360,8 @@ def main() -> None:
     print(f"throughput ratio (2 workers / 1 worker): {two / one:.2f}")
     print(f"load average (1 min) during the run: min {min(loads):.1f}, max {max(loads):.1f}")
     print_cpu(cpu, walls, {name: rounds * args.requests for name in cpu})
-    # uvicorn's workers accept on one shared socket, and whichever wakes first accepts every
-    # connection waiting: a burst of new keep-alive connections can all land on one worker.
+    # Each worker accepts on a SO_REUSEPORT socket of its own: the kernel hashes each new connection
+    # to one of them, so the 16 keep-alive connections split about evenly, not always 8 / 8.
     print("per round, 2 workers vs. 1, and how the 2-worker proxy's CPU fell to its workers (connections stay "
           "with the worker that accepted them):")
     for i, (r1, r2, split) in enumerate(zip(results["1 worker"], results["2 workers"], splits["2 workers"]), 1):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import shutil
 import time
@@ -165,3 +166,19 @@ def ok(r: httpx.Response) -> str:
 def upstream_models(upstream, since: int = 0) -> list[str]:
     """The model of each request the mock provider received since its `since`-th."""
     return [r.body.get("model") for r in upstream.requests[since:] if isinstance(r.body, dict)]
+
+
+def worker_pids(parent: int) -> list[int]:
+    """The proxy's workers: its children running multiprocessing's spawn entry."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == parent and b"spawn_main" in cmdline:
+            found.append(int(entry))
+    return found

@@ -27,7 +27,7 @@ from backlog_ops.context.scope import Scope
 from backlog_ops.gateway.process import ProxyProcess
 from backlog_ops.ledger import CallRecord
 from backlog_ops.testing.mock_upstream import MockUpstream
-from proxy_support import write_config
+from proxy_support import worker_pids, write_config
 
 pytestmark = [pytest.mark.proxy, pytest.mark.services]
 
@@ -169,22 +169,6 @@ def test_two_workers_serve_one_port_share_the_budget_and_flush_on_stop(shared, t
     assert left == [], left
 
 
-def worker_pids(parent: int) -> list[int]:
-    """The proxy's uvicorn workers: its children running multiprocessing's spawn entry."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
-        except OSError:
-            continue
-        if int(stat.rsplit(")", 1)[1].split()[1]) == parent and b"spawn_main" in cmdline:
-            found.append(int(entry))
-    return found
-
-
 def test_a_worker_killed_with_kill9_loses_no_answered_call(tmp_path: Path) -> None:
     import signal
     import threading
@@ -225,7 +209,7 @@ def test_a_worker_killed_with_kill9_loses_no_answered_call(tmp_path: Path) -> No
                 os.kill(workers[0], signal.SIGKILL)  # in the middle of the load
                 for f in futures:
                     f.result()
-            # uvicorn starts a new worker; its ledger writer takes over the killed one's journal.
+            # The proxy starts a new worker; its ledger writer takes over the killed one's journal.
             journal = home / "ledger-journal"
             killed = f"{workers[0]}-"
             deadline = time.monotonic() + 300
@@ -238,7 +222,7 @@ def test_a_worker_killed_with_kill9_loses_no_answered_call(tmp_path: Path) -> No
                 if set(answered) <= present and not left:
                     break
                 time.sleep(0.5)
-            assert f"Child process [{workers[0]}] died" in proxy.log()
+            assert f"worker process {workers[0]} ended (signal SIGKILL) after serving; starting another" in proxy.log()
             assert len(answered) >= 20
             missing = set(answered) - present
             assert not missing, f"{len(missing)} answered calls missing from the ledger"

@@ -147,7 +147,8 @@ def _parser(argparse):
     p.add_argument("--host", default="127.0.0.1", help="address to listen on")
     p.add_argument("--port", type=int, default=4000, help="port to listen on")
     p.add_argument("--workers", type=int, default=1, metavar="N",
-                   help="LiteLLM worker processes on the one port (default: 1); budgets are shared exactly "
+                   help="worker processes on the one port, each accepting on a socket of its own, so the kernel "
+                        "spreads connections over them (default: 1); budgets are shared exactly "
                         "between them with BACKLOG_CONTEXT_URL set (the team's Redis)")
     p.set_defaults(run=_proxy)
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from backlog_ops.common.home import ensure_dir
 from backlog_ops.errors import ProxyStartError
 from backlog_ops.gateway.master_key import KEY_FILE
+from backlog_ops.gateway.worker_pool import SERVING
 
 __all__ = ["ProxyProcess", "free_port"]
 
@@ -127,8 +128,9 @@ class ProxyProcess:
                 )
             try:
                 # /health/liveliness needs no key and calls no deployment (/health does both).
-                if httpx.get(f"{self.base_url}/health/liveliness", timeout=2).status_code == 200:
-                    return
+                if httpx.get(f"{self.base_url}/health/liveliness", timeout=2).status_code == 200 and (
+                        self.workers == 1 or SERVING in self.log()):
+                    return  # with workers: every one of them listens (gateway/worker_pool.py says when)
             except httpx.HTTPError:
                 pass
             time.sleep(0.2)

@@ -47,7 +47,6 @@ DEV_CONFIG = "dev.yaml"
 DOTENV = ".env"
 MOCK_BASE_ENV = "BACKLOG_MOCK_API_BASE"
 MAX_WORKERS = 64
-WORKER_HOOK = "backlog_ops.gateway.proxy_workers:in_worker"
 WORKER_CONFIG_ENV = "BACKLOG_PROXY_WORKER_CONFIG"  # the config the parent checked, for each worker
 WORKER_MOCK_ENV = "BACKLOG_PROXY_WORKER_MOCK"  # "1": the offline mock config
 WORKER_PROBLEMS_ENV = "BACKLOG_PROXY_WORKER_PROBLEMS"  # where a worker that cannot serve writes why
@@ -83,9 +82,10 @@ def read_proxy_config(path: Path) -> dict:
 def run_proxy(*, config: str | None, host: str, port: int, workers: int = 1) -> int:
     """Run the proxy in this process until it is stopped (Ctrl-C or SIGTERM).
 
-    `workers` above 1 runs LiteLLM's --num_workers worker processes on the one port
-    (gateway/proxy_workers.py sets each up); their per-ticket limits are exact together only with
-    the team's Redis configured (BACKLOG_CONTEXT_URL: reservations shared by every process).
+    `workers` above 1 runs that many worker processes on the one port, each on a listening socket
+    of its own (gateway/worker_pool.py; gateway/proxy_workers.py sets each up); their per-ticket
+    limits are exact together only with the team's Redis configured (BACKLOG_CONTEXT_URL:
+    reservations shared by every process).
     """
     if not 1 <= workers <= MAX_WORKERS:
         raise ConfigError(f"--workers {workers}: give a number of worker processes from 1 to {MAX_WORKERS}")
@@ -110,6 +110,10 @@ def run_proxy(*, config: str | None, host: str, port: int, workers: int = 1) -> 
     problems = environment_problems(config_path, proxy_config, os.environ, port=port) if config else []
     if problems:
         raise ConfigError("\n".join(f"cannot start the proxy: {p}" for p in problems))
+    if workers > 1:
+        from backlog_ops.gateway.worker_pool import check_port_free
+
+        check_port_free(host, port)
     key, key_source = master_key()
     os.environ["LITELLM_MASTER_KEY"] = key
     # The price map ships with litellm; fetching it at start costs ~7 s and needs the internet.
@@ -137,9 +141,6 @@ def run_proxy(*, config: str | None, host: str, port: int, workers: int = 1) -> 
         # A private directory: the file a worker that cannot load the config writes its problems to.
         problems_file = Path(tempfile.mkdtemp(prefix="backlog-ops-proxy-")) / "worker-problems"
         os.environ.update(worker_environment(config_path, mock=mock is not None, problems_file=problems_file))
-        # uvicorn kills a worker that does not answer its health ping within 5 s and starts another:
-        # on a busy machine a worker importing LiteLLM can take longer, and would be killed forever.
-        os.environ.setdefault("TIMEOUT_WORKER_HEALTHCHECK", "60")
     from litellm.proxy.proxy_cli import run_server
 
     from backlog_ops.gateway.litellm_load import guard_startup_load
@@ -163,24 +164,32 @@ def run_proxy(*, config: str | None, host: str, port: int, workers: int = 1) -> 
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
 
     stopped = None
+    failures: list[str] = []
     try:
+        # With workers, LiteLLM's own start-up (its worker config, its database) runs here, and
+        # the workers serve its app instead of uvicorn's supervisor (gateway/worker_pool.py: why).
         run_server.main(
-            args=["--config", str(config_path), "--host", host, "--port", str(port), "--num_workers", str(workers)],
+            args=["--config", str(config_path), "--host", host, "--port", str(port), "--num_workers", str(workers),
+                  *(["--skip_server_startup"] if workers > 1 else [])],
             standalone_mode=False,
         )
-    except SystemExit as exc:  # a SIGTERM (_exit_on_sigterm), once uvicorn has stopped its workers
+        if workers > 1:
+            from backlog_ops.gateway.worker_pool import WorkerPool
+
+            failures = WorkerPool(workers, host, port, _worker_server_args(host, port, workers, proxy_config)).run()
+    except SystemExit as exc:  # a SIGTERM (_exit_on_sigterm) in the single process, once uvicorn has stopped
         stopped = exc
     except Exception as exc:  # noqa: BLE001 - LiteLLM reads the config again before serving
         raise ProxyStartError(f"the LiteLLM proxy stopped: {type(exc).__name__}: {exc}") from None
     finally:
         if mock is not None:
             mock.stop()
-        found = _worker_problems(problems_file)
+        found = _worker_problems(problems_file) or failures
         # The server has stopped. LiteLLM leaves millions of objects, and the collections at interpreter
         # exit would walk them all for seconds (a Ctrl-C took 4-6 s, 0.9 s frozen). Frozen, they are
         # skipped; the exit handlers (the ledger's last rows) run all the same.
         gc.freeze()
-    # A worker that could not load the config stopped the proxy with a SIGTERM: not a clean stop.
+    # A worker that could not load the config, or ended before it served, stopped the proxy: not a clean stop.
     if found:
         report_start_problems(found)
         return 1
@@ -210,11 +219,24 @@ def _worker_problems(problems_file: Path | None) -> list[str]:
 
 
 def worker_environment(config_path: Path, *, mock: bool, problems_file: Path | None = None) -> dict[str, str]:
-    """What each LiteLLM worker needs to run gateway/proxy_workers.in_worker (LiteLLM's own hooks kept)."""
-    hooks = [h.strip() for h in (os.environ.get("LITELLM_WORKER_STARTUP_HOOKS") or "").split(",")]
-    hooks = [h for h in hooks if h and h != WORKER_HOOK]
-    return {"LITELLM_WORKER_STARTUP_HOOKS": ",".join([*hooks, WORKER_HOOK]), WORKER_CONFIG_ENV: str(config_path),
-            WORKER_MOCK_ENV: "1" if mock else "", WORKER_PROBLEMS_ENV: str(problems_file or "")}
+    """What each worker process needs to run gateway/proxy_workers.in_worker."""
+    return {WORKER_CONFIG_ENV: str(config_path), WORKER_MOCK_ENV: "1" if mock else "",
+            WORKER_PROBLEMS_ENV: str(problems_file or "")}
+
+
+def _worker_server_args(host: str, port: int, workers: int, proxy_config: dict) -> dict:
+    """The uvicorn settings LiteLLM's proxy_cli gives its workers, and its set-up for several of them."""
+    from litellm.proxy.db.query_engine_reaper import start_query_engine_reaper
+    from litellm.proxy.proxy_cli import ProxyInitializationHelpers as litellm_start
+
+    args = dict(litellm_start.get_default_unvicorn_init_args(host=host, port=port))
+    loop = litellm_start.get_loop_type()
+    if loop:
+        args["loop"] = loop
+    litellm_start.maybe_setup_prometheus_multiproc_dir(num_workers=workers,
+                                                       litellm_settings=proxy_config.get("litellm_settings"))
+    start_query_engine_reaper()  # prisma query engines of workers that died, as LiteLLM's supervisor does
+    return args
 
 
 def startup_text(config_path: Path | None, proxy_config: dict, *, host: str, port: int, key_source: str,

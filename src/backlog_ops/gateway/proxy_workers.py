@@ -1,25 +1,23 @@
-"""`backlog-ops proxy --workers N`: what each of LiteLLM's worker processes needs of ours.
+"""`backlog-ops proxy --workers N`: what each worker process needs of ours before it serves.
 
-With --num_workers above 1, uvicorn starts each worker as a fresh interpreter that imports
-LiteLLM's proxy app by name: what `backlog-ops proxy` set up in its own process (the check of
-LiteLLM's start-up load, the status route) is not there. LiteLLM runs the functions named in
-LITELLM_WORKER_STARTUP_HOOKS in each worker before it loads the config; `in_worker` is ours
-(gateway/proxy.py names it there).
+Each worker (gateway/worker_pool.py) is a fresh interpreter that imports LiteLLM's proxy app by
+name: what `backlog-ops proxy` set up in its own process (the check of LiteLLM's start-up load,
+the status route) is not there. `in_worker` sets it up, before LiteLLM loads its config in the
+app's lifespan.
 
-It also makes each worker write its last ledger rows when it stops: uvicorn stops a worker
+It also makes each worker write its last ledger rows when it stops: uvicorn stops a server
 gracefully on SIGTERM, then raises the signal again with the default action, which ends the
 process without running its exit handlers (the ledger writer's last flush, the totals keeper).
 So the exit handlers run right after LiteLLM's own shutdown. Each worker has its own ledger
-writer and journal (named by pid: a worker killed with -9 leaves its journal to the next start),
-and the spool loader claims each file under a lock, so two workers starting together never load
-one file twice.
+writer and journal (named by pid: a worker killed with -9 leaves its journal to the one started
+in its place, or to the next start), and the spool loader claims each file under a lock, so two
+workers starting together never load one file twice.
 """
 
 from __future__ import annotations
 
 import atexit
 import os
-import signal
 from pathlib import Path
 from typing import NoReturn
 
@@ -54,11 +52,11 @@ def in_worker() -> None:
 
 
 def stop_the_proxy(problems: list[str]) -> NoReturn:
-    """This worker cannot serve: hand the problems to the parent, stop it (which stops every worker), leave.
+    """This worker cannot serve: hand the problems to the parent and leave.
 
-    uvicorn's parent would start a failed worker again and again, and after a SIGTERM it exits 0
-    as from any stop: the problems go to the file the parent named (WORKER_PROBLEMS_ENV), which
-    it reports, once however many workers failed, before it exits 1.
+    The parent stops every worker when one ends before it served; the problems go to the file it
+    named (WORKER_PROBLEMS_ENV), which it reports, once however many workers failed, before it
+    exits 1.
     """
     from backlog_ops.gateway.proxy import WORKER_PROBLEMS_ENV, report_start_problems
 
@@ -75,7 +73,6 @@ def stop_the_proxy(problems: list[str]) -> NoReturn:
         pass
     except (OSError, TypeError):  # no file to write to: say it here, in the log both share
         report_start_problems(problems)
-    os.kill(os.getppid(), signal.SIGTERM)
     os._exit(1)
 
 
