@@ -538,7 +538,7 @@ def test_workers_are_chosen_for_a_large_import_with_idle_cores(monkeypatch) -> N
 
     monkeypatch.setattr(reading, "_cores", lambda: 4)
     large = reading.PARALLEL_MIN_BYTES
-    for load, workers in ((0.2, 4), (1.5, 3), (2.9, 2), (3.5, 0), (12.0, 0)):
+    for load, workers in ((0.2, 4), (1.4, 4), (1.6, 3), (2.9, 2), (3.4, 2), (3.6, 0), (12.0, 0)):
         monkeypatch.setattr(reading, "_load_average", lambda load=load: load)
         assert reading.worker_count(None, 100, large) == workers, load
     monkeypatch.setattr(reading, "_load_average", lambda: 0.0)
