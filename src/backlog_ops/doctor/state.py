@@ -85,7 +85,7 @@ def _ledger(conf) -> Check:
         return Check("state", "ledger", PROBLEM, f"SQLite {path} cannot be read: {exc}",
                      fix=f"check the file's owner and mode (ls -l {path}), or move it aside", facts=facts)
     facts["calls"] = calls
-    return Check("state", "ledger", OK, f"SQLite {path}, {calls:,} calls recorded", facts=facts)
+    return Check("state", "ledger", OK, f"SQLite {path}, {calls:,} call{'' if calls == 1 else 's'} recorded", facts=facts)
 
 
 def _postgres_ledger(url: str, schema: str) -> Check:
