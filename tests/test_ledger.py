@@ -264,8 +264,12 @@ def test_a_full_queue_counts_what_it_loses_and_says_the_count(tmp_path: Path, ca
     for i in range(10):
         writer.submit(rec(f"q{i}"))
     writer.close(timeout=0.3)
-    lost = [r.getMessage() for r in caplog.records if "rows lost so far" in r.getMessage()]
-    assert writer.dropped >= 6  # the writer thread may hold one row when the queue fills
+    messages = [r.getMessage() for r in caplog.records]
+    lost = [m for m in messages if "rows lost so far" in m]
+    # The queue holds 3; what the writer thread had taken when the queue filled (one row, or a
+    # batch on a busy machine) is lost at exit instead. Every row is counted, in one place or the other.
+    at_exit = [int(m.split("cannot spool: ")[1].split(" rows lost")[0]) for m in messages if "cannot spool: " in m]
+    assert writer.dropped >= 1 and writer.dropped + sum(at_exit) == 10, (writer.dropped, messages)
     assert lost and f"{writer.dropped} rows lost so far" in lost[-1], lost
 
 

@@ -8,6 +8,7 @@ installed command: `backlog-ops doctor` answered "No module named 'backlog_ops.d
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -35,9 +36,17 @@ def _shipped_files() -> dict[Path, Path]:
 
 
 def test_a_plain_install_has_every_module_and_data_file_and_its_cli_runs(tmp_path: Path) -> None:
+    # From a copy of the tracked files: setuptools builds in the source tree (build/), and a
+    # build/lib left by an earlier build would be installed too, hiding a package left out.
+    source = tmp_path / "checkout"
+    tracked = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=True).stdout.decode()
+    for name in filter(None, tracked.split("\0")):
+        if (REPO / name).is_file():
+            (source / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, source / name)
     target = tmp_path / "site"
     built = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-compile", "--target", str(target), str(REPO)],
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-compile", "--target", str(target), str(source)],
         capture_output=True, text=True, timeout=600,
     )
     assert built.returncode == 0, built.stderr[-2000:]

@@ -28,9 +28,17 @@ from backlog_ops.common.extras import require
 from backlog_ops.common.home import home, write_atomic
 from backlog_ops.common.settings import settings
 from backlog_ops.errors import ConfigError, ProxyStartError
-from backlog_ops.gateway.lint import POLICY_SECTION, config_dir, load_proxy_config
+from backlog_ops.gateway.lint import POLICY_SECTION, config_dir
 from backlog_ops.gateway.master_key import master_key
 from backlog_ops.gateway.render import render_proxy_config
+from backlog_ops.gateway.proxy_startup import (
+    WORKER_CONFIG_ENV,
+    WORKER_MOCK_ENV,
+    WORKER_PROBLEMS_ENV,
+    read_proxy_config,
+    report_start_problems,
+    serve_status,
+)
 from backlog_ops.gateway.serving import (
     environment_problems,
     load_problems,
@@ -47,9 +55,6 @@ DEV_CONFIG = "dev.yaml"
 DOTENV = ".env"
 MOCK_BASE_ENV = "BACKLOG_MOCK_API_BASE"
 MAX_WORKERS = 64
-WORKER_CONFIG_ENV = "BACKLOG_PROXY_WORKER_CONFIG"  # the config the parent checked, for each worker
-WORKER_MOCK_ENV = "BACKLOG_PROXY_WORKER_MOCK"  # "1": the offline mock config
-WORKER_PROBLEMS_ENV = "BACKLOG_PROXY_WORKER_PROBLEMS"  # where a worker that cannot serve writes why
 
 
 def dev_config_path() -> Path:
@@ -68,15 +73,6 @@ def read_dotenv(directory: Path | None = None) -> dict[str, str]:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read: {exc}") from None
     return {k: v for k, v in values.items() if isinstance(k, str) and v is not None}
-
-
-def read_proxy_config(path: Path) -> dict:
-    try:
-        return load_proxy_config(path)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
 
 
 def run_proxy(*, config: str | None, host: str, port: int, workers: int = 1) -> int:
@@ -198,13 +194,6 @@ def run_proxy(*, config: str | None, host: str, port: int, workers: int = 1) -> 
     return 0
 
 
-def report_start_problems(problems: list[str]) -> None:
-    """One error line per reason the proxy cannot start, on stderr (its log)."""
-    for problem in problems:
-        print(f"backlog-ops: error: cannot start the proxy: {problem}", file=sys.stderr)
-    sys.stderr.flush()
-
-
 def _worker_problems(problems_file: Path | None) -> list[str]:
     """What a worker that could not load the config wrote (gateway/proxy_workers.stop_the_proxy); the file goes."""
     if problems_file is None:
@@ -304,20 +293,6 @@ def _semantic_cache_start(section: dict) -> list[str]:
         lines.append(f"semantic cache on for {project}: similarity >= {found.similarity_threshold}, "
                      f"TTL {found.ttl_seconds} s, {found.index} index, embedder {found.embedder}")
     return lines
-
-
-def serve_status(config_path: Path, *, mock: bool) -> None:
-    """GET /backlog-ops/status: the mode and missing key names, for `backlog-ops doctor`."""
-    from litellm.proxy.proxy_server import app
-
-    from backlog_ops.gateway.lint import load_proxy_config
-    from backlog_ops.gateway.status import add_status_route, describe_proxy_config
-
-    try:
-        config = load_proxy_config(config_path)
-    except (ConfigError, OSError, yaml.YAMLError):
-        config = {}  # LiteLLM reports the broken file itself when it loads it
-    add_status_route(app, describe_proxy_config(config, mock=mock, config_path=config_path))
 
 
 def _exit_on_sigterm(signum: int, frame: object) -> None:

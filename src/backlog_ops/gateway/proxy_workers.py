@@ -29,7 +29,7 @@ __all__ = ["in_worker", "stop_the_proxy"]
 def in_worker() -> None:
     """In a worker, before LiteLLM loads its config: the load check, the status route, the last flush."""
     from backlog_ops.gateway.litellm_load import guard_startup_load
-    from backlog_ops.gateway.proxy import WORKER_CONFIG_ENV, WORKER_MOCK_ENV, read_proxy_config, serve_status
+    from backlog_ops.gateway.proxy_startup import WORKER_CONFIG_ENV, WORKER_MOCK_ENV, read_proxy_config, serve_status
     from backlog_ops.gateway.serving import load_problems
 
     path = os.environ.get(WORKER_CONFIG_ENV)
@@ -58,7 +58,7 @@ def stop_the_proxy(problems: list[str]) -> NoReturn:
     named (WORKER_PROBLEMS_ENV), which it reports, once however many workers failed, before it
     exits 1.
     """
-    from backlog_ops.gateway.proxy import WORKER_PROBLEMS_ENV, report_start_problems
+    from backlog_ops.gateway.proxy_startup import WORKER_PROBLEMS_ENV, report_start_problems
 
     text = "".join(f"{problem}\n" for problem in problems).encode()
     target = os.environ.get(WORKER_PROBLEMS_ENV)
