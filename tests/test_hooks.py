@@ -324,3 +324,26 @@ def test_the_mcp_claim_path_imports_neither_json_nor_the_store(project_dir) -> N
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "", f"imported on the hot path: {r.stdout}"
     assert sessions.claim_call("toolu_hot")["session_id"] == SID
+
+
+KEY_OF_PARENT = "from backlog_ops.claude.sessions import claude_process_key; print(claude_process_key())"
+
+
+def test_the_claude_process_key_names_the_process_above_the_hook() -> None:
+    """Through the shell Claude Code runs hooks with, the key is this process's: pid and start time."""
+    out = subprocess.run(["sh", "-c", f"{sys.executable} -c '{KEY_OF_PARENT}'"], capture_output=True, text=True, check=True)
+    with open(f"/proc/{os.getpid()}/stat") as fh:
+        start = fh.read().rsplit(")", 1)[1].split()[19]
+    assert out.stdout.strip() == f"{os.getpid()}-{start}"
+
+
+def test_in_a_pid_namespace_without_its_own_proc_the_key_is_the_parent_pid_alone() -> None:
+    """There /proc/<pid> is another process of the outer namespace: it is not read, the parent pid stands alone."""
+    try:
+        subprocess.run(["unshare", "--pid", "--fork", "true"], capture_output=True, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        pytest.skip("this machine lets no process make a pid namespace (unshare needs root or user namespaces)")
+    code = f"import os, subprocess, sys; p = subprocess.run([sys.executable, '-c', {KEY_OF_PARENT!r}], capture_output=True, text=True); print(os.getpid(), p.stdout.strip())"
+    out = subprocess.run(["unshare", "--pid", "--fork", sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    pid, key = out.stdout.split()
+    assert key == pid, out.stdout

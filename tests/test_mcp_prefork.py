@@ -81,7 +81,7 @@ def spawn(env: dict, cwd: Path) -> subprocess.Popen:
 
 def gone(pid: int) -> bool:
     try:
-        with open(f"/proc/{pid}/stat") as fh:
+        with open(f"{proc_dir(pid)}/stat") as fh:
             return fh.read().rsplit(")", 1)[1].split()[0] == "Z"  # a zombie has ended
     except OSError:
         return True
@@ -191,13 +191,38 @@ def test_the_socket_and_its_directory_are_private(resident, backlog_home) -> Non
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
 
 
+def proc_dir(pid: int) -> str:
+    """/proc's entry for a pid of this process's pid namespace, also where /proc belongs to an outer one
+    (a sandbox's pid namespace without its own /proc): there the entry is found by its NSpid line."""
+    if os.readlink("/proc/self") == str(os.getpid()):
+        return f"/proc/{pid}"
+    depth = len(_ns_pids("/proc/self"))
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                ids = _ns_pids(f"/proc/{entry}")
+            except OSError:
+                continue
+            if len(ids) == depth and ids[-1] == pid:
+                return f"/proc/{entry}"
+    return f"/proc/{pid}/.gone"  # no such process: any open of it fails
+
+
+def _ns_pids(proc: str) -> list[int]:
+    with open(f"{proc}/status") as fh:
+        for line in fh:
+            if line.startswith("NSpid:"):
+                return [int(n) for n in line.split()[1:]]
+    return []
+
+
 def test_the_resident_holds_nothing_of_the_session_that_started_it(resident, backlog_home) -> None:
     """Detached: its own session, stdin and stdout /dev/null, stderr its log, no other descriptor of the launcher's."""
     pid = int(resident["pid"])
-    with open(f"/proc/{pid}/stat") as fh:
-        session = int(fh.read().rsplit(")", 1)[1].split()[4])
-    assert session != os.getsid(0) and session != pid, "a session of its own, and not its leader: it can take no terminal"
-    fds = {int(fd): os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")}
+    session = os.getsid(pid)  # the system call, not /proc: numbers as this process sees them
+    assert session not in (0, os.getsid(0), pid), "a session of its own, and not its leader: it can take no terminal"
+    proc = proc_dir(pid)
+    fds = {int(fd): os.readlink(f"{proc}/fd/{fd}") for fd in os.listdir(f"{proc}/fd")}
     assert fds[0] == fds[1] == os.devnull and fds[2] == str(backlog_home / "mcp" / (resident["key"] + ".log"))
     others = sorted(target for fd, target in fds.items() if fd > 2)
     assert all(t.startswith(("socket:", "pipe:", "anon_inode:")) or t.endswith(".lock") for t in others), others

@@ -74,8 +74,19 @@ def _unlink(path: str) -> None:
 # -- which Claude Code process -------------------------------------------------------------------
 
 
+def _proc_is_ours() -> bool:
+    """Whether /proc numbers processes as this process does: in a pid namespace whose /proc was not
+    remounted (a sandbox), /proc/<pid> is another process of an outer namespace."""
+    try:
+        return os.readlink("/proc/self") == str(os.getpid())
+    except OSError:
+        return False
+
+
 def _proc_stat(pid: int) -> tuple[str, int, str] | None:
-    """(command name, parent pid, start time) from /proc, or None where there is no /proc."""
+    """(command name, parent pid, start time) from /proc, or None where there is no /proc to trust."""
+    if not _proc_is_ours():
+        return None
     try:
         with open(f"/proc/{pid}/stat", "rb") as fh:
             raw = fh.read().decode(errors="replace")
