@@ -1,6 +1,7 @@
 """Ledger at scale: every view of `backlog-ops spend` over N ledger rows, ingest with the rollups kept, size on disk.
 
     .venv/bin/python bench/ledger_scale.py [--rows 1000000] [--backend sqlite|postgres|both] [--ingest 50000]
+                                           [--keep DIR]
 
 The ledger is N synthetic calls: 2,000 tickets over 90 days with a long tail (the biggest has ~8%
 of the rows), gate, agent and model drawn at random for every call: the worst case for per-day
@@ -15,14 +16,19 @@ Printed per backend:
 - every view (reports.views.spend_view, what the CLI and MCP run), median of 5 runs, in ms, and
   for each the same view summed from the calls alone (use_rollups=False: the baseline, what the
   views cost without rollups), once;
-- ingest: rows/s through LedgerWriter with the rollups kept, and the same writer with the
-  rollup upkeep switched off, alternating rounds in the same run, for two shapes of traffic:
+- ingest: rows/s through LedgerWriter as the proxy runs it (its defaults: a batch once 500 rows
+  wait, up to 10,000 when it is behind), call ids random as LiteLLM's (uuid4), with the rollups
+  kept, and the same writer with the rollup upkeep switched off, alternating rounds in the same
+  run, for two shapes of traffic:
   "random" (every call of a 2,000-call batch on a ticket drawn at random: ~750 tickets a batch,
   the worst case) and "sessions" (calls in runs of 500 on one ticket, as agents work); and the
   mean time of one submit(), what the request side pays.
 Every figure is printed with the load average at the time.
 PostgreSQL: BACKLOG_BENCH_PG_URL (default postgresql://postgres@127.0.0.1:5432/test), a schema of
 its own dropped at the end, VACUUM ANALYZE after the load (as autovacuum would).
+--keep DIR: keep the loaded ledger (SQLite: DIR/ledger-<rows>.db; PostgreSQL: schema
+ledger_bench_<rows>) and, when a later run finds it, measure on it instead of loading again
+(a 10M load takes 10-30 minutes); rows ingested by earlier runs stay in it.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ import statistics
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 from backlog_ops.common.times import format_time
@@ -134,8 +141,9 @@ def fresh(start: int, n: int, run: int) -> list[CallRecord]:
     """n calls of today (new ids), each ticket for `run` calls in a row."""
     now = time.time()
     out = []
+    ids = random.Random()  # new ids every run: a kept ledger (--keep) must not see them twice
     for i, r in enumerate(synthetic(n, seed=start, run=run)):
-        r.call_id = f"ingest-{start}-{i}"
+        r.call_id = str(uuid.UUID(int=ids.getrandbits(128), version=4))  # random, as LiteLLM's call ids
         r.started_at = format_time(now - 3600 + i * 3600 / n)
         out.append(r)
     return out
@@ -144,8 +152,7 @@ def fresh(start: int, n: int, run: int) -> list[CallRecord]:
 def ingest(open_ledger, records: list[CallRecord]) -> tuple[float, float]:
     """Rows/s from the first submit to the last row committed (the writer thread's rate), and
     the mean time of one submit() (what the request side pays), in seconds."""
-    writer = LedgerWriter(open_ledger, spool_path=Path(tempfile.gettempdir()) / f"ledger-bench-spool-{os.getpid()}.jsonl",
-                          batch_size=2000)
+    writer = LedgerWriter(open_ledger, spool_path=Path(tempfile.gettempdir()) / f"ledger-bench-spool-{os.getpid()}.jsonl")
     t0 = time.perf_counter()
     submitting = 0.0
     for i, r in enumerate(records):
@@ -188,40 +195,20 @@ LOAD_WORK_MEM = "256MB"  # PostgreSQL maintenance_work_mem
 # -- SQLite ------------------------------------------------------------------------------------------
 
 
-def bench_sqlite(rows: int, ingest_rows: int) -> None:
+def bench_sqlite(rows: int, ingest_rows: int, keep: Path | None) -> None:
     from backlog_ops.ledger import SqliteLedger
 
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "ledger.db"
-        ledger = SqliteLedger(path)
-        t0 = time.perf_counter()
-        insert = f"INSERT INTO calls ({', '.join(COLUMNS)}) VALUES ({', '.join('?' for _ in COLUMNS)})"
-        batch = []
-        ledger.db.execute(f"PRAGMA cache_size={LOAD_CACHE_KIB}")
-        ledger.db.execute("BEGIN")
-        indexes = [sql for (sql,) in ledger.db.execute(
-            "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'calls' AND sql IS NOT NULL")]
-        for (name,) in ledger.db.execute(
-                "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'calls' AND sql IS NOT NULL").fetchall():
-            ledger.db.execute(f"DROP INDEX {name}")
-        for r in synthetic(rows):
-            batch.append(r.as_tuple())
-            if len(batch) == 50_000:
-                ledger.db.executemany(insert, batch)
-                batch = []
-        ledger.db.executemany(insert, batch)
-        for sql in indexes:
-            ledger.db.execute(sql)
-        for table in TABLES:
-            for sql in backfill_sql(table):
-                ledger.db.execute(sql)
-        ledger.db.execute("COMMIT")
-        ledger.db.execute("ANALYZE")
-        load = time.perf_counter() - t0
-        ledger.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        size = path.stat().st_size
-        print(f"\n[sqlite] bulk load of {rows:,} rows, their indexes and the rollup backfill: {load:.0f} s; "
-              f"{size / rows * 1e6 / 2**20:,.0f} MiB on disk per million rows  [{load_average()}]", flush=True)
+        path = (keep / f"ledger-{rows}.db") if keep else Path(tmp) / "ledger.db"
+        if path.exists():
+            ledger = SqliteLedger(path)  # applies any newer migration, as a user's upgrade would
+            ledger.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            now = ledger.db.execute("SELECT COUNT(*) FROM calls").fetchone()[0]
+            print(f"\n[sqlite] the ledger kept in {path} ({rows:,} rows loaded earlier, {now:,} now): "
+                  f"{path.stat().st_size / now * 1e6 / 2**20:,.0f} MiB on disk per million rows  [{load_average()}]",
+                  flush=True)
+        else:
+            ledger = _load_sqlite(path, rows)
         counts = {t: ledger.db.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in TABLES}
         print("  rollup rows: " + ", ".join(f"{t} {n:,}" for t, n in counts.items()))
         run_views("sqlite", ledger, rows)
@@ -235,54 +222,60 @@ def bench_sqlite(rows: int, ingest_rows: int) -> None:
         compare_ingest("sqlite", lambda: SqliteLedger(path), switch, ingest_rows)
 
 
+def _load_sqlite(path: Path, rows: int):
+    from backlog_ops.ledger import SqliteLedger
+
+    ledger = SqliteLedger(path)
+    t0 = time.perf_counter()
+    insert = f"INSERT INTO calls ({', '.join(COLUMNS)}) VALUES ({', '.join('?' for _ in COLUMNS)})"
+    batch = []
+    ledger.db.execute(f"PRAGMA cache_size={LOAD_CACHE_KIB}")
+    ledger.db.execute("BEGIN")
+    indexes = [sql for (sql,) in ledger.db.execute(
+        "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'calls' AND sql IS NOT NULL")]
+    for (name,) in ledger.db.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'calls' AND sql IS NOT NULL").fetchall():
+        ledger.db.execute(f"DROP INDEX {name}")
+    for r in synthetic(rows):
+        batch.append(r.as_tuple())
+        if len(batch) == 50_000:
+            ledger.db.executemany(insert, batch)
+            batch = []
+    ledger.db.executemany(insert, batch)
+    for sql in indexes:
+        ledger.db.execute(sql)
+    for table in TABLES:
+        for sql in backfill_sql(table):
+            ledger.db.execute(sql)
+    ledger.db.execute("COMMIT")
+    ledger.db.execute("ANALYZE")
+    load = time.perf_counter() - t0
+    ledger.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    size = path.stat().st_size
+    print(f"\n[sqlite] bulk load of {rows:,} rows, their indexes and the rollup backfill: {load:.0f} s; "
+          f"{size / rows * 1e6 / 2**20:,.0f} MiB on disk per million rows  [{load_average()}]", flush=True)
+    return ledger
+
+
 # -- PostgreSQL --------------------------------------------------------------------------------------
 
 
-def bench_postgres(rows: int, ingest_rows: int) -> None:
+def bench_postgres(rows: int, ingest_rows: int, keep: bool) -> None:
     import psycopg
 
     from backlog_ops.ledger.postgres import PostgresLedger
 
     url = os.environ.get("BACKLOG_BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
-    schema = f"ledger_bench_{os.getpid()}"
+    schema = f"ledger_bench_{rows}" if keep else f"ledger_bench_{os.getpid()}"
+    with psycopg.connect(url, autocommit=True) as db:
+        kept = keep and db.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,)).fetchone() is not None
     try:
-        PostgresLedger(url, schema=schema).close()
-        t0 = time.perf_counter()
-        with psycopg.connect(url, autocommit=False) as db:
-            db.execute(f'SET search_path TO "{schema}"')
-            db.execute("ALTER TABLE calls DISABLE TRIGGER USER")
-            indexes = db.execute(
-                "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = %s AND tablename = 'calls' "
-                "AND indexname <> 'calls_pkey'", (schema,)).fetchall()
-            for name, _ in indexes:
-                db.execute(f'DROP INDEX "{name}"')
-            with db.cursor() as cur, cur.copy(f"COPY calls ({', '.join(COLUMNS)}) FROM STDIN") as copy:
-                for r in synthetic(rows):
-                    row = list(r.as_tuple())
-                    row[COLUMNS.index("cache_hit")] = int(bool(row[COLUMNS.index("cache_hit")]))
-                    copy.write_row(row)
-            db.execute(f"SET maintenance_work_mem = '{LOAD_WORK_MEM}'")
-            for _, sql in indexes:
-                db.execute(sql)
-            for table in TABLES:
-                for sql in backfill_sql(table):
-                    db.execute(sql)
-            db.execute("ALTER TABLE calls ENABLE TRIGGER USER")
-            db.commit()
-        with psycopg.connect(url, autocommit=True) as db:
-            db.execute(f'VACUUM ANALYZE "{schema}".calls')
-            for table in TABLES:
-                db.execute(f'VACUUM ANALYZE "{schema}".{table}')
-            load = time.perf_counter() - t0
-            sizes = {t: db.execute("SELECT pg_total_relation_size(%s)", (f'"{schema}".{t}',)).fetchone()[0]
-                     for t in ("calls", *TABLES)}
-            counts = {t: db.execute(f'SELECT COUNT(*) FROM "{schema}".{t}').fetchone()[0] for t in TABLES}
-        total = sum(sizes.values())
-        print(f"\n[postgres] COPY of {rows:,} rows, their indexes, the rollup backfill and VACUUM ANALYZE: {load:.0f} s; "
-              f"{total / rows * 1e6 / 2**20:,.0f} MiB on disk per million rows "
-              f"(calls with indexes {sizes['calls'] / rows * 1e6 / 2**20:,.0f}, rollups "
-              f"{sum(sizes[t] for t in TABLES) / rows * 1e6 / 2**20:,.0f})  [{load_average()}]", flush=True)
-        print("  rollup rows: " + ", ".join(f"{t} {n:,}" for t, n in counts.items()))
+        if kept:
+            PostgresLedger(url, schema=schema).close()  # applies any newer migration, as a user's upgrade would
+            print(f"\n[postgres] the ledger kept in schema {schema} ({rows:,} rows loaded earlier)  [{load_average()}]",
+                  flush=True)
+        else:
+            _load_postgres(url, schema, rows)
         ledger = PostgresLedger(url, schema=schema)
         run_views("postgres", ledger, rows)
         ledger.close()
@@ -293,7 +286,52 @@ def bench_postgres(rows: int, ingest_rows: int) -> None:
 
         compare_ingest("postgres", lambda: PostgresLedger(url, schema=schema), switch, ingest_rows)
     finally:
-        PostgresLedger.drop_schema(url, schema)
+        if not keep:
+            PostgresLedger.drop_schema(url, schema)
+
+
+def _load_postgres(url: str, schema: str, rows: int) -> None:
+    import psycopg
+
+    from backlog_ops.ledger.postgres import PostgresLedger
+
+    PostgresLedger(url, schema=schema).close()
+    t0 = time.perf_counter()
+    with psycopg.connect(url, autocommit=False) as db:
+        db.execute(f'SET search_path TO "{schema}"')
+        db.execute("ALTER TABLE calls DISABLE TRIGGER USER")
+        indexes = db.execute(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = %s AND tablename = 'calls' "
+            "AND indexname <> 'calls_pkey'", (schema,)).fetchall()
+        for name, _ in indexes:
+            db.execute(f'DROP INDEX "{name}"')
+        with db.cursor() as cur, cur.copy(f"COPY calls ({', '.join(COLUMNS)}) FROM STDIN") as copy:
+            for r in synthetic(rows):
+                row = list(r.as_tuple())
+                row[COLUMNS.index("cache_hit")] = int(bool(row[COLUMNS.index("cache_hit")]))
+                copy.write_row(row)
+        db.execute(f"SET maintenance_work_mem = '{LOAD_WORK_MEM}'")
+        for _, sql in indexes:
+            db.execute(sql)
+        for table in TABLES:
+            for sql in backfill_sql(table):
+                db.execute(sql)
+        db.execute("ALTER TABLE calls ENABLE TRIGGER USER")
+        db.commit()
+    with psycopg.connect(url, autocommit=True) as db:
+        db.execute(f'VACUUM ANALYZE "{schema}".calls')
+        for table in TABLES:
+            db.execute(f'VACUUM ANALYZE "{schema}".{table}')
+        load = time.perf_counter() - t0
+        sizes = {t: db.execute("SELECT pg_total_relation_size(%s)", (f'"{schema}".{t}',)).fetchone()[0]
+                 for t in ("calls", *TABLES)}
+        counts = {t: db.execute(f'SELECT COUNT(*) FROM "{schema}".{t}').fetchone()[0] for t in TABLES}
+    total = sum(sizes.values())
+    print(f"\n[postgres] COPY of {rows:,} rows, their indexes, the rollup backfill and VACUUM ANALYZE: {load:.0f} s; "
+          f"{total / rows * 1e6 / 2**20:,.0f} MiB on disk per million rows "
+          f"(calls with indexes {sizes['calls'] / rows * 1e6 / 2**20:,.0f}, rollups "
+          f"{sum(sizes[t] for t in TABLES) / rows * 1e6 / 2**20:,.0f})  [{load_average()}]", flush=True)
+    print("  rollup rows: " + ", ".join(f"{t} {n:,}" for t, n in counts.items()))
 
 
 def main() -> None:
@@ -301,12 +339,16 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--backend", choices=["sqlite", "postgres", "both"], default="both")
     parser.add_argument("--ingest", type=int, default=50_000, help="rows written through LedgerWriter after the load")
+    parser.add_argument("--keep", type=Path, metavar="DIR",
+                        help="keep the loaded ledger (SQLite in DIR, PostgreSQL in schema ledger_bench_<rows>) and reuse it")
     args = parser.parse_args()
+    if args.keep:
+        args.keep.mkdir(parents=True, exist_ok=True)
     print(f"ledger at scale: {args.rows:,} rows (python {sys.version.split()[0]}, {load_average()})", flush=True)
     if args.backend in ("sqlite", "both"):
-        bench_sqlite(args.rows, args.ingest)
+        bench_sqlite(args.rows, args.ingest, args.keep)
     if args.backend in ("postgres", "both"):
-        bench_postgres(args.rows, args.ingest)
+        bench_postgres(args.rows, args.ingest, args.keep is not None)
 
 
 if __name__ == "__main__":

@@ -47,7 +47,8 @@ def test_old_schema_is_upgraded_in_order(tmp_path: Path) -> None:
         assert ledger.applied_migrations() == [name for name, _ in MIGRATIONS]
         assert ledger.ticket("FEAT-1")["cost_usd"] == 1.5
         indexes = {r[0] for r in ledger.db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
-        assert "calls_ticket_started" in indexes
+        assert "calls_ticket_time_policy" in indexes
+        assert not indexes & {"calls_ticket_started", "calls_ticket_policy", "calls_ticket_gate_spend"}, "m009 merged them"
 
 
 def test_a_failing_migration_stops_the_ledger_loudly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -132,6 +133,66 @@ def test_writer_batches_off_the_caller_and_flushes(tmp_path: Path) -> None:
     with SqliteLedger(path) as ledger:
         assert len(ledger.rows()) == 2000
     assert writes and caller not in writes
+
+
+def test_a_writer_behind_takes_up_to_max_batch_rows_a_transaction(tmp_path: Path) -> None:
+    """batch_size rows are enough to write; when more wait, one transaction takes up to max_batch."""
+    path = tmp_path / "ledger.db"
+    writer = LedgerWriter(lambda: SqliteLedger(path), spool_path=tmp_path / "spool.jsonl", batch_size=100, max_batch=1000)
+    sizes: list[int] = []
+    real = SqliteLedger.record_many
+
+    def slow(self, records):
+        sizes.append(len(records))
+        time.sleep(0.05)  # a busy ledger: rows pile up meanwhile
+        return real(self, records)
+
+    with mock.patch.object(SqliteLedger, "record_many", slow):
+        for i in range(5000):
+            writer.submit(rec(f"c{i}"))
+        assert writer.flush(60)
+    writer.close()
+    assert sum(sizes) == 5000 and max(sizes) == 1000, sizes
+    with SqliteLedger(path) as ledger:
+        assert len(ledger.rows()) == 5000
+
+
+def _rows_in_the_database_file(path: Path) -> int:
+    """Rows in the main file alone: immutable=1 reads no WAL, so only checkpointed rows count."""
+    db = sqlite3.connect(f"file:{path}?immutable=1", uri=True)
+    try:
+        return db.execute("SELECT COUNT(*) FROM calls").fetchone()[0]
+    except sqlite3.OperationalError:  # not even the schema is in the file yet
+        return 0
+    finally:
+        db.close()
+
+
+def test_a_writers_checkpoints_run_on_a_thread_of_their_own(tmp_path: Path) -> None:
+    """The writer's connection checkpoints only past 256 MiB of WAL; its checkpointer copies the rows
+    into the database file within a second or two, and stops with the writer."""
+    path = tmp_path / "ledger.db"
+    writer = LedgerWriter(lambda: SqliteLedger(path), spool_path=tmp_path / "spool.jsonl")
+    for i in range(300):
+        writer.submit(rec(f"c{i}"))
+    assert writer.flush(30)
+    names = {t.name for t in threading.enumerate()}
+    assert "backlog-ops-ledger-checkpoint" in names
+    assert writer._ledger.db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 65536
+    deadline = time.monotonic() + 15
+    while _rows_in_the_database_file(path) < 300 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _rows_in_the_database_file(path) == 300, "the checkpointer copied the committed rows into the file"
+    writer.close()
+    assert "backlog-ops-ledger-checkpoint" not in {t.name for t in threading.enumerate()}
+
+
+def test_a_plain_connection_keeps_sqlites_own_checkpoints(tmp_path: Path) -> None:
+    """Only the writer's connection is tuned: a CLI, the MCP server or an import starts no thread."""
+    with SqliteLedger(tmp_path / "ledger.db") as ledger:
+        ledger.record_many([rec("c1")])
+        assert ledger.db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 1000
+        assert "backlog-ops-ledger-checkpoint" not in {t.name for t in threading.enumerate()}
 
 
 def test_writer_survives_a_broken_ledger_and_spools_at_close(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

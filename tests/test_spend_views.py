@@ -196,7 +196,8 @@ def test_a_postgres_ledger_of_m007_gains_the_new_rollups_and_keeps_them(pg, monk
         write_with_replays(ledger)
     monkeypatch.setattr(postgres, "MIGRATIONS", MIGRATIONS)
     with open_ledger() as ledger:
-        assert ledger.applied_migrations()[-1] == "m008_spend_session_and_ticket_rollups"
+        assert ledger.applied_migrations()[-1] == MIGRATIONS[-1][0]
+        assert "m008_spend_session_and_ticket_rollups" in ledger.applied_migrations()
         check_every_view(ledger)
         ledger.record_many(records(300, seed=8, ids=500))  # replays, updates, new calls
         with ledger.db.cursor() as cur:

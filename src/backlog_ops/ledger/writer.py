@@ -42,6 +42,8 @@ class LedgerWriter:
     """Batching background writer over a ledger made by `open_ledger` (called in the thread).
 
     `journal_dir`: where to journal rows (None: no journal, rows live in memory until written).
+    `batch_size`: rows that are written at once (fewer wait up to `interval` for more);
+    `max_batch`: the most one transaction takes when more wait (a writer behind catches up).
     `price_early(record)`: fills in the cost of an early row just before it is written.
     """
 
@@ -52,6 +54,7 @@ class LedgerWriter:
         spool_path: Path,
         journal_dir: Path | None = None,
         batch_size: int = 500,
+        max_batch: int = 10_000,
         interval: float = 0.05,
         max_pending: int = 100_000,
         early_ttl: float = 120.0,
@@ -62,6 +65,7 @@ class LedgerWriter:
         self._journal = Journal(journal_dir) if journal_dir is not None else None
         self._replay_path = os.path.join(os.fspath(journal_dir), "replay.jsonl") if journal_dir is not None else None
         self._batch_size = batch_size
+        self._max_batch = max(batch_size, max_batch)
         self._interval = interval
         self._max_pending = max_pending
         self._early_ttl = early_ttl
@@ -213,7 +217,9 @@ class LedgerWriter:
                 while (self._pending and not self._closed and len(self._pending) < self._batch_size
                        and (gather := self._last_write + self._interval - time.monotonic()) > 0):
                     self._cond.wait(gather)
-                batch = [self._pending.popleft() for _ in range(min(self._batch_size, len(self._pending)))]
+                # Behind (more waiting than a batch): take up to max_batch at once. One transaction
+                # then sums many calls per rollup key, and its fixed costs are paid once.
+                batch = [self._pending.popleft() for _ in range(min(self._max_batch, len(self._pending)))]
                 self._in_flight = len(batch)
             first = False
             if batch:
@@ -259,6 +265,9 @@ class LedgerWriter:
     def _write(self, batch: list[tuple[CallRecord, object]]) -> None:
         if self._ledger is None:
             self._ledger = self._open_ledger()
+            tune = getattr(self._ledger, "writes_in_background", None)  # SQLite's: ledger/sqlite.py
+            if tune is not None:
+                tune()
             self._load_spools()
         if batch:
             self._ledger.record_many([record for record, _ in batch])
