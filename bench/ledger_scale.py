@@ -1,7 +1,7 @@
 """Ledger at scale: every view of `backlog-ops spend` over N ledger rows, ingest with the rollups kept, size on disk.
 
     .venv/bin/python bench/ledger_scale.py [--rows 1000000] [--backend sqlite|postgres|both] [--ingest 50000]
-                                           [--keep DIR]
+                                           [--keep DIR] [--no-views]
 
 The ledger is N synthetic calls: 2,000 tickets over 90 days with a long tail (the biggest has ~8%
 of the rows), gate, agent and model drawn at random for every call: the worst case for per-day
@@ -128,7 +128,12 @@ def baseline(ledger, args: dict) -> None:
     spend_view(ledger=ledger, use_rollups=False, **args)
 
 
+SHOW_VIEWS = True  # --no-views: ingest only
+
+
 def run_views(name: str, ledger, rows: int) -> None:
+    if not SHOW_VIEWS:
+        return
     print(f"\n[{name}] {rows:,} rows: views (median of 5; baseline: the same view from the calls alone, once)")
     for label, args in VIEWS:
         ms = median_ms(lambda: spend_view(ledger=ledger, **args))
@@ -339,9 +344,12 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--backend", choices=["sqlite", "postgres", "both"], default="both")
     parser.add_argument("--ingest", type=int, default=50_000, help="rows written through LedgerWriter after the load")
+    parser.add_argument("--no-views", dest="views", action="store_false", help="measure ingest only")
     parser.add_argument("--keep", type=Path, metavar="DIR",
                         help="keep the loaded ledger (SQLite in DIR, PostgreSQL in schema ledger_bench_<rows>) and reuse it")
     args = parser.parse_args()
+    global SHOW_VIEWS
+    SHOW_VIEWS = args.views
     if args.keep:
         args.keep.mkdir(parents=True, exist_ok=True)
     print(f"ledger at scale: {args.rows:,} rows (python {sys.version.split()[0]}, {load_average()})", flush=True)
