@@ -128,12 +128,7 @@ def baseline(ledger, args: dict) -> None:
     spend_view(ledger=ledger, use_rollups=False, **args)
 
 
-SHOW_VIEWS = True  # --no-views: ingest only
-
-
 def run_views(name: str, ledger, rows: int) -> None:
-    if not SHOW_VIEWS:
-        return
     print(f"\n[{name}] {rows:,} rows: views (median of 5; baseline: the same view from the calls alone, once)")
     for label, args in VIEWS:
         ms = median_ms(lambda: spend_view(ledger=ledger, **args))
@@ -200,7 +195,7 @@ LOAD_WORK_MEM = "256MB"  # PostgreSQL maintenance_work_mem
 # -- SQLite ------------------------------------------------------------------------------------------
 
 
-def bench_sqlite(rows: int, ingest_rows: int, keep: Path | None) -> None:
+def bench_sqlite(rows: int, ingest_rows: int, keep: Path | None, views: bool) -> None:
     from backlog_ops.ledger import SqliteLedger
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -216,7 +211,8 @@ def bench_sqlite(rows: int, ingest_rows: int, keep: Path | None) -> None:
             ledger = _load_sqlite(path, rows)
         counts = {t: ledger.db.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in TABLES}
         print("  rollup rows: " + ", ".join(f"{t} {n:,}" for t, n in counts.items()))
-        run_views("sqlite", ledger, rows)
+        if views:
+            run_views("sqlite", ledger, rows)
         ledger.close()
 
         real = SqliteLedger._rollup_deltas
@@ -265,7 +261,7 @@ def _load_sqlite(path: Path, rows: int):
 # -- PostgreSQL --------------------------------------------------------------------------------------
 
 
-def bench_postgres(rows: int, ingest_rows: int, keep: bool) -> None:
+def bench_postgres(rows: int, ingest_rows: int, keep: bool, views: bool) -> None:
     import psycopg
 
     from backlog_ops.ledger.postgres import PostgresLedger
@@ -281,9 +277,9 @@ def bench_postgres(rows: int, ingest_rows: int, keep: bool) -> None:
                   flush=True)
         else:
             _load_postgres(url, schema, rows)
-        ledger = PostgresLedger(url, schema=schema)
-        run_views("postgres", ledger, rows)
-        ledger.close()
+        if views:
+            with PostgresLedger(url, schema=schema) as ledger:
+                run_views("postgres", ledger, rows)
 
         def switch(keep: bool) -> None:
             with psycopg.connect(url, autocommit=True) as db:
@@ -348,15 +344,13 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, metavar="DIR",
                         help="keep the loaded ledger (SQLite in DIR, PostgreSQL in schema ledger_bench_<rows>) and reuse it")
     args = parser.parse_args()
-    global SHOW_VIEWS
-    SHOW_VIEWS = args.views
     if args.keep:
         args.keep.mkdir(parents=True, exist_ok=True)
     print(f"ledger at scale: {args.rows:,} rows (python {sys.version.split()[0]}, {load_average()})", flush=True)
     if args.backend in ("sqlite", "both"):
-        bench_sqlite(args.rows, args.ingest, args.keep)
+        bench_sqlite(args.rows, args.ingest, args.keep, args.views)
     if args.backend in ("postgres", "both"):
-        bench_postgres(args.rows, args.ingest, args.keep is not None)
+        bench_postgres(args.rows, args.ingest, args.keep is not None, args.views)
 
 
 if __name__ == "__main__":

@@ -84,9 +84,7 @@ def _proc_is_ours() -> bool:
 
 
 def _proc_stat(pid: int) -> tuple[str, int, str] | None:
-    """(command name, parent pid, start time) from /proc, or None where there is no /proc to trust."""
-    if not _proc_is_ours():
-        return None
+    """(command name, parent pid, start time) from /proc, or None where there is no /proc."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as fh:
             raw = fh.read().decode(errors="replace")
@@ -103,9 +101,12 @@ def claude_process_key(start_pid: int | None = None) -> str:
 
     Claude Code runs hooks through `sh -c` and may run an MCP server through a wrapper, so
     shells and launchers between us and it are skipped. The start time makes the key unique
-    even when pids are reused. Without /proc (macOS), the parent pid alone.
+    even when pids are reused. Without /proc to trust (macOS, a sandbox's pid namespace), the
+    parent pid alone.
     """
     pid = os.getppid() if start_pid is None else start_pid
+    if not _proc_is_ours():
+        return str(pid)
     for _ in range(6):
         stat = _proc_stat(pid)
         if stat is None:

@@ -127,7 +127,7 @@ def m009_one_ticket_index(db: MigrationConnection) -> None:
     # nothing; m002's (ticket, time) and m003's covering policy index become one: the ticket's
     # time window is its prefix, and the policy check still reads it alone (it no longer narrows
     # by project first: a ticket id in two projects is rare). Built once, on the first open after
-    # an upgrade: about a minute per ten million calls, writers waiting meanwhile.
+    # an upgrade: one to two minutes per ten million calls, writers waiting meanwhile.
     db.execute(
         "CREATE INDEX calls_ticket_time_policy ON calls "
         "(ticket_id, started_at, project, status, cache_hit, model_group, model, cost_usd)"
