@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import signal
+import sys
 import threading
 import time
 import uuid
@@ -111,6 +112,21 @@ class RecordedRequest:
     at: float = field(default_factory=time.time)
 
 
+class _Server(ThreadingHTTPServer):
+    # Daemon threads: an idle keep-alive connection from LiteLLM's HTTP pool must not keep
+    # stop() (or interpreter exit) waiting.
+    daemon_threads = True
+
+    def handle_error(self, request, client_address) -> None:
+        # A client hanging up mid-request (LiteLLM closing pooled connections, a load generator
+        # stopping) is normal here: say nothing. Anything else gets one line, not the stdlib's
+        # traceback across the demo's or a benchmark's output.
+        exc = sys.exc_info()[1]
+        if not isinstance(exc, ConnectionError):
+            print(f"mock provider: a request from {client_address[0]}:{client_address[1]} failed: "
+                  f"{type(exc).__name__}: {exc}", file=sys.stderr)
+
+
 class MockUpstream:
     """Threaded HTTP server on 127.0.0.1 that plays an LLM provider; a context manager."""
 
@@ -141,7 +157,7 @@ class MockUpstream:
         self._requests: deque[RecordedRequest] = deque(maxlen=keep_requests)
         # Key None holds replies for any model; a model's own queue is served first.
         self._scripts: dict[str | None, deque[Reply]] = {}
-        self._server: ThreadingHTTPServer | None = None
+        self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -149,10 +165,7 @@ class MockUpstream:
     def start(self) -> str:
         """Serve in a background thread; returns ``base_url``."""
         handler = type("Handler", (_Handler,), {"upstream": self})
-        self._server = ThreadingHTTPServer(("127.0.0.1", self._port), handler)
-        # Daemon threads: an idle keep-alive connection from LiteLLM's HTTP pool must not
-        # keep stop() (or interpreter exit) waiting.
-        self._server.daemon_threads = True
+        self._server = _Server(("127.0.0.1", self._port), handler)
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="mock-upstream", daemon=True
         )
