@@ -326,6 +326,21 @@ def test_the_mcp_claim_path_imports_neither_json_nor_the_store(project_dir) -> N
     assert sessions.claim_call("toolu_hot")["session_id"] == SID
 
 
+def test_session_end_imports_nothing_of_the_budget_notices(project_dir) -> None:
+    """SessionEnd only forgets what the session heard: the notices' modules are for the hooks that tell."""
+    code = (
+        "import io, json, sys\n"
+        f"sys.stdin = io.TextIOWrapper(io.BytesIO({json.dumps(session_end(project_dir)).encode()!r}))\n"
+        "from backlog_ops.hooks.entry import main\n"
+        "assert main([]) == 0\n"
+        "print(' '.join(sorted(m for m in sys.modules if m.startswith(('backlog_ops.policy', 'backlog_ops.reports', "
+        "'backlog_ops.claude.statusline', 'backlog_ops.claude.context_view')))))\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=project_dir)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "", f"imported by SessionEnd: {r.stdout}"
+
+
 KEY_OF_PARENT = "from backlog_ops.claude.sessions import claude_process_key; print(claude_process_key())"
 
 

@@ -14,15 +14,8 @@ from __future__ import annotations
 
 import os
 
-from backlog_ops.claude.context_view import in_force
 from backlog_ops.claude.sessions import read_json, state_dir
-from backlog_ops.claude.statusline import clean
-from backlog_ops.common import fastjson
-from backlog_ops.common.home import write_atomic
 from backlog_ops.common.state_files import file_stem
-from backlog_ops.policy.session_alerts import read_alerts
-from backlog_ops.policy.thresholds import ESCALATION_ONE_LEFT, crossed, heard_key, message
-from backlog_ops.reports.totals_file import read_totals
 
 __all__ = ["forget", "notices", "state_path"]
 
@@ -40,6 +33,14 @@ def notices(session_id: str, agent_id: str | None = None) -> list[str]:
     path = state_path(session_id)
     if path is None:
         return []
+    # Imported here, not at the top: SessionEnd imports this module only to `forget`, and each
+    # module is ~0.1 ms of every hook's start.
+    from backlog_ops.claude.statusline import clean
+    from backlog_ops.common import fastjson
+    from backlog_ops.common.home import write_atomic
+    from backlog_ops.policy.session_alerts import read_alerts
+    from backlog_ops.policy.thresholds import ESCALATION_ONE_LEFT, heard_key, message
+
     marks, totals = _marks(session_id, agent_id)
     alerts = [a for a in ((read_alerts(session_id) or {}).get("alerts") or []) if isinstance(a, dict) and a.get("id")]
     if not marks and not alerts:
@@ -83,6 +84,10 @@ def forget(session_id: str) -> None:
 
 
 def _marks(session_id: str, agent_id: str | None) -> tuple[list[str], dict]:
+    from backlog_ops.claude.context_view import in_force
+    from backlog_ops.policy.thresholds import crossed
+    from backlog_ops.reports.totals_file import read_totals
+
     found = in_force(session_id, agent_id)
     ctx = found[0] if found else None
     if not ctx or not ctx.get("ticket_id"):
