@@ -1,7 +1,7 @@
 """Writes ledger rows off the request path, and loses none to a crash or an outage.
 
 Callbacks hand records to `submit`, which appends the row to the writer's journal (when it has
-one: ledger/journal.py) and to a queue, and returns. A daemon thread writes the queue in batches.
+one: common/journal.py) and to a queue, and returns. A daemon thread writes the queue in batches.
 When the ledger cannot be written, the thread drops its connection and opens a new one with a
 capped back-off (a restarted PostgreSQL is picked up within seconds), keeping the rows queued;
 past `max_pending` rows in memory the oldest wait in the journal only, and are loaded from it
@@ -27,7 +27,7 @@ from typing import Callable
 from backlog_ops.common.spool import load_spool, spool_lines
 from backlog_ops.common.warnings import Tally, Warnings
 from backlog_ops.errors import BacklogOpsError
-from backlog_ops.ledger.journal import Journal
+from backlog_ops.common.journal import Journal
 from backlog_ops.ledger.record import COLUMNS, CallRecord
 
 __all__ = ["LedgerWriter"]
@@ -62,7 +62,7 @@ class LedgerWriter:
     ) -> None:
         self._open_ledger = open_ledger
         self.spool_path = spool_path
-        self._journal = Journal(journal_dir) if journal_dir is not None else None
+        self._journal = Journal(journal_dir, name="ledger journal") if journal_dir is not None else None
         self._replay_path = os.path.join(os.fspath(journal_dir), "replay.jsonl") if journal_dir is not None else None
         self._batch_size = batch_size
         self._max_batch = max(batch_size, max_batch)

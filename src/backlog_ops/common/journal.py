@@ -1,16 +1,18 @@
-"""The ledger journal: each row a writer accepts, on local disk until the ledger has it.
+"""A journal: items a process has accepted, on local disk until they are delivered.
 
-A writer keeps rows in memory for a few milliseconds before it writes them in a batch; a process
-killed with -9 would lose them. So each row is first appended to a journal file: one write(2)
-on an O_APPEND descriptor, no fsync (a process crash loses nothing the kernel already has). A
-line is forgotten once the ledger has its row: files ("segments", at most `segment_bytes` each)
-are deleted when no entry in them is outstanding and they are no longer written to, so the
-journal stays small while the ledger keeps up.
+A process keeps items in memory for a while before it delivers them (the ledger writer, in
+batches; the event publishers, while NATS is away); a process killed with -9 would lose them. So
+each item is first appended to a journal file: one write(2) on an O_APPEND descriptor, no fsync
+(a process crash loses nothing the kernel already has). A line is forgotten once its item is
+delivered: files ("segments", at most `segment_bytes` each) are deleted when no entry in them is
+outstanding and they are no longer written to, so the journal stays small while delivery keeps up.
 
-Layout: `<dir>/<owner>.lock`, held with flock for the writer's life, and `<owner>.<seq>.jsonl`.
-A later writer takes over the segments of owners whose lock it can take (their process is gone)
-by moving them into its spool, which it loads (common/spool.py): rows are upserts on call_id,
-so a row loaded twice is still one row.
+Layout: `<dir>/<owner>.lock`, held with flock for the process's life, and `<owner>.<seq>.jsonl`.
+A later process takes over the segments of owners whose lock it can take (their process is gone)
+by moving them into its spool (common/spool.py), which it loads: every user delivers
+idempotently (ledger rows are upserts on call_id, events carry their id to JetStream's
+de-duplication), so an item loaded twice is still delivered once.
+Used by the ledger writer (ledger/writer.py) and the event publishers (gateway/jetstream_publisher.py).
 """
 
 from __future__ import annotations
@@ -26,11 +28,11 @@ from backlog_ops.errors import HomeError
 __all__ = ["Journal", "Segment"]
 
 _owners = itertools.count(1)
-_ROLL_EMPTY = 256 << 10  # what a killed writer leaves to be loaded again at most, when its ledger kept up
+_ROLL_EMPTY = 256 << 10  # what a killed writer leaves to be loaded again at most, when its delivery kept up
 
 
 class Segment:
-    """One journal file and how many of its entries the ledger does not have yet."""
+    """One journal file and how many of its entries are not delivered yet."""
 
     __slots__ = ("path", "seq", "size", "outstanding", "spilled", "closed")
 
@@ -44,10 +46,12 @@ class Segment:
 
 
 class Journal:
-    """The journal of one writer, in `directory`; thread-safe."""
+    """The journal of one writer, in `directory`; thread-safe. `name` says what it is in errors."""
 
-    def __init__(self, directory, *, segment_bytes: int = 8 << 20, max_bytes: int = 1 << 30) -> None:
+    def __init__(self, directory, *, name: str = "journal", segment_bytes: int = 8 << 20,
+                 max_bytes: int = 1 << 30) -> None:
         self.directory = os.fspath(directory)
+        self.name = name
         # pid, a counter and a random part: a later process that reuses the pid never takes these files for its own.
         self.owner = f"{os.getpid()}-{next(_owners)}-{os.urandom(3).hex()}"
         self._segment_bytes = segment_bytes
@@ -71,24 +75,24 @@ class Journal:
             if self._fd is None or self._current.size + len(line) > self._segment_bytes:
                 self._roll()
             if self._bytes + len(line) > self._max_bytes:
-                raise HomeError(f"ledger journal {self.directory} holds {self._bytes >> 20} MB, its limit")
+                raise HomeError(f"{self.name} {self.directory} holds {self._bytes >> 20} MB, its limit")
             try:
                 written = os.write(self._fd, line)
             except OSError as exc:
-                raise HomeError(f"cannot append to the ledger journal {self._current.path}: {exc.strerror or exc}") from exc
+                raise HomeError(f"cannot append to the {self.name} {self._current.path}: {exc.strerror or exc}") from exc
             segment = self._current
             segment.size += written
             self._bytes += written
             if written != len(line):  # a full disk: the line is torn, a later load moves it aside
-                raise HomeError(f"cannot append to the ledger journal {segment.path}: short write")
+                raise HomeError(f"cannot append to the {self.name} {segment.path}: short write")
             segment.outstanding += 1
             return segment
 
     def resolve(self, segment: Segment, count: int = 1) -> None:
-        """`count` entries of `segment` are in the ledger; a segment with none left is deleted.
+        """`count` entries of `segment` are delivered; a segment with none left is deleted.
 
         The segment being written is deleted too once it holds `_ROLL_EMPTY` bytes, so a journal
-        whose ledger keeps up stays that small.
+        whose delivery keeps up stays that small.
         """
         with self._lock:
             segment.outstanding -= count
@@ -181,7 +185,7 @@ class Journal:
         try:
             self._fd = os.open(segment.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0), 0o600)
         except OSError as exc:
-            raise HomeError(f"cannot create the ledger journal {segment.path}: {exc.strerror or exc}") from exc
+            raise HomeError(f"cannot create the {self.name} {segment.path}: {exc.strerror or exc}") from exc
         self._current = segment
         self._segments[segment.seq] = segment
 
