@@ -15,7 +15,7 @@ It prints requests sent and answered 200, ledger rows for the 200s, rows lost, d
 quota events lost and duplicated, over-budget calls served, and any secret (database password,
 Redis password, NATS token, master key) seen in any output: the proxy's logs, every error
 response, the quota events and the `backlog-ops spend` command. Goal: 0 lost, 0 duplicated,
-0 over-budget served, 0 secrets. Exit status 1 when a goal is missed.
+0 over-budget served, 0 secrets, 0 quota events lost or duplicated. Exit status 1 when a goal is missed.
 """
 
 from __future__ import annotations
@@ -88,8 +88,9 @@ class Load:
                 session, kind = i % len(self.sessions), KINDS[(i // len(self.sessions)) % len(KINDS)]
                 result = {"i": i, "ticket": TICKETS[session], "kind": kind, "status": None, "call_id": None}
                 try:
+                    result["sent"] = time.monotonic()
                     status, call_id, body = self._send(client, self.sessions[session], kind)
-                    result.update(status=status, call_id=call_id)
+                    result.update(status=status, call_id=call_id, answered=time.monotonic())
                     if status != 200:
                         with self._lock:
                             self.bodies.append(body)
@@ -229,6 +230,7 @@ def main() -> int:
     secret_values = {"PostgreSQL password": pg_password, "Redis password": redis_password,
                      "NATS token": nats_token, "master key": master_key}
     faults: list[str] = []
+    spans: list[tuple[str, float, float]] = []  # (fault, start, end), monotonic: to place lost rows
     try:
         with ThrowawayPostgres(user="chaos", password=pg_password) as pg, ThrowawayRedis(redis_password) as rs, \
                 ThrowawayNats(nats_token) as ns, MockUpstream(prompt_tokens=1000, completion_tokens=200) as upstream:
@@ -256,18 +258,23 @@ def main() -> int:
 
             for fraction, name, server in ((0.10, "PostgreSQL", pg), (0.25, "Redis", rs), (0.40, "NATS", ns)):
                 at(fraction)
+                down = time.monotonic()
                 server.stop()
                 time.sleep(args.outage)
                 server.start()
                 faults.append(f"{name} stopped for {args.outage:g} s and started again")
+                spans.append((name, down, time.monotonic()))
             at(0.55)
+            down = time.monotonic()
             proxy.stop(signal.SIGKILL)
             logs.append(work / "proxy-2.log")
             proxy = ProxyProcess(home, config=config, port=port, env=env, log_path=logs[1]).start()
             faults.append("proxy killed with -9 and started again")
+            spans.append(("proxy kill -9", down, time.monotonic()))
             at(0.75)
             with read_only(home) as how:
                 if how:
+                    spans.append(("home read-only", time.monotonic(), time.monotonic() + 5.0))
                     time.sleep(5.0)
                     faults.append(f"home read-only for 5 s ({how})")
                 else:
@@ -300,7 +307,8 @@ def main() -> int:
     event_ids: dict[str, int] = {}
     for event in events:
         event_ids[event["eventId"]] = event_ids.get(event["eventId"], 0) + 1
-        if event["payload"]["status"] == "success":
+        # The same subject carries budget-threshold and runaway events (gateway/feedback_events.py).
+        if event.get("eventType") == "quota.updated" and event["payload"]["status"] == "success":
             success_events[event["correlationId"]] = event
     events_lost = [r for r in ok if r["call_id"] not in success_events]
     events_duplicated = sum(n - 1 for n in event_ids.values())
@@ -327,14 +335,30 @@ def main() -> int:
         f"{'rows lost':<34}{len(lost):>7,}   goal 0",
         f"{'duplicate rows':<34}{duplicates:>7,}   goal 0",
         f"{'over-budget calls served':<34}{over:>7,}   goal 0   (FEAT-CAP, budget ${BUDGET_USD:.2f}, policy deny; its calls: {cap_codes})",
-        f"{'quota events lost / duplicated':<34}{len(events_lost):>3,} / {events_duplicated:<3,}   (held in memory: a kill -9 loses the unpublished ones)",
+        f"{'quota events lost / duplicated':<34}{len(events_lost):>3,} / {events_duplicated:<3,}   goal 0 / 0   (journaled until acked: a kill -9 loses none)",
         f"{'secrets seen in any output':<34}{len(seen):>7,}   goal 0   ({'; '.join(seen) if seen else 'checked ' + str(len(secret_values)) + ' secrets in ' + ', '.join(sorted(outputs))})",
         f"{'rows not on their session ticket':<34}{len(untagged):>7,}   (calls made while no context could be read)",
     ]
+    if lost:
+        lines.append("faults: " + "; ".join(f"{name} {a - started:.1f}-{b - started:.1f} s" for name, a, b in spans))
+        lines += [f"  lost: {r['call_id']} ({r['kind']}, {r['ticket']}) sent at {r['sent'] - started:.2f} s, "
+                  f"answered at {r['answered'] - started:.2f} s" for r in lost[:20]]
+    if events_lost:
+        def during(r: dict) -> str:
+            hit = [name for name, a, b in spans if a <= r["answered"] <= b + 2.0]
+            return hit[0] if hit else "no fault"
+        where: dict[str, int] = {}
+        for r in events_lost:
+            where[during(r)] = where.get(during(r), 0) + 1
+        lines.append("quota events lost, by the fault they were answered in (or up to 2 s after): "
+                     + ", ".join(f"{k}: {v}" for k, v in sorted(where.items())))
+        lines.append(f"  first and last lost answered at {min(r['answered'] for r in events_lost) - started:.1f} s "
+                     f"and {max(r['answered'] for r in events_lost) - started:.1f} s; "
+                     + "faults: " + "; ".join(f"{name} {a - started:.1f}-{b - started:.1f} s" for name, a, b in spans))
     if args.keep:
         lines.append(f"kept: {work}")
     print("\n".join(lines))
-    return 1 if (lost or duplicates or over or seen) else 0
+    return 1 if (lost or duplicates or over or seen or events_lost or events_duplicated) else 0
 
 
 if __name__ == "__main__":

@@ -369,6 +369,54 @@ def test_events_unpublished_at_exit_are_spooled_and_published_after_the_next_sta
     assert not spool.exists() and not list(backlog_home.glob("quota-events-spool.jsonl.*"))
 
 
+def test_events_of_a_process_killed_with_9_are_published_after_the_next_start(shared_nats, backlog_home):
+    """No orderly exit, no spool: the journal keeps what the killed process had not published."""
+    import json
+    import os
+    import signal
+    import sys
+
+    from backlog_ops.gateway.quota_events import build_event
+    from backlog_ops.gateway.quota_publisher import QuotaEventPublisher
+
+    stream, subject = shared_nats
+    dead = f"nats://127.0.0.1:{free_port()}"  # NATS away: the events wait in the buffer
+    sent = [build_event(slo(f"killed-{i}", tags=["ticket:FEAT-9"]), status="success") for i in range(3)]
+    child = subprocess.Popen(
+        [sys.executable, "-c",
+         "import json, sys, time\n"
+         "from backlog_ops.gateway.quota_publisher import QuotaEventPublisher\n"
+         f"p = QuotaEventPublisher(url={dead!r}, subject={subject!r}, stream={stream!r})\n"
+         "for line in sys.stdin:\n"
+         "    p.enqueue(json.loads(line))\n"
+         "print('queued', p.pending(), flush=True)\n"
+         "time.sleep(60)\n"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env={**os.environ, "BACKLOG_HOME": str(backlog_home)})
+    try:
+        child.stdin.write("".join(json.dumps(e) + "\n" for e in sent))
+        child.stdin.close()
+        assert child.stdout.readline().split() == ["queued", "3"]
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait(10)
+    journal = backlog_home / "quota-events-journal"
+    segments = list(journal.glob("*.jsonl"))
+    assert sum(len(f.read_text().splitlines()) for f in segments) == 3
+    assert oct(journal.stat().st_mode & 0o777) == "0o700"
+    assert all(oct(f.stat().st_mode & 0o777) == "0o600" for f in segments)
+
+    second = QuotaEventPublisher(url=SHARED_NATS, subject=subject, stream=stream)  # the next start, NATS is back
+    try:
+        later = build_event(slo("after-kill", tags=["ticket:FEAT-9"]), status="success")
+        second.enqueue(later)
+        assert second.flush(15)
+    finally:
+        second.close()
+    received = consume(SHARED_NATS, stream, subject, expect=4)
+    assert [e["eventId"] for e in received] == [e["eventId"] for e in sent] + [later["eventId"]]
+    assert not list(journal.glob("*.jsonl")) and not list(backlog_home.glob("quota-events-spool.jsonl*"))
+
+
 # --------------------------------------------------------------------------------------------
 # A quick restart of our own nats-server while events flow
 # --------------------------------------------------------------------------------------------

@@ -11,6 +11,12 @@ Exactly once to a consumer: each event is published with the header `Nats-Msg-Id
 publish whose ack was lost is retried with the same id, and JetStream drops the copy within the
 stream's duplicate window. Events still unpublished when the process stops (after a 3 s drain)
 are kept in a spool and published, first, once the next process publishes its first event.
+
+Killed with -9, a process cannot spool: so each event is also appended to a journal
+(common/journal.py) when it is buffered, and forgotten once JetStream has acked it. The next
+process moves what a dead one left in its journal into its spool and publishes it first; an
+event that was in fact published just before the kill carries its id again, and JetStream drops
+the copy within the duplicate window.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import time
 from collections import deque
 
 from backlog_ops.common.extras import require
+from backlog_ops.common.journal import Journal
 from backlog_ops.common.spool import load_spool, spool_lines
 from backlog_ops.common.warnings import Warnings
 
@@ -55,7 +62,10 @@ class JetStreamPublisher:
         self._settings = dict(url=url, subject=subject, stream=stream, buffer=buffer, duplicate_window=duplicate_window)
         self._configured = False
         self._lock = threading.Lock()
-        self._buffer: deque[tuple[str, bytes]] = deque()  # (eventId, JSON): ~1 KB an event
+        # (eventId, JSON, its journal segment or None): ~1 KB an event
+        self._buffer: deque[tuple[str, bytes, object]] = deque()
+        self._journal: Journal | None = None
+        self.unjournaled = 0  # events held in memory only: the journal could not take them
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
@@ -82,15 +92,18 @@ class JetStreamPublisher:
         """Never blocks: past the bound the oldest buffered event is dropped (and counted)."""
         if not self._configured:
             self._configure()
-        item = (str(event["eventId"]), json.dumps(event, separators=(",", ":"), default=str).encode())
+        payload = json.dumps(event, separators=(",", ":"), default=str).encode()
+        item = (str(event["eventId"]), payload, self._journal_line(payload))
         with self._lock:
             if len(self._buffer) >= self.capacity:
-                self._buffer.popleft()
+                _, _, gone = self._buffer.popleft()
                 self.dropped += 1
                 dropped = self.dropped
             else:
-                dropped = 0
+                gone, dropped = None, 0
             self._buffer.append(item)
+        if gone is not None:
+            self._journal.resolve(gone)  # dropped and counted: not published by a later process either
         if dropped:
             self._warn("full", f"{self.noun} buffer full ({self.capacity}); {dropped} oldest event(s) dropped so far")
         self._ensure_thread()
@@ -129,22 +142,48 @@ class JetStreamPublisher:
         with self._lock:
             left = list(self._buffer)
             self._buffer.clear()
-        if left:
-            self._save_spool(left)
+        spooled = self._save_spool(left) if left else True
+        if self._journal is not None:
+            # Spooled: the journal's lines are done. Not spooled: the next process adopts them.
+            self._journal.close(keep=not spooled)
+            self._journal = None
 
     # -- the spool: events that outlived the process that buffered them ------------------------
 
     def spool_path(self) -> str:  # pragma: no cover - subclasses name their spool
         raise NotImplementedError
 
-    def _save_spool(self, items: list[tuple[str, bytes]]) -> None:
+    def journal_dir(self) -> str:
+        """Where events wait until JetStream acks them: beside the spool (`x-spool.jsonl` -> `x-journal`)."""
+        base = self.spool_path()
+        base = base[:-len(".jsonl")] if base.endswith(".jsonl") else base
+        return (base[:-len("-spool")] if base.endswith("-spool") else base) + "-journal"
+
+    def _journal_line(self, payload: bytes):
+        """Append one event to the journal; its segment, or None when it is held in memory only."""
+        try:
+            if self._journal is None:
+                self._journal = Journal(self.journal_dir(), name=f"{self.noun} journal")
+            return self._journal.append(payload + b"\n")
+        except Exception as exc:  # noqa: BLE001 - a read-only or full home must not stop the events
+            self.unjournaled += 1
+            self._warn("journal", f"{self.noun}s held in memory only, a kill -9 would lose them "
+                                  f"({self.unjournaled} so far): {exc}")
+            return None
+
+    def _save_spool(self, items: list[tuple[str, bytes, object]]) -> bool:
         path = self.spool_path()
         try:
-            spool_lines(path, (payload.decode() for _, payload in items))
+            spool_lines(path, (payload.decode() for _, payload, _ in items))
             self._log.warning("backlog-ops: NATS %s unavailable at exit: %d %s(s) kept in %s, published after the next start",
                               _safe_url(self.url), len(items), self.noun, path)
+            return True
         except Exception as exc:  # noqa: BLE001 - exiting: report, never raise
-            self._log.warning("backlog-ops: %d %s(s) lost at exit (cannot spool to %s: %s)", len(items), self.noun, path, exc)
+            journaled = sum(1 for _, _, segment in items if segment is not None)
+            self._log.warning("backlog-ops: cannot spool %d %s(s) to %s at exit (%s): %d of them stay in the journal "
+                              "%s for the next start, %d lost", len(items), self.noun, path, exc, journaled,
+                              self.journal_dir(), len(items) - journaled)
+            return False
 
     def _load_spool(self) -> None:
         """Put spooled events (this home's, and any a crashed loader left) back in front of the buffer.
@@ -152,9 +191,25 @@ class JetStreamPublisher:
         They keep their eventId, so one that was in fact published before the exit is dropped by
         JetStream's duplicate window.
         """
-        loaded: list[tuple[str, bytes]] = []
-        load_spool(self.spool_path(), lambda line: (str(json.loads(line)["eventId"]), line), loaded.extend)
+        if self._journal is not None:
+            try:  # what processes killed with -9 left in their journals joins the spool
+                self._journal.adopt_orphans(self.spool_path())
+            except Exception as exc:  # noqa: BLE001
+                self._warn("journal", f"cannot take over the {self.noun} journals of stopped processes: {exc}")
+        loaded: list[tuple[str, bytes, object]] = []
+
+        def parse(line: bytes) -> tuple[str, bytes]:
+            return str(json.loads(line)["eventId"]), line.rstrip(b"\n")
+
+        # Journaled again as they are loaded: the spool's files go once loaded, and this process
+        # could be killed before it publishes them.
+        load_spool(self.spool_path(), parse,
+                   lambda items: loaded.extend((event_id, payload, self._journal_line(payload)) for event_id, payload in items))
         if loaded:
+            for _, _, segment in loaded[:-self.capacity]:  # beyond the buffer's bound: dropped, as in enqueue
+                self.dropped += 1
+                if segment is not None:
+                    self._journal.resolve(segment)
             with self._lock:
                 self._buffer.extendleft(reversed(loaded[-self.capacity:]))
             self._log.info("backlog-ops: %d spooled %s(s) queued for publishing", len(loaded), self.noun)
@@ -196,7 +251,7 @@ class JetStreamPublisher:
             self._loop = None
             loop.close()
 
-    def _take(self) -> tuple[str, bytes] | None:
+    def _take(self) -> tuple[str, bytes, object] | None:
         with self._lock:
             if not self._buffer:
                 return None
@@ -210,7 +265,7 @@ class JetStreamPublisher:
         nc = None
         js = None
         backoff = 0.2
-        event: tuple[str, bytes] | None = None
+        event: tuple[str, bytes, object] | None = None
         try:
             while not self._stopping:
                 if event is None:
@@ -225,11 +280,13 @@ class JetStreamPublisher:
                         self.connected = True
                         await self._ensure_stream(js)
                         self._log.info("backlog-ops: %ss go to %s subject %s", self.noun, _safe_url(self.url), self.subject)
-                    event_id, payload = event
+                    event_id, payload, segment = event
                     await js.publish(self.subject, payload, timeout=3.0, headers={"Nats-Msg-Id": event_id})
                     self.published += 1
                     with self._lock:
                         self._in_flight = 0
+                    if segment is not None:
+                        self._journal.resolve(segment)
                     event = None
                     backoff = 0.2
                 except Exception as exc:  # noqa: BLE001 - keep the event, back off, try again
