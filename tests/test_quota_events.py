@@ -341,6 +341,23 @@ def test_through_the_proxy_exactly_once_and_across_a_nats_outage(tmp_path, monke
         nats_server.stop()
 
 
+def next_start_publishes_first(stream: str, subject: str, left: list[dict]) -> list[str]:
+    """The next start, NATS back: one new event; the ids of what came before it (what was left, in order)."""
+    from backlog_ops.gateway.quota_events import build_event
+    from backlog_ops.gateway.quota_publisher import QuotaEventPublisher
+
+    publisher = QuotaEventPublisher(url=SHARED_NATS, subject=subject, stream=stream)
+    try:
+        later = build_event(slo(f"after-{uuid.uuid4().hex[:8]}", tags=["ticket:FEAT-9"]), status="success")
+        publisher.enqueue(later)
+        assert publisher.flush(15)
+    finally:
+        publisher.close()
+    received = [e["eventId"] for e in consume(SHARED_NATS, stream, subject, expect=len(left) + 1)]
+    assert received[-1:] == [later["eventId"]]
+    return received[:-1]
+
+
 def test_events_unpublished_at_exit_are_spooled_and_published_after_the_next_start(shared_nats, backlog_home):
     """NATS down until the proxy stops: nothing is lost, nothing is published twice."""
     from backlog_ops.gateway.quota_events import build_event
@@ -357,15 +374,7 @@ def test_events_unpublished_at_exit_are_spooled_and_published_after_the_next_sta
     assert len(spool.read_text().splitlines()) == 3
     assert oct(spool.stat().st_mode & 0o777) == "0o600"
 
-    second = QuotaEventPublisher(url=SHARED_NATS, subject=subject, stream=stream)  # the next start, NATS is back
-    try:
-        later = build_event(slo("after-restart", tags=["ticket:FEAT-9"]), status="success")
-        second.enqueue(later)
-        assert second.flush(15)
-    finally:
-        second.close()
-    received = consume(SHARED_NATS, stream, subject, expect=4)
-    assert [e["eventId"] for e in received] == [e["eventId"] for e in sent] + [later["eventId"]]
+    assert next_start_publishes_first(stream, subject, sent) == [e["eventId"] for e in sent]
     assert not spool.exists() and not list(backlog_home.glob("quota-events-spool.jsonl.*"))
 
 
@@ -377,7 +386,6 @@ def test_events_of_a_process_killed_with_9_are_published_after_the_next_start(sh
     import sys
 
     from backlog_ops.gateway.quota_events import build_event
-    from backlog_ops.gateway.quota_publisher import QuotaEventPublisher
 
     stream, subject = shared_nats
     dead = f"nats://127.0.0.1:{free_port()}"  # NATS away: the events wait in the buffer
@@ -405,15 +413,7 @@ def test_events_of_a_process_killed_with_9_are_published_after_the_next_start(sh
     assert oct(journal.stat().st_mode & 0o777) == "0o700"
     assert all(oct(f.stat().st_mode & 0o777) == "0o600" for f in segments)
 
-    second = QuotaEventPublisher(url=SHARED_NATS, subject=subject, stream=stream)  # the next start, NATS is back
-    try:
-        later = build_event(slo("after-kill", tags=["ticket:FEAT-9"]), status="success")
-        second.enqueue(later)
-        assert second.flush(15)
-    finally:
-        second.close()
-    received = consume(SHARED_NATS, stream, subject, expect=4)
-    assert [e["eventId"] for e in received] == [e["eventId"] for e in sent] + [later["eventId"]]
+    assert next_start_publishes_first(stream, subject, sent) == [e["eventId"] for e in sent]
     assert not list(journal.glob("*.jsonl")) and not list(backlog_home.glob("quota-events-spool.jsonl*"))
 
 
