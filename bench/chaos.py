@@ -117,6 +117,17 @@ class Load:
             return response.status_code, response.headers.get("x-litellm-call-id"), text
 
 
+def _unmount(path: Path) -> None:
+    """Undo the bind mount. A file the proxy opened through it while it was read-only keeps it busy
+    for a moment (EBUSY): retry, then detach it lazily, so no run leaves a mount behind."""
+    for _ in range(20):
+        if subprocess.run(["umount", str(path)], capture_output=True).returncode == 0:
+            return
+        time.sleep(0.1)
+    if subprocess.run(["umount", "-l", str(path)], capture_output=True).returncode != 0:
+        print(f"chaos: could not unmount {path}: run `umount -l {path}`", file=sys.stderr)
+
+
 @contextlib.contextmanager
 def read_only(path: Path):
     """`path` read-only for the block: a read-only bind mount as root (root ignores modes), else chmod 0500."""
@@ -134,7 +145,7 @@ def read_only(path: Path):
         yield how
     finally:
         if how == "read-only bind mount":
-            subprocess.run(["umount", str(path)], capture_output=True)
+            _unmount(path)
         elif how == "chmod 0500":
             path.chmod(0o700)
 
@@ -335,7 +346,7 @@ def main() -> int:
         f"{'rows lost':<34}{len(lost):>7,}   goal 0",
         f"{'duplicate rows':<34}{duplicates:>7,}   goal 0",
         f"{'over-budget calls served':<34}{over:>7,}   goal 0   (FEAT-CAP, budget ${BUDGET_USD:.2f}, policy deny; its calls: {cap_codes})",
-        f"{'quota events lost / duplicated':<34}{len(events_lost):>3,} / {events_duplicated:<3,}   goal 0 / 0   (journaled until acked: a kill -9 loses none)",
+        f"{'quota events lost / duplicated':<34}{len(events_lost):>3,} / {events_duplicated:<3,}   goal 0 / 0   (journaled until acked; a kill -9 loses the events of calls answered in its moment)",
         f"{'secrets seen in any output':<34}{len(seen):>7,}   goal 0   ({'; '.join(seen) if seen else 'checked ' + str(len(secret_values)) + ' secrets in ' + ', '.join(sorted(outputs))})",
         f"{'rows not on their session ticket':<34}{len(untagged):>7,}   (calls made while no context could be read)",
     ]
@@ -346,7 +357,7 @@ def main() -> int:
     if events_lost:
         def during(r: dict) -> str:
             hit = [name for name, a, b in spans if a <= r["answered"] <= b + 2.0]
-            return hit[0] if hit else "no fault"
+            return " + ".join(hit) if hit else "no fault"
         where: dict[str, int] = {}
         for r in events_lost:
             where[during(r)] = where.get(during(r), 0) + 1
