@@ -34,6 +34,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections import Counter
 from pathlib import Path
 
 import httpx
@@ -350,22 +351,18 @@ def main() -> int:
         f"{'secrets seen in any output':<34}{len(seen):>7,}   goal 0   ({'; '.join(seen) if seen else 'checked ' + str(len(secret_values)) + ' secrets in ' + ', '.join(sorted(outputs))})",
         f"{'rows not on their session ticket':<34}{len(untagged):>7,}   (calls made while no context could be read)",
     ]
+    timeline = "faults: " + "; ".join(f"{name} {a - started:.1f}-{b - started:.1f} s" for name, a, b in spans)
     if lost:
-        lines.append("faults: " + "; ".join(f"{name} {a - started:.1f}-{b - started:.1f} s" for name, a, b in spans))
+        lines.append(timeline)
         lines += [f"  lost: {r['call_id']} ({r['kind']}, {r['ticket']}) sent at {r['sent'] - started:.2f} s, "
                   f"answered at {r['answered'] - started:.2f} s" for r in lost[:20]]
     if events_lost:
-        def during(r: dict) -> str:
-            hit = [name for name, a, b in spans if a <= r["answered"] <= b + 2.0]
-            return " + ".join(hit) if hit else "no fault"
-        where: dict[str, int] = {}
-        for r in events_lost:
-            where[during(r)] = where.get(during(r), 0) + 1
+        where = Counter(" + ".join(name for name, a, b in spans if a <= r["answered"] <= b + 2.0) or "no fault"
+                        for r in events_lost)
         lines.append("quota events lost, by the fault they were answered in (or up to 2 s after): "
                      + ", ".join(f"{k}: {v}" for k, v in sorted(where.items())))
         lines.append(f"  first and last lost answered at {min(r['answered'] for r in events_lost) - started:.1f} s "
-                     f"and {max(r['answered'] for r in events_lost) - started:.1f} s; "
-                     + "faults: " + "; ".join(f"{name} {a - started:.1f}-{b - started:.1f} s" for name, a, b in spans))
+                     f"and {max(r['answered'] for r in events_lost) - started:.1f} s; " + timeline)
     if args.keep:
         lines.append(f"kept: {work}")
     print("\n".join(lines))

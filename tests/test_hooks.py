@@ -258,6 +258,13 @@ def test_hooks_can_be_switched_off(project_dir, backlog_home) -> None:
     assert (r.returncode, r.stdout) == (0, "") and not backlog_home.exists()
 
 
+def fresh_interpreter(code: str, cwd) -> str:
+    """Run `code` in a new interpreter (its own sys.modules), as a hook runs; its stdout."""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=cwd)
+    assert r.returncode == 0, r.stderr
+    return r.stdout
+
+
 HEAVY = ("pydantic", "filelock", "litellm", "mcp", "argparse", "httpx", "asyncio", "yaml", "sqlite3", "datetime")
 
 
@@ -275,10 +282,9 @@ def test_the_hook_path_imports_nothing_heavy(project_dir) -> None:
         "    assert main(['hook']) == 0\n"
         f"print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY!r})))\n"
     )
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=project_dir)
-    assert r.returncode == 0, r.stderr
-    assert "systemMessage" not in r.stdout, r.stdout
-    assert json.loads(r.stdout.splitlines()[-1]) == []
+    out = fresh_interpreter(code, project_dir)
+    assert "systemMessage" not in out, out
+    assert json.loads(out.splitlines()[-1]) == []
 
 
 # -- hooks.json -------------------------------------------------------------------------------------
@@ -320,9 +326,8 @@ def test_the_mcp_claim_path_imports_neither_json_nor_the_store(project_dir) -> N
         "assert main(['hook']) == 0\n"
         "print(' '.join(sorted(m for m in set(sys.modules) - before if m.split('.')[0] in ('json', 'typing', 'pathlib', 'datetime') or m in ('backlog_ops.context.file_store', 'backlog_ops.context.fields'))))\n"
     )
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=project_dir)
-    assert r.returncode == 0, r.stderr
-    assert r.stdout.strip() == "", f"imported on the hot path: {r.stdout}"
+    out = fresh_interpreter(code, project_dir)
+    assert out.strip() == "", f"imported on the hot path: {out}"
     assert sessions.claim_call("toolu_hot")["session_id"] == SID
 
 
@@ -336,9 +341,8 @@ def test_session_end_imports_nothing_of_the_budget_notices(project_dir) -> None:
         "print(' '.join(sorted(m for m in sys.modules if m.startswith(('backlog_ops.policy', 'backlog_ops.reports', "
         "'backlog_ops.claude.statusline', 'backlog_ops.claude.context_view')))))\n"
     )
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=project_dir)
-    assert r.returncode == 0, r.stderr
-    assert r.stdout.strip() == "", f"imported by SessionEnd: {r.stdout}"
+    out = fresh_interpreter(code, project_dir)
+    assert out.strip() == "", f"imported by SessionEnd: {out}"
 
 
 KEY_OF_PARENT = "from backlog_ops.claude.sessions import claude_process_key; print(claude_process_key())"

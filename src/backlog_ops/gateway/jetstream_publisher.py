@@ -206,11 +206,12 @@ class JetStreamPublisher:
         load_spool(self.spool_path(), parse,
                    lambda items: loaded.extend((event_id, payload, self._journal_line(payload)) for event_id, payload in items))
         if loaded:
-            for _, _, segment in loaded[:-self.capacity]:  # beyond the buffer's bound: dropped, as in enqueue
-                self.dropped += 1
+            beyond = loaded[:-self.capacity]  # past the buffer's bound: dropped and counted, as in enqueue
+            for _, _, segment in beyond:
                 if segment is not None:
                     self._journal.resolve(segment)
             with self._lock:
+                self.dropped += len(beyond)
                 self._buffer.extendleft(reversed(loaded[-self.capacity:]))
             self._log.info("backlog-ops: %d spooled %s(s) queued for publishing", len(loaded), self.noun)
 
